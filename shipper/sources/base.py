@@ -1,0 +1,97 @@
+"""The contract between file discovery, format readers and the pipeline.
+
+A format has two halves, split so that the expensive half can run in worker processes:
+
+* ``chunks()`` runs in the pipeline's process. It reads raw bytes from an open file, starting at
+  a committed position, and cuts them into ``Chunk`` s at record boundaries. It is cheap: no
+  parsing beyond finding boundaries and tracking the little state a later chunk needs (for W3C,
+  the active ``#Fields`` header). A chunk is never cut inside a record; an incomplete last record
+  is left for later unless ``final`` is set (``--once``: EOF completes it).
+* ``decode()`` is a pure, picklable function of one chunk: it parses records, normalises them to
+  ECS and encodes them to JSON bytes. It runs in a worker process when ``workers > 1``.
+
+Positions are ``(offset, state)``: ``offset`` is where the next unread record starts (a byte
+offset for text formats) and ``state`` is an opaque string the format needs to resume there (for
+W3C, the active header). Nothing here touches the checkpoint store; the pipeline commits a
+chunk's ``end`` only after every output has acknowledged its events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+
+@dataclass(slots=True)
+class Quarantine:
+    """A record that could not be shipped, with enough context to find and fix it."""
+
+    path: str
+    line: int | None
+    offset: int
+    reason: str
+    raw: str
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A run of whole records from one file, ready to decode anywhere.
+
+    ``payload`` holds the raw bytes (or nothing, for formats whose decoder reads the file
+    itself, such as .evtx); ``options`` carries the per-input settings the decoder needs
+    (time zone, whether to keep ``event.original``) so that a worker needs no config.
+    """
+
+    format: str
+    path: str
+    start: int
+    end: int
+    state_in: str
+    state_out: str
+    payload: bytes = b""
+    first_line: int = 1
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What a chunk turned into.
+
+    Events travel encoded: ``docs`` is one JSON document per event, and ``ids[i]`` and
+    ``datasets[i]`` belong to ``docs[i]``. The event id is the dedupe key, the
+    Elasticsearch ``_id`` and ``event.id``; the dataset picks the data stream.
+    ``timestamps[i]`` is the event's ``@timestamp`` (ISO 8601 UTC) for outputs that frame it.
+    """
+
+    ids: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    docs: list[bytes] = field(default_factory=list)
+    timestamps: list[str] = field(default_factory=list)
+    quarantined: list[Quarantine] = field(default_factory=list)
+    #: A file-level refusal (wrong #Software, not this format at all): nothing ships from it.
+    refused: str | None = None
+
+
+class Format(Protocol):
+    """A file format: registered by name in ``shipper.sources.FORMATS``."""
+
+    name: str
+
+    def sniff(self, head: bytes, path: str) -> bool:
+        """True when the first bytes of a file look like this format."""
+        ...
+
+    def chunks(
+        self, f: BinaryIO, path: str, start: int, state: str, final: bool, options: dict[str, object]
+    ) -> Iterator[Chunk]:
+        """Cut the file from ``start`` into chunks of whole records; runs in the main process."""
+        ...
+
+    decode: Callable[[Chunk], Decoded]
+    """Module-level (picklable) function: chunk in, encoded events out. Pure apart from
+    reading ``chunk.path`` for formats that carry no payload."""
+
+
+class FileRefused(Exception):
+    """The whole file is not acceptable input (for example a W3C file that is not RMS)."""
