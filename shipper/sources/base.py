@@ -18,7 +18,7 @@ chunk's ``end`` only after every output has acknowledged its events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -83,14 +83,22 @@ class Format(Protocol):
         ...
 
     def chunks(
-        self, f: BinaryIO, path: str, start: int, state: str, final: bool, options: dict[str, object]
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        state: str,
+        final: bool,
+        options: dict[str, object],
     ) -> Iterator[Chunk]:
         """Cut the file from ``start`` into chunks of whole records; runs in the main process."""
         ...
 
-    decode: Callable[[Chunk], Decoded]
-    """Module-level (picklable) function: chunk in, encoded events out. Pure apart from
-    reading ``chunk.path`` for formats that carry no payload."""
+    def decode(self, chunk: Chunk) -> Decoded:
+        """Chunk in, encoded events out; runs in a worker process, which finds the format by
+        ``chunk.format`` in ``FORMATS``. Pure apart from reading ``chunk.path`` for formats
+        that carry no payload."""
+        ...
 
 
 class FileRefused(Exception):

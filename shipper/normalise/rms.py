@@ -1,0 +1,542 @@
+"""Azure RMS usage-log records to ECS events, fast enough to keep up with bulk downloads.
+
+A tenant's usage logs run to millions of records a day, so the per-record path must cost a few
+microseconds. Everything that depends only on the ``#Fields`` header is decided once, in
+``RmsNormaliser.bind``; everything that repeats across records (user ids, client strings, IP
+addresses, dates, file names, request types) is parsed once and kept in bounded caches. Cached
+pieces are immutable (tuples, strings) or are copied before they go into an event, so a caller
+that changes an event never changes the next one.
+
+Records are bound to the header by field name, never by position: Microsoft has added fields
+(``admin-action``, ``acting-as-user``) and may add more. A field this module does not know is
+kept, raw, under ``azure_rms.<name>``.
+
+ECS 9.4 has no ``log.offset`` (it is a Filebeat field), so the line's byte offset goes to
+``azure_rms.log_offset``; ``log.file.path`` is ECS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import date, datetime
+from operator import itemgetter
+from typing import Any
+
+from shipper.errors import RecordRejected
+from shipper.mappings import load_yaml
+
+__all__ = ["DATASET", "ECS_VERSION", "MODULE", "KNOWN_FIELDS", "RmsNormaliser", "BoundNormaliser"]
+
+DATASET = "azure_rms.usage"
+ECS_VERSION = "9.4.0"
+MODULE = "azure_rms"
+
+#: Every field Microsoft documents, in the order of the current 17-field layout.
+KNOWN_FIELDS: tuple[str, ...] = (
+    "date",
+    "time",
+    "row-id",
+    "request-type",
+    "user-id",
+    "result",
+    "correlation-id",
+    "content-id",
+    "owner-email",
+    "issuer",
+    "template-id",
+    "file-name",
+    "date-published",
+    "c-info",
+    "c-ip",
+    "admin-action",
+    "acting-as-user",
+)
+
+#: A cache that grows past this many entries is emptied (cheaper than LRU bookkeeping).
+CACHE_LIMIT = 100_000
+
+Event = dict[str, Any]
+BoundNormaliser = Callable[[list[str], str, int, str], Event]
+
+_EMPTY = frozenset(("", "''", "-", "'-'", '""'))
+_ADMIN_ACTION = {"true": True, "false": False, "1": True, "0": False}
+# admin-action as written -> bool, for the spellings seen in practice (others take the slow path)
+_ADMIN_ACTION_FAST = {
+    **_ADMIN_ACTION,
+    **{k.capitalize(): v for k, v in _ADMIN_ACTION.items()},
+    **{k.upper(): v for k, v in _ADMIN_ACTION.items()},
+}
+_OS_TYPES = {
+    "windows": "windows",
+    "macos": "macos",
+    "mac os x": "macos",
+    "osx": "macos",
+    "ios": "ios",
+    "ipados": "ios",
+    "android": "android",
+    "linux": "linux",
+}
+# c-info keys -> (target, key); target "ua", "os" or "client"
+_CINFO_KEYS = {
+    "version": ("client", "sdk_version"),
+    "appname": ("ua", "name"),
+    "appversion": ("ua", "version"),
+    "apparch": ("client", "app_arch"),
+    "osname": ("os", "name"),
+    "osversion": ("os", "version"),
+    "osarch": ("client", "os_arch"),
+}
+_US_DATETIME_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y")
+
+# Cached "nothing here" values: truthy, so the hot path can test the cache hit with `is None`.
+_NO_USER: tuple[None, tuple[str, ...], None] = (None, (), None)
+_NO_UA: tuple[None, None, None] = (None, None, None)
+
+
+def _unquote(value: str) -> str:
+    """Strip surrounding whitespace and the single quotes RMS puts around some values."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].strip()
+    return "" if value in _EMPTY else value
+
+
+def _field_key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+# --- parsers for the cache-miss path (each runs once per distinct value) -----------------------
+
+
+def _parse_date(raw: str) -> str:
+    """``2024-03-04`` -> ``2024-03-04T`` (the timestamp's prefix)."""
+    if len(raw) == 10 and raw[4] == "-" and raw[7] == "-" and raw.isascii():
+        try:
+            date.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return raw + "T"
+    raise RecordRejected(f"unparseable date {raw!r}")
+
+
+def _parse_time(raw: str) -> str:
+    """``21:59:28`` -> ``21:59:28.000Z``; fractions keep their digits (3 to 9 of them)."""
+    hms, dot, frac = raw.partition(".")
+    parts = hms.split(":")
+    ok = len(parts) == 3 and all(1 <= len(p) <= 2 and p.isascii() and p.isdigit() for p in parts)
+    if ok and dot:
+        ok = bool(frac) and frac.isascii() and frac.isdigit()
+    if ok:
+        h, m, s = (int(p) for p in parts)
+        ok = h <= 23 and m <= 59 and s <= 59
+    if not ok:
+        raise RecordRejected(f"unparseable time {raw!r}")
+    frac = frac.ljust(3, "0")[:9] if dot else "000"
+    return f"{h:02d}:{m:02d}:{s:02d}.{frac}Z"
+
+
+def _parse_principal(
+    raw: str, ids: dict[str, str], tenant_services: dict[str, str]
+) -> tuple[dict[str, str] | None, tuple[str, ...], dict[str, str] | None]:
+    """user-id -> (user fields, related.user values, azure_rms.principal fields)."""
+    value = _unquote(raw)
+    if not value:
+        return _NO_USER
+    kind = ids.get(value.lower())
+    if kind is not None:
+        return {"id": value, "name": value}, (value,), {"type": kind}
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        return {"id": value, "name": value}, (value,), {"type": "user"}
+    kind = tenant_services.get(local.lower())
+    if kind is not None and domain.lower().endswith(".aadrm.com"):
+        principal = {"type": kind}
+        labels = domain.lower().split(".")
+        principal["tenant_id"] = labels[0].strip("{}")
+        if len(labels) >= 5 and labels[1] == "rms":
+            principal["region"] = labels[2]
+        return {"id": value, "name": local, "domain": domain}, (value, local), principal
+    user = {"id": value, "email": value, "name": local, "domain": domain}
+    return user, (value, local), {"type": "user"}
+
+
+def _parse_email(raw: str) -> tuple[str | None, str | None, str | None]:
+    """owner-email / issuer / acting-as-user -> (value, local part, domain); parts None if no @."""
+    value = _unquote(raw)
+    if not value:
+        return (None, None, None)
+    local, at, domain = value.rpartition("@")
+    if at and local and domain:
+        return (value, local, domain)
+    return (value, None, None)
+
+
+def _parse_cinfo(
+    raw: str,
+) -> tuple[dict[str, str] | None, dict[str, str] | None, dict[str, str] | None]:
+    """c-info -> (user_agent fields without os, user_agent.os fields, azure_rms.client fields).
+
+    ``'MSIPC;version=1.0.623.47;AppName=WINWORD.EXE;AppVersion=15.0.4753.1000;AppArch=x86;
+    OSName=Windows;OSVersion=6.1.7601;OSArch=amd64'``: the first item names the RMS client SDK,
+    the rest are ``key=value`` pairs. Keys nobody documented go to ``azure_rms.client.<key>``.
+    """
+    value = _unquote(raw)
+    if not value:
+        return _NO_UA
+    ua: dict[str, str] = {"original": value}
+    os: dict[str, str] = {}
+    client: dict[str, str] = {}
+    targets = {"ua": ua, "os": os, "client": client}
+    items = value.split(";")
+    if "=" not in items[0]:
+        sdk = items.pop(0).strip()
+        if sdk:
+            client["sdk_name"] = sdk
+    for item in items:
+        key, eq, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        if not eq or not key or not val:
+            continue
+        target, name = _CINFO_KEYS.get(key.lower(), ("client", _field_key(key)))
+        targets[target].setdefault(name, val)
+    if "name" in os:
+        if "version" in os:
+            os["full"] = f"{os['name']} {os['version']}"
+        os_type = _OS_TYPES.get(os["name"].lower())
+        if os_type:
+            os["type"] = os_type
+    return ua, os or None, client or None
+
+
+def _parse_ip(raw: str) -> tuple[str | None, str | None]:
+    """c-ip -> (valid address for source.ip, or None; raw value kept when not an address)."""
+    value = _unquote(raw)
+    if not value:
+        return (None, None)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return (None, value)
+    return (value, None)
+
+
+def _parse_file_name(raw: str) -> dict[str, str]:
+    """file-name -> file fields: name, extension (no dot, case kept), path if one was given."""
+    value = _unquote(raw)
+    if not value:
+        return {}
+    name = value.replace("\\", "/").rpartition("/")[2] or value
+    file = {"name": name}
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem.strip() and ext and " " not in ext:
+        file["extension"] = ext
+    if name != value:
+        file["path"] = value
+    return file
+
+
+def _parse_guid(raw: str) -> str:
+    """``{1C3FE7A9-...}`` -> ``1c3fe7a9-...``; "" when empty."""
+    return _unquote(raw).strip("{}").strip().lower()
+
+
+def _parse_date_published(raw: str) -> tuple[str, str] | tuple[()]:
+    """date-published -> ("date_published", ISO 8601 as given) or ("date_published_raw", raw)."""
+    value = _unquote(raw)
+    if not value:
+        return ()
+    iso = value[:10] + "T" + value[11:] if len(value) > 10 and value[10] == " " else value
+    if len(iso) >= 10 and iso[4] == "-" and iso[7] == "-":
+        try:
+            datetime.fromisoformat(iso[:-1] + "+00:00" if iso.endswith("Z") else iso)
+        except ValueError:
+            pass
+        else:
+            return ("date_published", iso)
+    for fmt in _US_DATETIME_FORMATS:
+        try:
+            parsed = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        text = parsed.date().isoformat() if fmt == "%m/%d/%Y" else parsed.isoformat()
+        return ("date_published", text)
+    return ("date_published_raw", value)
+
+
+def _load_request_types() -> tuple[dict[str, tuple[tuple[str, ...], tuple[str, ...]]], Any]:
+    data = load_yaml("rms/request_types.yaml")
+    table = {
+        name: (tuple(spec["category"]), tuple(spec["type"]))
+        for name, spec in data["request_types"].items()
+    }
+    default = data.get("default")
+    fallback = (tuple(default["category"]), tuple(default["type"])) if default else None
+    return table, fallback
+
+
+def _load_service_principals() -> tuple[dict[str, str], dict[str, str]]:
+    data = load_yaml("rms/service_principals.yaml") or {}
+    ids = {k.lower(): v["type"] for k, v in (data.get("ids") or {}).items()}
+    services = {k.lower(): v["type"] for k, v in (data.get("tenant_services") or {}).items()}
+    return ids, services
+
+
+class RmsNormaliser:
+    """Turns Azure RMS usage-log records into ECS events; one instance per worker process.
+
+    Call ``bind(fields)`` once per ``#Fields`` header, then the returned function once per
+    record. Caches live on the instance and are shared by every header it binds.
+
+    Event identity: ``event.id`` is the ``row-id``, or the ``correlation-id`` when the row-id is
+    empty (Microsoft's rule). A record with neither is rejected with ``RecordRejected``: without
+    an identity it cannot be deduplicated, so re-downloads would ship it again and again.
+    A record whose date or time cannot be parsed is rejected too.
+
+    Request types missing from ``mappings/rms/request_types.yaml`` still ship, with the table's
+    ``default`` category/type (``api``/``info``) and ``event.action`` set to the request type.
+    """
+
+    def __init__(self, keep_original: bool = False) -> None:
+        self.keep_original = keep_original
+        self._request_types, self._default_request = _load_request_types()
+        self._principal_ids, self._tenant_services = _load_service_principals()
+        self._dates: dict[str, str] = {}
+        self._times: dict[str, str] = {}
+        self._events: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        self._users: dict[str, tuple[Any, tuple[str, ...], Any]] = {}
+        self._emails: dict[str, tuple[str | None, str | None, str | None]] = {}
+        self._agents: dict[str, tuple[Any, Any, Any]] = {}
+        self._ips: dict[str, tuple[str | None, str | None]] = {}
+        self._files: dict[str, dict[str, str]] = {}
+        self._guids: dict[str, str] = {}
+        self._published: dict[str, tuple[str, str] | tuple[()]] = {}
+
+    # --- cache misses ----------------------------------------------------------------------
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    def _event_template(self, request: str, result: str) -> tuple[dict[str, Any], str]:
+        """(``event`` fields that depend only on request-type and result, the result text)."""
+        action = _unquote(request)
+        event: dict[str, Any] = {"kind": "event", "module": MODULE, "dataset": DATASET}
+        if action:
+            event["action"] = action
+        pair = self._request_types.get(action) or self._default_request
+        if pair is not None:
+            event["category"], event["type"] = pair
+        text = _unquote(result)
+        if not text:
+            event["outcome"] = "unknown"
+        elif text.lower() == "success":
+            event["outcome"] = "success"
+        else:
+            event["outcome"] = "failure"  # the caller puts `text` into error.code/message
+        return self._remember(self._events, (request, result), (event, text))
+
+    # --- binding ---------------------------------------------------------------------------
+
+    def bind(self, fields: list[str]) -> BoundNormaliser:
+        """Return the per-record function for records under this ``#Fields`` header."""
+        names = [f.strip().lower() for f in fields]
+        position: dict[str, int] = {}
+        for i, name in enumerate(names):
+            position.setdefault(name, i)
+        missing_index = len(names)  # points at the "" appended to records when fields are absent
+        pad = any(name not in position for name in KNOWN_FIELDS)
+        getter = itemgetter(*(position.get(name, missing_index) for name in KNOWN_FIELDS))
+        extras = tuple(
+            (i, _field_key(name))
+            for i, name in enumerate(names)
+            if name not in KNOWN_FIELDS and position[name] == i and name
+        )
+        no_clock = "date" not in position or "time" not in position
+
+        keep_original = self.keep_original
+        dates, times, events = self._dates, self._times, self._events
+        users, emails, agents = self._users, self._emails, self._agents
+        ips, files, guids, published = self._ips, self._files, self._guids, self._published
+        remember = self._remember
+        event_template = self._event_template
+        principal_ids, tenant_services = self._principal_ids, self._tenant_services
+        empty = _EMPTY
+        admin_values = _ADMIN_ACTION_FAST
+
+        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Event:
+            if pad:
+                if no_clock:
+                    raise RecordRejected("the #Fields header has no date or no time field")
+                values = [*values, ""]
+            (
+                d,
+                t,
+                row_id,
+                request,
+                user_id,
+                result,
+                correlation_id,
+                content_id,
+                owner,
+                issuer,
+                template_id,
+                file_name,
+                date_published,
+                c_info,
+                c_ip,
+                admin_action,
+                acting_as,
+            ) = getter(values)
+
+            prefix = dates.get(d)
+            if prefix is None:
+                prefix = remember(dates, d, _parse_date(d))
+            clock = times.get(t)
+            if clock is None:
+                clock = remember(times, t, _parse_time(t))
+
+            rms: dict[str, Any] = {"log_offset": offset}
+            if len(row_id) > 2 or row_id not in empty:
+                event_id = rms["row_id"] = row_id
+                if len(correlation_id) > 2 or correlation_id not in empty:
+                    rms["correlation_id"] = correlation_id
+            elif correlation_id not in empty:
+                event_id = rms["correlation_id"] = correlation_id
+            else:
+                raise RecordRejected(
+                    "no row-id and no correlation-id: the record has no identity to dedupe on"
+                )
+
+            cached = events.get((request, result))
+            if cached is None:
+                cached = event_template(request, result)
+            event = cached[0].copy()
+            event["id"] = event_id
+            if keep_original:
+                event["original"] = raw_line.rstrip("\r\n")
+            doc: Event = {
+                "@timestamp": prefix + clock,
+                "event": event,
+                "ecs": {"version": ECS_VERSION},
+                "log": {"file": {"path": path}},
+            }
+            if event["outcome"] == "failure":
+                doc["error"] = {"code": cached[1], "message": cached[1]}
+
+            # who
+            principal = users.get(user_id)
+            if principal is None:
+                principal = remember(
+                    users, user_id, _parse_principal(user_id, principal_ids, tenant_services)
+                )
+            related = list(principal[1])
+            if principal[0] is not None:
+                doc["user"] = user = principal[0].copy()
+                rms["principal"] = principal[2].copy()
+            else:
+                user = None
+            if acting_as:
+                target = emails.get(acting_as)
+                if target is None:
+                    target = remember(emails, acting_as, _parse_email(acting_as))
+                if target[0] is not None:
+                    if target[1] is not None:
+                        sub = {"email": target[0], "name": target[1], "domain": target[2]}
+                        if target[1] not in related:
+                            related.append(target[1])
+                    else:
+                        sub = {"name": target[0]}
+                    if user is None:
+                        doc["user"] = user = {}
+                    user["target"] = sub
+                    if target[0] not in related:
+                        related.append(target[0])
+            if owner:
+                who = emails.get(owner)
+                if who is None:
+                    who = remember(emails, owner, _parse_email(owner))
+                if who[0] is not None:
+                    rms["owner_email"] = who[0]
+                    if who[0] not in related:
+                        related.append(who[0])
+            if issuer:
+                who = emails.get(issuer)
+                if who is None:
+                    who = remember(emails, issuer, _parse_email(issuer))
+                if who[0] is not None:
+                    rms["issuer"] = who[0]
+                    if who[1] is not None and who[0] not in related:
+                        related.append(who[0])
+
+            # from where, with what
+            if c_ip:
+                ip = ips.get(c_ip)
+                if ip is None:
+                    ip = remember(ips, c_ip, _parse_ip(c_ip))
+                if ip[0] is not None:
+                    doc["source"] = {"ip": ip[0]}
+                    doc["related"] = {"ip": [ip[0]]}
+                elif ip[1] is not None:
+                    rms["c_ip"] = ip[1]
+            if related:
+                if "related" in doc:
+                    doc["related"]["user"] = related
+                else:
+                    doc["related"] = {"user": related}
+            if c_info:
+                agent = agents.get(c_info)
+                if agent is None:
+                    agent = remember(agents, c_info, _parse_cinfo(c_info))
+                if agent[0] is not None:
+                    doc["user_agent"] = ua = agent[0].copy()
+                    if agent[1] is not None:
+                        ua["os"] = agent[1].copy()
+                    if agent[2] is not None:
+                        rms["client"] = agent[2].copy()
+
+            # what
+            if file_name:
+                file = files.get(file_name)
+                if file is None:
+                    file = remember(files, file_name, _parse_file_name(file_name))
+                if file:
+                    doc["file"] = file.copy()
+            if content_id:
+                guid = guids.get(content_id)
+                if guid is None:
+                    guid = remember(guids, content_id, _parse_guid(content_id))
+                if guid:
+                    rms["content_id"] = guid
+            if template_id:
+                guid = guids.get(template_id)
+                if guid is None:
+                    guid = remember(guids, template_id, _parse_guid(template_id))
+                if guid:
+                    rms["template_id"] = guid
+            if date_published:
+                pub = published.get(date_published)
+                if pub is None:
+                    pub = remember(published, date_published, _parse_date_published(date_published))
+                if pub:
+                    rms[pub[0]] = pub[1]
+            if admin_action:
+                flag = admin_values.get(admin_action)
+                if flag is None:
+                    text = _unquote(admin_action)
+                    flag = _ADMIN_ACTION.get(text.lower(), text)
+                if flag != "":
+                    rms["admin_action" if flag is True or flag is False else "admin_action_raw"] = flag
+            for i, key in extras:
+                value = values[i]
+                if value not in empty:
+                    rms[key] = value
+
+            doc["azure_rms"] = rms
+            return doc
+
+        return normalise

@@ -1,0 +1,83 @@
+"""NDJSON file output: exactly once by truncating back to the committed length.
+
+A batch is appended and fsynced before ``send`` returns; the file's length after it travels in
+the ``Ack`` state and is committed with the positions. On start, ``restore`` cuts the file back
+to the committed length, removing whatever a crash left after the last commit (those events
+are read and written again, because their positions were not committed either).
+
+Rotation by size happens at the start of a ``send``: the pipeline commits every batch before
+sending the next, so at that moment the whole active file is committed and can be renamed to
+``<name>.1`` (older ones shift up; the oldest beyond ``keep_files`` is deleted). The active
+file's identity is part of the state, so a crash between a rotation and the next commit is
+recognised: the renamed file is complete, and the new active file is cut to zero.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from shipper.config import NdjsonOutput
+from shipper.errors import OutputFailed
+from shipper.outputs.base import Ack, EventBatch
+from shipper.sources.identity import file_key
+
+
+class NdjsonFileOutput:
+    def __init__(self, settings: NdjsonOutput) -> None:
+        self.name = f"ndjson:{settings.path}"
+        self.path = Path(settings.path)
+        self.max_bytes = settings.max_bytes
+        self.keep_files = settings.keep_files
+        self._f: Any = None
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "ab")
+        size = self._f.seek(0, os.SEEK_END)
+        if state is None:
+            length = size  # a file we did not write: append to it, never cut it
+        elif state["file"] == self._identity():
+            length = state["length"]
+        else:
+            length = 0  # rotated after the last commit: all of it is uncommitted
+        if size > length:
+            self._f.truncate(length)
+            self._f.seek(length)
+            os.fsync(self._f.fileno())
+
+    def send(self, batch: EventBatch) -> Ack:
+        try:
+            if self._f.tell() >= self.max_bytes:
+                self._rotate()
+            if batch.docs:
+                self._f.write(b"\n".join(batch.docs) + b"\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            raise OutputFailed(f"{self.path}: cannot write: {e.strerror}") from e
+        return Ack(
+            delivered=len(batch),
+            state={"length": self._f.tell(), "file": self._identity()},
+        )
+
+    def _identity(self) -> str:
+        return file_key(os.fstat(self._f.fileno()), str(self.path))
+
+    def _rotate(self) -> None:
+        self._f.close()
+        for i in range(self.keep_files, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                if i == self.keep_files:
+                    older.unlink()
+                else:
+                    older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._f = open(self.path, "ab")
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None

@@ -1,0 +1,31 @@
+"""Standard output: one JSON event a line, for piping into jq or another shipper.
+
+Delivery means the bytes reached the pipe (flushed); a closed pipe stops the output.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from shipper.errors import OutputFailed
+from shipper.outputs.base import Ack, EventBatch
+
+
+class StdoutOutput:
+    name = "stdout"
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        pass
+
+    def send(self, batch: EventBatch) -> Ack:
+        if batch.docs:
+            try:
+                sys.stdout.buffer.write(b"\n".join(batch.docs) + b"\n")
+                sys.stdout.buffer.flush()
+            except (BrokenPipeError, ValueError) as e:
+                raise OutputFailed("stdout is closed") from e
+        return Ack(delivered=len(batch))
+
+    def close(self) -> None:
+        pass

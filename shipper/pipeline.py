@@ -1,0 +1,391 @@
+"""The one module that wires sources, decoders, outputs and the checkpoint store.
+
+The delivery rule, enforced here:
+
+1. Files are cut into chunks in this process and decoded (parsed, normalised, encoded) in worker
+   processes, results coming back in source order.
+2. Events whose id was already shipped (committed) or is already in the batch being built are
+   skipped and counted as duplicates: the same record from an overlapping re-download.
+3. A batch goes to every output; ``send`` returns only when the output holds it durably. An
+   output that says "retry later" gets the same batch again after a backoff, and the sources
+   wait meanwhile (backpressure); outputs that already acknowledged it are not sent it again.
+4. Only then, in one transaction: the file positions reached (the end of the last chunk of each
+   file in the batch), the ids shipped, and the outputs' states. Quarantined lines are written
+   and fsynced just before, their file's length committed the same way.
+
+Because one batch is committed before the next is sent, a crash at any moment loses nothing
+(uncommitted positions are read again) and duplicates nothing that an idempotent output or the
+id index can catch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from shipper.config import Config, NdjsonOutput
+from shipper.errors import OutputFailed, RetryLater
+from shipper.outputs import EventBatch, Output, build_output
+from shipper.outputs.ndjson import NdjsonFileOutput
+from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
+from shipper.sources.discovery import Candidate, open_position, scan
+from shipper.state import FileState, Store, event_key
+
+log = logging.getLogger("shipper")
+
+#: below this much unread data, decoding in-process beats starting worker processes
+POOL_THRESHOLD = 8 * 1024 * 1024
+#: in --once mode, give up on an output that keeps asking to retry after this many attempts
+ONCE_MAX_ATTEMPTS = 8
+QUARANTINE_STATE = "quarantine"
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    files_read: int = 0
+    files_refused: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.files_refused and not self.errors
+
+
+@dataclass
+class Progress:
+    """What a progress display needs; the pipeline updates it, a display reads it."""
+
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    records: int = 0
+
+
+def _decode(chunk: Chunk) -> tuple[Decoded, list[bytes]]:
+    """Worker entry point: decode a chunk and compute the dedupe digests of its events."""
+    decoded = FORMATS[chunk.format].decode(chunk)
+    return decoded, [event_key(i) for i in decoded.ids]
+
+
+def _ignore_sigint() -> None:
+    # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Decoders:
+    """Ordered decoding, in worker processes when it pays, with a bounded number in flight."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def use_pool(self, pending_bytes: int) -> None:
+        if self._pool is None and self.workers > 1 and pending_bytes >= POOL_THRESHOLD:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
+            )
+
+    def map(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Decoded, list[bytes]]]:
+        if self._pool is None:
+            for chunk in chunks:
+                yield (chunk, *_decode(chunk))
+            return
+        inflight: deque[tuple[Chunk, Future[tuple[Decoded, list[bytes]]]]] = deque()
+        limit = 2 * self.workers
+        try:
+            for chunk in chunks:
+                inflight.append((chunk, self._pool.submit(_decode, chunk)))
+                if len(inflight) >= limit:
+                    done, fut = inflight.popleft()
+                    yield (done, *fut.result())
+            while inflight:
+                done, fut = inflight.popleft()
+                yield (done, *fut.result())
+        finally:
+            for _, fut in inflight:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.events = EventBatch()
+        self.digests: list[bytes] = []
+        self.keys: set[bytes] = set()
+        self.positions: dict[str, FileState] = {}
+        self.quarantined: list[Quarantine] = []
+        self.duplicates = 0
+
+    def add(self, decoded: Decoded, digests: list[bytes], shipped: set[bytes]) -> None:
+        ev = self.events
+        if not shipped and self.keys.isdisjoint(digests) and len(set(digests)) == len(digests):
+            ev.ids += decoded.ids
+            ev.datasets += decoded.datasets
+            ev.docs += decoded.docs
+            ev.timestamps += decoded.timestamps
+            self.digests += digests
+            self.keys.update(digests)
+            return
+        for i, d in enumerate(digests):
+            if d in shipped or d in self.keys:
+                self.duplicates += 1
+                continue
+            self.keys.add(d)
+            self.digests.append(d)
+            ev.ids.append(decoded.ids[i])
+            ev.datasets.append(decoded.datasets[i])
+            ev.docs.append(decoded.docs[i])
+            ev.timestamps.append(decoded.timestamps[i])
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        once: bool,
+        progress: Progress | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.once = once
+        self.progress = progress or Progress()
+        self._on_progress = on_progress or (lambda: None)
+        self.summary = Summary()
+        self._stop = threading.Event()
+        workers = config.pipeline.workers
+        self._decoders = _Decoders(os.cpu_count() or 1 if workers == "auto" else int(workers))
+        self._opened: dict[str, FileState] = {}
+
+    def stop(self) -> None:
+        """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
+        self._stop.set()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        data_dir = self.config.data_path
+        store = Store(data_dir)
+        outputs: list[Output] = []
+        quarantine = NdjsonFileOutput(NdjsonOutput(path=str(quarantine_path(data_dir))))
+        try:
+            states = store.output_states()
+            for settings in self.config.outputs:
+                out = build_output(settings, data_dir)
+                out.restore(states.get(out.name))
+                outputs.append(out)
+            quarantine.restore(states.get(QUARANTINE_STATE))
+            store.prune(self.config.dedupe.retention_days * 86400)
+            self._store, self._outputs, self._quarantine = store, outputs, quarantine
+            while True:
+                self._pass()
+                if self.once or self._stop.is_set():
+                    break
+                self._stop.wait(self.config.pipeline.poll_interval)
+                if self._stop.is_set():
+                    break
+        except OutputFailed as e:
+            log.error("%s", e)
+            self.summary.errors.append(str(e))
+        finally:
+            self._decoders.close()
+            for out in outputs:
+                out.close()
+            quarantine.close()
+            store.close()
+            self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _pass(self) -> None:
+        """One scan of the inputs, reading everything new, committed batch by batch."""
+        known = self._store.files()
+        found = scan(self.config.inputs, known)
+        gone = [k for k, st in known.items() if k not in found.seen and not os.path.exists(st.path)]
+        if gone:
+            self._store.forget_files(gone)
+        pending = sum(c.size - (c.known.offset if c.known else 0) for c in found.candidates)
+        p = self.progress
+        p.files_total += len(found.candidates)
+        p.bytes_total += max(pending, 0)
+        self._decoders.use_pool(pending)
+        batch = _Batch()
+        limit = self.config.pipeline.batch_events
+        for chunk, decoded, digests in self._decoders.map(self._chunks(found.candidates)):
+            shipped = self._store.shipped(digests) if digests else set()
+            batch.add(decoded, digests, shipped)
+            batch.quarantined += decoded.quarantined
+            opened = self._opened[chunk.path]
+            batch.positions[chunk.path] = FileState(
+                opened.key,
+                opened.path,
+                opened.format,
+                chunk.end,
+                chunk.state_out,
+                opened.head_len,
+                opened.head_hash,
+                max(opened.size, chunk.end),
+                opened.mtime_ns,
+            )
+            p.bytes_done += chunk.end - chunk.start
+            p.records += len(decoded.docs)
+            self._on_progress()
+            if len(batch.events) >= limit or len(batch.quarantined) >= limit:
+                self._deliver(batch)
+                batch = _Batch()
+            if self._stop.is_set():
+                break
+        self._deliver(batch)
+
+    def _chunks(self, candidates: list[Candidate]) -> Iterator[Chunk]:
+        """Every chunk of every candidate file, in order; refusals are counted, not raised."""
+        for cand in candidates:
+            if self._stop.is_set():
+                return
+            try:
+                yield from self._file_chunks(cand)
+            except FileRefused as e:
+                self._refuse(str(e))
+            except OSError as e:
+                log.warning("%s: cannot read: %s", cand.path, e.strerror or e)
+            self.progress.files_done += 1
+
+    def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
+        with open(cand.path, "rb") as f:
+            where = open_position(f, cand)
+            fmt_name = where.format
+            if fmt_name is None:
+                f.seek(0)
+                head = f.read(4096)
+                fmt_name = next(
+                    (n for n in cand.input.formats if FORMATS[n].sniff(head, cand.path)), None
+                )
+                if fmt_name is None:
+                    raise FileRefused(
+                        f"{cand.path}: not a recognised {cand.input.type} file"
+                        f" (tried: {', '.join(cand.input.formats)})"
+                    )
+            if where.reason in ("truncated", "replaced"):
+                log.info("%s: %s since last read; reading from the start", cand.path, where.reason)
+            position = FileState(
+                cand.key,
+                cand.path,
+                fmt_name,
+                where.start,
+                where.state,
+                where.head_len,
+                where.head_hash,
+                cand.size,
+                cand.mtime_ns,
+            )
+            self._opened[cand.path] = position
+            self.summary.files_read += 1
+            options = self._options(cand.input)
+            final = self.once
+            yield from FORMATS[fmt_name].chunks(
+                f, cand.path, where.start, where.state, final, options
+            )
+
+    def _options(self, inp: Any) -> dict[str, object]:
+        options = dict(inp.options())
+        options["keep_original"] = self.config.pipeline.keep_original
+        return options
+
+    def _refuse(self, reason: str) -> None:
+        log.error("refused: %s", reason)
+        self.summary.files_refused += 1
+
+    # --- delivery ---------------------------------------------------------------------
+
+    def _deliver(self, batch: _Batch) -> None:
+        """Send to every output until each has acknowledged, then commit (module docstring)."""
+        if not batch.positions and not batch.quarantined:
+            return
+        states: dict[str, dict[str, Any]] = {}
+        waiting = list(self._outputs) if len(batch.events) else []
+        attempt = 0
+        while waiting:
+            for out in list(waiting):
+                try:
+                    ack = out.send(batch.events)
+                except RetryLater as e:
+                    log.warning("%s: %s; will retry", out.name, e)
+                    continue
+                if ack.state is not None:
+                    states[out.name] = ack.state
+                self.summary.dead_lettered += ack.dead_lettered
+                waiting.remove(out)
+            if not waiting:
+                break
+            attempt += 1
+            if self.once and attempt >= ONCE_MAX_ATTEMPTS:
+                names = ", ".join(o.name for o in waiting)
+                raise OutputFailed(f"{names}: still unavailable after {attempt} attempts")
+            delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+            if self._stop.wait(delay) and attempt >= 3:
+                raise OutputFailed("stopped while outputs were unavailable; batch not committed")
+        if batch.quarantined:
+            self._quarantine_write(batch.quarantined)
+            states[QUARANTINE_STATE] = self._quarantine_state
+        self._store.commit(batch.positions.values(), batch.digests, states)
+        self.summary.events += len(batch.events)
+        self.summary.duplicates += batch.duplicates
+        self.summary.quarantined += len(batch.quarantined)
+
+    _quarantine_state: dict[str, Any]
+    _quarantine_logged = 0
+
+    def _quarantine_write(self, items: list[Quarantine]) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        docs = []
+        for q in items:
+            docs.append(
+                orjson.dumps(
+                    {
+                        "time": now,
+                        "path": q.path,
+                        "line": q.line,
+                        "offset": q.offset,
+                        "reason": q.reason,
+                        "raw": q.raw,
+                    }
+                )
+            )
+            if self._quarantine_logged < 100:
+                log.warning("quarantined %s:%s (offset %d): %s", q.path, q.line, q.offset, q.reason)
+                self._quarantine_logged += 1
+                if self._quarantine_logged == 100:
+                    log.warning("more quarantined lines are in the quarantine file only")
+        ack = self._quarantine.send(EventBatch(docs=docs))
+        assert ack.state is not None
+        self._quarantine_state = ack.state
+
+
+def quarantine_path(data_dir: Path) -> Path:
+    return data_dir / "quarantine.jsonl"

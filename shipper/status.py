@@ -1,0 +1,29 @@
+"""``shipper check --outputs``: can each output be reached and written to, right now?"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from shipper.config import Config
+
+
+def check_outputs(cfg: Config) -> Iterator[tuple[str, bool]]:
+    """One line per output, and whether it is usable."""
+    for i, out in enumerate(cfg.outputs):
+        where = f"outputs[{i}] ({out.type})"
+        if out.type == "ndjson":
+            folder = Path(out.path).resolve().parent
+            probe = folder
+            while not probe.exists():
+                probe = probe.parent
+            ok = os.access(probe, os.W_OK)
+            yield (
+                (f"{where}: {out.path}: " + ("writable" if ok else f"{probe} is not writable")),
+                ok,
+            )
+        elif out.type == "stdout":
+            yield f"{where}: standard output", True
+        else:
+            yield f"{where}: no check available", True

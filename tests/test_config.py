@@ -1,0 +1,66 @@
+"""Configuration: defaults that work, errors that name the setting, environment values."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipper.config import load_config, parse_config, parse_size
+from shipper.errors import ConfigError
+
+
+def test_empty_config_writes_ndjson_by_default():
+    cfg = parse_config({})
+    assert [o.type for o in cfg.outputs] == ["ndjson"]
+    assert cfg.pipeline.poll_interval <= 1.0
+    assert cfg.dedupe.retention_days == 90
+
+
+def test_errors_name_the_setting_by_its_path_in_the_file():
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {
+                "inputs": [{"type": "rms_usage"}],
+                "outputs": [{"type": "ndjson", "path": "x", "max_bytes": "lots"}],
+            }
+        )
+    text = str(e.value)
+    assert "inputs[0].paths: Field required" in text
+    assert "outputs[0].max_bytes:" in text and "not a size" in text
+
+
+def test_unknown_output_type_and_unknown_key_are_errors():
+    with pytest.raises(ConfigError, match=r"outputs\[0\]"):
+        parse_config({"outputs": [{"type": "kafka"}]})
+    with pytest.raises(ConfigError, match=r"pipeline.worker"):
+        parse_config({"pipeline": {"worker": 2}})
+
+
+def test_environment_variables_are_interpolated_with_defaults():
+    cfg = parse_config(
+        {"data_dir": "${STATE:-/var/lib/x}", "outputs": [{"type": "ndjson", "path": "${OUT}"}]},
+        env={"OUT": "o.ndjson"},
+    )
+    assert cfg.data_dir == "/var/lib/x" and cfg.outputs[0].path == "o.ndjson"
+
+
+def test_missing_environment_variable_names_where_it_was_used():
+    with pytest.raises(ConfigError, match=r"outputs\[0\].path: environment variable OUT"):
+        parse_config({"outputs": [{"type": "ndjson", "path": "${OUT}"}]}, env={})
+
+
+def test_sizes():
+    assert parse_size("100MB") == 100 * 10**6
+    assert parse_size("1GiB") == 2**30
+    assert parse_size(512) == 512
+
+
+def test_yaml_syntax_error_is_a_config_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("inputs: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+def test_quickstart_example_is_valid(repo):
+    cfg = load_config(repo / "examples" / "quickstart.yaml")
+    assert cfg.inputs and cfg.inputs[0].type == "rms_usage"
