@@ -59,7 +59,42 @@ class RmsUsageInput(_Model):
         return {}
 
 
-InputConfig = Annotated[RmsUsageInput, Field(discriminator="type")]
+class WindowsEventsInput(_Model):
+    """RMS connector / ECMA2Host event exports: .evtx, event XML, CSV/TXT and JSON."""
+
+    formats: ClassVar[tuple[str, ...]] = ("evtx", "event_xml", "event_json", "event_csv")
+
+    type: Literal["windows_events"] = "windows_events"
+    paths: list[str] = Field(min_length=1, description="glob patterns of the export folders")
+    exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the exporting machine, for CSV/TXT local dates",
+    )
+    date_format: str = Field(
+        default="%m/%d/%Y %I:%M:%S %p",
+        description="strptime format of CSV/TXT dates (exporting machine's locale; en-US default)",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)"
+            ) from None
+        return v
+
+    def options(self) -> dict[str, object]:
+        """Settings the decoder needs, passed to worker processes with each chunk."""
+        return {"timezone": self.timezone, "date_format": self.date_format}
+
+
+InputConfig = Annotated[RmsUsageInput | WindowsEventsInput, Field(discriminator="type")]
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -85,7 +120,12 @@ class StdoutOutput(_Model):
     type: Literal["stdout"] = "stdout"
 
 
-OutputConfig = Annotated[NdjsonOutput | StdoutOutput, Field(discriminator="type")]
+# Imported here, not at the top: the output package imports NdjsonOutput from this module.
+from shipper.outputs.elasticsearch.config import ElasticsearchOutput  # noqa: E402
+
+OutputConfig = Annotated[
+    NdjsonOutput | StdoutOutput | ElasticsearchOutput, Field(discriminator="type")
+]
 
 
 # --- the whole file -----------------------------------------------------------------------

@@ -106,6 +106,21 @@ def _field_key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
+#: azure_rms.* keys this module fills itself; an unknown field never overwrites one of them.
+_OWN_KEYS = frozenset(
+    (
+        "log_offset row_id correlation_id principal owner_email issuer c_ip client content_id "
+        "template_id date_published date_published_raw admin_action admin_action_raw"
+    ).split()
+)
+
+
+def _extra_key(name: str) -> str:
+    """azure_rms.* key for a field this module does not know (``x-foo`` -> ``x_foo``)."""
+    key = _field_key(name)
+    return "field_" + key if key in _OWN_KEYS else key
+
+
 # --- parsers for the cache-miss path (each runs once per distinct value) -----------------------
 
 
@@ -242,6 +257,12 @@ def _parse_guid(raw: str) -> str:
     return _unquote(raw).strip("{}").strip().lower()
 
 
+def _parse_admin_action(raw: str) -> bool | str:
+    """admin-action -> True/False; an unexpected spelling comes back as text ("" when empty)."""
+    text = _unquote(raw)
+    return _ADMIN_ACTION.get(text.lower(), text)
+
+
 def _parse_date_published(raw: str) -> tuple[str, str] | tuple[()]:
     """date-published -> ("date_published", ISO 8601 as given) or ("date_published_raw", raw)."""
     value = _unquote(raw)
@@ -268,7 +289,7 @@ def _parse_date_published(raw: str) -> tuple[str, str] | tuple[()]:
 def _load_request_types() -> tuple[dict[str, tuple[tuple[str, ...], tuple[str, ...]]], Any]:
     data = load_yaml("rms/request_types.yaml")
     table = {
-        name: (tuple(spec["category"]), tuple(spec["type"]))
+        name.lower(): (tuple(spec["category"]), tuple(spec["type"]))
         for name, spec in data["request_types"].items()
     }
     default = data.get("default")
@@ -328,7 +349,7 @@ class RmsNormaliser:
         event: dict[str, Any] = {"kind": "event", "module": MODULE, "dataset": DATASET}
         if action:
             event["action"] = action
-        pair = self._request_types.get(action) or self._default_request
+        pair = self._request_types.get(action.lower()) or self._default_request
         if pair is not None:
             event["category"], event["type"] = pair
         text = _unquote(result)
@@ -352,7 +373,7 @@ class RmsNormaliser:
         pad = any(name not in position for name in KNOWN_FIELDS)
         getter = itemgetter(*(position.get(name, missing_index) for name in KNOWN_FIELDS))
         extras = tuple(
-            (i, _field_key(name))
+            (i, _extra_key(name))
             for i, name in enumerate(names)
             if name not in KNOWN_FIELDS and position[name] == i and name
         )
@@ -401,6 +422,7 @@ class RmsNormaliser:
                 clock = remember(times, t, _parse_time(t))
 
             rms: dict[str, Any] = {"log_offset": offset}
+            # `len() > 2` spares hashing every id: only short values can be empty markers
             if len(row_id) > 2 or row_id not in empty:
                 event_id = rms["row_id"] = row_id
                 if len(correlation_id) > 2 or correlation_id not in empty:
@@ -445,6 +467,8 @@ class RmsNormaliser:
                 if target is None:
                     target = remember(emails, acting_as, _parse_email(acting_as))
                 if target[0] is not None:
+                    if target[0] not in related:
+                        related.append(target[0])
                     if target[1] is not None:
                         sub = {"email": target[0], "name": target[1], "domain": target[2]}
                         if target[1] not in related:
@@ -454,8 +478,6 @@ class RmsNormaliser:
                     if user is None:
                         doc["user"] = user = {}
                     user["target"] = sub
-                    if target[0] not in related:
-                        related.append(target[0])
             if owner:
                 who = emails.get(owner)
                 if who is None:
@@ -527,10 +549,11 @@ class RmsNormaliser:
             if admin_action:
                 flag = admin_values.get(admin_action)
                 if flag is None:
-                    text = _unquote(admin_action)
-                    flag = _ADMIN_ACTION.get(text.lower(), text)
-                if flag != "":
-                    rms["admin_action" if flag is True or flag is False else "admin_action_raw"] = flag
+                    flag = _parse_admin_action(admin_action)
+                if flag is True or flag is False:
+                    rms["admin_action"] = flag
+                elif flag:
+                    rms["admin_action_raw"] = flag
             for i, key in extras:
                 value = values[i]
                 if value not in empty:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from shipper.outputs import elasticsearch
 from shipper.outputs.base import Ack, EventBatch, Output
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.outputs.stdout import StdoutOutput
@@ -18,6 +19,8 @@ from shipper.outputs.stdout import StdoutOutput
 BUILDERS: dict[str, Callable[[Any, Path], Output]] = {
     "ndjson": lambda settings, data_dir: NdjsonFileOutput(settings),
     "stdout": lambda settings, data_dir: StdoutOutput(),
+    "elasticsearch": lambda settings, data_dir: elasticsearch.build(settings, data_dir),
+    "opensearch": lambda settings, data_dir: elasticsearch.build(settings, data_dir),
 }
 
 

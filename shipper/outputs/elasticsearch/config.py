@@ -1,0 +1,180 @@
+"""User-facing settings of the Elasticsearch / OpenSearch output.
+
+Secrets are ``SecretStr`` so that a config dump, a validation error or a log line never shows
+them; they come from the environment (``${VAR}`` in the YAML) or from a file named by
+``api_key_file`` / ``password_file`` (read when the output starts, so a rotated file is picked up
+by a restart without editing the config).
+
+Documents go to a data stream per dataset (``logs-<dataset>-<namespace>``) unless ``index`` is
+set. An ``index`` may contain ``{dataset}``, ``{namespace}`` and ``%{+yyyy.MM.dd}`` (any of
+``yyyy``, ``MM``, ``dd``, ``HH``), taken from the event's own ``@timestamp``. Server-side date
+math (``<name-{now/d}>``) is refused: a batch re-sent after midnight would land in a new index
+and be indexed twice, which the ``create`` + ``_id`` scheme exists to prevent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shipper.errors import ConfigError
+
+_NAMESPACE = re.compile(r"^[a-z0-9_]{1,100}$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
+
+
+def _size(value: int | str) -> int:
+    # Local copy of shipper.config.parse_size: importing shipper.config here would be circular
+    # (shipper.config imports this model to build its union of outputs).
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r} (use e.g. 10MB or a number of bytes)")
+    unit = (m.group(2) or "").lower()
+    base = 1024 if "i" in unit else 1000
+    power = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3}[unit[:1]] if unit else 0
+    return int(float(m.group(1)) * base**power)
+
+
+class ElasticsearchOutput(BaseModel):
+    """Bulk ``create`` into Elasticsearch or OpenSearch, ``_id`` = event id (exactly once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["elasticsearch", "opensearch"] = "elasticsearch"
+    hosts: list[str] = Field(
+        default_factory=lambda: ["https://localhost:9200"], description="node URLs"
+    )
+    cloud_id: str | None = Field(default=None, description="Elastic Cloud deployment id")
+
+    # --- credentials: one of api_key(/_file) or username + password(/_file) ----------------
+    api_key: SecretStr | None = Field(default=None, description="base64 'id:key' or encoded key")
+    api_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    # --- TLS ------------------------------------------------------------------------------
+    ca_file: Path | None = Field(default=None, description="PEM bundle of the cluster's CA")
+    ssl_assert_fingerprint: str | None = Field(
+        default=None, description="SHA-256 of the server certificate (hex, colons allowed)"
+    )
+    verify_certs: bool = True
+
+    # --- where documents go ---------------------------------------------------------------
+    namespace: str = Field(default="default", description="data stream namespace")
+    index: str | None = Field(default=None, description="classic index instead of data streams")
+
+    # --- batching and flow ------------------------------------------------------------------
+    bulk_max_docs: int = Field(default=5000, ge=1, description="documents per _bulk request")
+    bulk_max_bytes: int = Field(default=10 * 10**6, ge=1024, description="bytes per request")
+    max_in_flight: int = Field(default=2, ge=1, le=32, description="concurrent _bulk requests")
+    request_timeout: float = Field(default=60.0, gt=0, description="seconds per request")
+    backoff_initial: float = Field(default=0.5, gt=0, description="first retry delay, seconds")
+    backoff_max: float = Field(default=30.0, gt=0, description="cap on the retry delay")
+    retry_rounds: int = Field(
+        default=8,
+        ge=0,
+        description="retries of the still-failing documents before handing the batch back to "
+        "the pipeline (which retries it forever, or gives up in --once mode)",
+    )
+    dead_letter: Path | None = Field(
+        default=None, description="JSONL file; default <data_dir>/dead_letter/<type>.jsonl"
+    )
+
+    # --- setup ------------------------------------------------------------------------------
+    kibana_url: str | None = Field(
+        default=None, description="Kibana / OpenSearch Dashboards URL for `shipper setup`"
+    )
+    kibana_space: str | None = None
+    ilm: bool = Field(default=True, description="install and use a lifecycle policy")
+
+    #: HTTP library under the client ("requests" lets tests use the `responses` mock)
+    http_client: Literal["urllib3", "requests"] = "urllib3"
+
+    @field_validator("bulk_max_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, v: Any) -> int:
+        return _size(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not _NAMESPACE.match(v):
+            raise ValueError("lowercase letters, digits and '_' only (it is part of a data stream)")
+        return v
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "{now" in v or v.startswith("<"):
+            raise ValueError(
+                "server-side date math would put a re-sent event into a new index; use "
+                "%{+yyyy.MM.dd} (from the event's @timestamp) instead"
+            )
+        if re.sub(r"%\{\+[^}]*\}", "", v) != re.sub(r"%\{\+[^}]*\}", "", v).lower():
+            raise ValueError("index names must be lowercase")
+        return v
+
+    @field_validator("ssl_assert_fingerprint")
+    @classmethod
+    def _fingerprint(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        hexed = v.replace(":", "").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", hexed):
+            raise ValueError("expected a SHA-256 fingerprint (64 hex digits)")
+        return hexed
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ElasticsearchOutput:
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set api_key or api_key_file, not both")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        has_key = self.api_key is not None or self.api_key_file is not None
+        has_password = self.password is not None or self.password_file is not None
+        if has_key and (self.username or has_password):
+            raise ValueError("set either an API key or username/password, not both")
+        if has_password and not self.username:
+            raise ValueError("password given without username")
+        if self.cloud_id and self.type == "opensearch":
+            raise ValueError("cloud_id is an Elastic Cloud setting; not for type: opensearch")
+        if not self.hosts and not self.cloud_id:
+            raise ValueError("set hosts or cloud_id")
+        return self
+
+    # --- resolved at start ------------------------------------------------------------------
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key_file is not None:
+            return _read_secret(self.api_key_file, "api_key_file")
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    def resolved_password(self) -> str | None:
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "password_file")
+        return self.password.get_secret_value() if self.password else None
+
+    def display_name(self) -> str:
+        where = "cloud" if self.cloud_id else (self.hosts[0] if self.hosts else "?")
+        return f"{self.type}:{where}"
+
+    def dead_letter_path(self, data_dir: Path) -> Path:
+        return self.dead_letter or Path(data_dir) / "dead_letter" / f"{self.type}.jsonl"
+
+
+def _read_secret(path: Path, setting: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror}") from None
+    if not value:
+        raise ConfigError(f"{setting}: {path} is empty")
+    return value

@@ -1,0 +1,291 @@
+"""``shipper setup`` and ``shipper check --outputs`` for Elasticsearch / OpenSearch.
+
+``install`` puts in place, idempotently (PUT of the same body is a no-op for the cluster), what
+the documents and Kibana need, all kept as files under ``mappings/``:
+
+1. component templates (``mappings/elasticsearch/component_template_*.json``): explicit ECS and
+   custom-namespace mappings, dynamic keyword for the unknown;
+2. a lifecycle policy, data streams only: ILM ``shipper-logs`` on Elasticsearch (rollover, no
+   delete phase); on OpenSearch an ISM policy with an ``ism_template`` for our data streams,
+   created once and left alone afterwards (ISM refuses a blind overwrite), skipped where the
+   ISM plugin is absent. Classic daily indices (``index:``) get no policy: the date in the name
+   already rolls them over;
+3. index templates, one per dataset (``logs-<dataset>-*``, data stream) or one for ``index:``;
+4. Kibana saved objects (``mappings/kibana/*.ndjson``: a data view per dataset and two
+   dashboards), imported with ``overwrite=true`` under fixed ids, when ``kibana_url`` is set.
+   With ``index:`` the data views' titles are rewritten to the index pattern.
+
+``status`` connects and reports product, version and which templates are missing; auth and TLS
+problems come back as a clear ``message`` with ``ok=False`` (never a stack trace).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipper.errors import OutputFailed, RetryLater, ShipperError
+from shipper.mappings import mappings_dir
+from shipper.outputs.elasticsearch.config import ElasticsearchOutput
+from shipper.outputs.elasticsearch.transport import Reply, Transport, make_transport
+
+POLICY = "shipper-logs"
+KIBANA_FILES = (
+    "data_views.ndjson",
+    "dashboard_rms_usage.ndjson",
+    "dashboard_connector_health.ndjson",
+)
+
+
+@dataclass
+class Step:
+    what: str
+    result: str  # "installed", "unchanged", "skipped", "failed"
+    detail: str = ""
+
+
+@dataclass
+class SetupReport:
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.result != "failed" for s in self.steps)
+
+
+@dataclass
+class Status:
+    ok: bool
+    product: str = ""
+    version: str = ""
+    templates: dict[str, bool] = field(default_factory=dict)
+    message: str = ""
+
+
+# --- what to install ---------------------------------------------------------------------------
+
+
+def _es_dir() -> Path:
+    return mappings_dir() / "elasticsearch"
+
+
+def _load(name: str) -> Any:
+    return json.loads((_es_dir() / name).read_text(encoding="utf-8"))
+
+
+def datasets() -> list[str]:
+    return list(_load("index_templates.json")["datasets"])
+
+
+def index_pattern(settings: ElasticsearchOutput, dataset: str) -> str:
+    """The wildcard pattern matching the indices or data streams of one dataset."""
+    if settings.index is None:
+        return f"logs-{dataset}-*"
+    pattern = re.sub(r"%\{\+[^}]*\}", "*", settings.index)
+    pattern = pattern.replace("{namespace}", settings.namespace).replace("{dataset}", dataset)
+    return re.sub(r"\*+", "*", pattern)
+
+
+def component_templates(settings: ElasticsearchOutput) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(_es_dir().glob("component_template_*.json")):
+        name = path.stem.removeprefix("component_template_")
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if name == "shipper@settings" and _uses_ilm(settings):
+            index = body["template"]["settings"].setdefault("index", {})
+            index["lifecycle"] = {"name": POLICY}
+        out[name] = body
+    return out
+
+
+def index_templates(settings: ElasticsearchOutput) -> dict[str, dict[str, Any]]:
+    spec = _load("index_templates.json")
+    patterns = sorted({index_pattern(settings, ds) for ds in spec["datasets"]})
+    out: dict[str, dict[str, Any]] = {}
+    for pattern in patterns:
+        name = "shipper-" + re.sub(r"[^a-z0-9_.-]+", "_", pattern.strip("*-")).strip("_")
+        body: dict[str, Any] = {
+            "index_patterns": [pattern],
+            "composed_of": list(spec["composed_of"]),
+            "priority": spec["priority"],
+            "_meta": {"managed_by": "shipper"},
+        }
+        if settings.index is None:
+            body["data_stream"] = {}
+        out[name] = body
+    return out
+
+
+def _uses_ilm(settings: ElasticsearchOutput) -> bool:
+    return settings.ilm and settings.index is None and settings.type == "elasticsearch"
+
+
+def kibana_objects(settings: ElasticsearchOutput) -> bytes:
+    """The saved objects as one NDJSON body, data view titles matching where documents go."""
+    lines: list[bytes] = []
+    for name in KIBANA_FILES:
+        for raw in (mappings_dir() / "kibana" / name).read_text(encoding="utf-8").splitlines():
+            if not raw.strip():
+                continue
+            obj = json.loads(raw)
+            if obj["type"] == "index-pattern" and settings.index is not None:
+                dataset = obj["id"].removeprefix("shipper-logs-")
+                obj["attributes"]["title"] = index_pattern(settings, dataset)
+            lines.append(json.dumps(obj, ensure_ascii=False).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+# --- doing it ------------------------------------------------------------------------------------
+
+
+def _put(t: Transport, path: str, body: Any) -> Reply:
+    reply = t.request("PUT", path, body)
+    if reply.status in (401, 403):
+        raise OutputFailed(f"PUT {path}: not allowed (HTTP {reply.status}): {_why(reply)}")
+    return reply
+
+
+def _why(reply: Reply) -> str:
+    body = reply.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return f"{err.get('type', '')}: {err.get('reason', '')}".strip(": ")
+        return str(err)
+    return str(body)[:200]
+
+
+def _step(report: SetupReport, what: str, reply: Reply) -> None:
+    ok = 200 <= reply.status < 300
+    report.steps.append(Step(what, "installed" if ok else "failed", "" if ok else _why(reply)))
+
+
+def _lifecycle(t: Transport, settings: ElasticsearchOutput, report: SetupReport) -> None:
+    if settings.index is not None or not settings.ilm:
+        report.steps.append(Step("lifecycle policy", "skipped", "not used with index:"))
+        return
+    if settings.type == "elasticsearch":
+        _step(
+            report,
+            f"ILM policy {POLICY}",
+            _put(t, f"/_ilm/policy/{POLICY}", _load("ilm_policy_shipper-logs.json")),
+        )
+        return
+    path = f"/_plugins/_ism/policies/{POLICY}"
+    existing = t.request("GET", path)
+    if existing.status == 200:
+        report.steps.append(Step(f"ISM policy {POLICY}", "unchanged", "exists; left as is"))
+        return
+    body = copy.deepcopy(_load("ism_policy_shipper-logs.json"))
+    body["policy"]["ism_template"] = [
+        {"index_patterns": [index_pattern(settings, ds) for ds in datasets()], "priority": 100}
+    ]
+    reply = _put(t, path, body)
+    if reply.status in (400, 404, 405) and "no handler" in str(reply.body):
+        report.steps.append(Step(f"ISM policy {POLICY}", "skipped", "ISM plugin not available"))
+        return
+    _step(report, f"ISM policy {POLICY}", reply)
+
+
+def install(
+    settings: ElasticsearchOutput, *, transport: Transport | None = None, kibana: bool = True
+) -> SetupReport:
+    """Install templates, lifecycle policy and Kibana objects; raises OutputFailed on auth/TLS."""
+    t = transport or make_transport(settings)
+    report = SetupReport()
+    try:
+        for name, body in component_templates(settings).items():
+            if settings.type == "opensearch":
+                body = {k: v for k, v in body.items() if k != "_meta"}
+            _step(
+                report, f"component template {name}", _put(t, f"/_component_template/{name}", body)
+            )
+        _lifecycle(t, settings, report)
+        for name, body in index_templates(settings).items():
+            if settings.type == "opensearch":
+                body = {k: v for k, v in body.items() if k != "_meta"}
+            _step(report, f"index template {name}", _put(t, f"/_index_template/{name}", body))
+    except RetryLater as e:
+        raise OutputFailed(f"{settings.display_name()}: {e}") from None
+    finally:
+        if transport is None:
+            t.close()
+    if kibana and settings.kibana_url:
+        report.steps.append(import_kibana(settings))
+    elif kibana:
+        report.steps.append(Step("Kibana saved objects", "skipped", "no kibana_url configured"))
+    return report
+
+
+def import_kibana(settings: ElasticsearchOutput) -> Step:
+    """POST the saved objects to Kibana (or OpenSearch Dashboards) with overwrite, over urllib3."""
+    import urllib3
+
+    assert settings.kibana_url
+    base = settings.kibana_url.rstrip("/")
+    if settings.kibana_space:
+        base += f"/s/{settings.kibana_space}"
+    url = base + "/api/saved_objects/_import?overwrite=true"
+    xsrf = "osd-xsrf" if settings.type == "opensearch" else "kbn-xsrf"
+    headers = {xsrf: "true"}
+    key, password = settings.resolved_api_key(), settings.resolved_password()
+    if key:
+        headers["authorization"] = f"ApiKey {key}"
+    elif settings.username and password is not None:
+        headers.update(urllib3.make_headers(basic_auth=f"{settings.username}:{password}"))
+    body, content_type = urllib3.encode_multipart_formdata(
+        {"file": ("shipper.ndjson", kibana_objects(settings), "application/ndjson")}
+    )
+    headers["content-type"] = content_type
+    pool_kw: dict[str, Any] = {"timeout": settings.request_timeout, "retries": False}
+    if settings.ca_file:
+        pool_kw["ca_certs"] = str(settings.ca_file)
+    if settings.ssl_assert_fingerprint:
+        pool_kw["assert_fingerprint"] = settings.ssl_assert_fingerprint
+        pool_kw["cert_reqs"] = "CERT_NONE"
+    elif not settings.verify_certs:
+        pool_kw["cert_reqs"] = "CERT_NONE"
+    try:
+        resp = urllib3.PoolManager(**pool_kw).request("POST", url, body=body, headers=headers)
+    except urllib3.exceptions.HTTPError as e:
+        return Step("Kibana saved objects", "failed", f"{settings.kibana_url}: {e}")
+    try:
+        reply = json.loads(resp.data or b"{}")
+    except ValueError:
+        reply = {"raw": resp.data[:200].decode("utf-8", "replace")}
+    if resp.status == 200 and reply.get("success", False):
+        return Step("Kibana saved objects", "installed", f"{reply.get('successCount', 0)} objects")
+    return Step("Kibana saved objects", "failed", f"HTTP {resp.status}: {str(reply)[:300]}")
+
+
+def status(settings: ElasticsearchOutput, *, transport: Transport | None = None) -> Status:
+    """Connect, report product and version, and whether every template is installed."""
+    t = transport or make_transport(settings)
+    try:
+        root = t.request("GET", "/")
+        if root.status in (401, 403):
+            what = "authentication failed" if root.status == 401 else "not allowed"
+            return Status(False, message=f"{settings.display_name()}: {what} ({_why(root)})")
+        if root.status != 200 or not isinstance(root.body, dict):
+            return Status(False, message=f"GET / answered HTTP {root.status}: {_why(root)}")
+        version = root.body.get("version", {})
+        product = version.get("distribution", "elasticsearch")
+        templates: dict[str, bool] = {}
+        for name in component_templates(settings):
+            templates[name] = t.request("GET", f"/_component_template/{name}").status == 200
+        for name in index_templates(settings):
+            templates[name] = t.request("GET", f"/_index_template/{name}").status == 200
+        missing = [n for n, ok in templates.items() if not ok]
+        message = (
+            "templates missing: " + ", ".join(missing) + " (run shipper setup)" if missing else ""
+        )
+        return Status(not missing, product, str(version.get("number", "")), templates, message)
+    except ShipperError as e:
+        return Status(False, message=str(e))
+    finally:
+        if transport is None:
+            t.close()

@@ -1,0 +1,300 @@
+"""Event Viewer CSV / tab-delimited text and PowerShell ``Export-Csv`` of ``Get-WinEvent``.
+
+Event Viewer ("Save All Events As" CSV or Text) writes ``Level, Date and Time, Source, Event
+ID, Task Category`` and a sixth, unnamed message column, quoted and often multi-line. Dates
+are in the exporting machine's locale and time zone, which the file does not say: the input's
+``date_format`` and ``timezone`` settings tell, and a date that does not match is quarantined
+with a reason that says so (never guessed, a wrong day/month swap would be silent). These
+exports carry no computer, channel or record id, so their events are identified by content.
+
+``Export-Csv`` (with or without its ``#TYPE`` line; ``,``, ``;`` or tab) has one column per
+``EventLogRecord`` property; ``TimeCreated`` is again a local, locale-formatted date, and
+``Properties`` is only a type name, so event data is not available from this format.
+
+Records are cut at line ends outside quotes (an even number of ``"`` so far), so a chunk never
+splits a multi-line message. The header travels in the position state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from functools import cache
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+from shipper.errors import RecordRejected
+from shipper.normalise.winlog import from_datetime
+from shipper.sources.base import Chunk, Decoded
+from shipper.sources.text import (
+    byte_length,
+    dump_state,
+    emit,
+    head_text,
+    load_state,
+    quarantine,
+    read_cuts,
+    sniff_encoding,
+    to_text,
+)
+
+EVENT_VIEWER = ("level", "date and time", "source", "event id", "task category")
+DEFAULT_DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+_POWERSHELL_NEEDS = {"id", "timecreated"}
+
+
+def _split_header(line: str) -> tuple[str, list[str]]:
+    best = ","
+    for d in ("\t", ";"):
+        if line.count(d) > line.count(best):
+            best = d
+    cols = next(csv.reader([line], delimiter=best), [])
+    return best, [c.strip().strip('"').strip() for c in cols]
+
+
+def _kind(cols: list[str]) -> str | None:
+    lower = [c.lower() for c in cols]
+    if tuple(lower[:5]) == EVENT_VIEWER:
+        return "eventviewer"
+    if _POWERSHELL_NEEDS <= set(lower) and ({"providername", "logname"} & set(lower)):
+        return "powershell"
+    return None
+
+
+def _header_line(text: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith("#TYPE") or not line.strip():
+            continue
+        return line
+    return None
+
+
+def _cut(text: str, at_eof: bool) -> int:
+    """Index just past the last line end that lies outside quotes."""
+    cut = 0
+    quotes = 0
+    pos = 0
+    while True:
+        nl = text.find("\n", pos)
+        if nl < 0:
+            return cut
+        quotes += text.count('"', pos, nl)
+        if not quotes & 1:
+            cut = nl + 1
+        pos = nl + 1
+
+
+class EventCsv:
+    """The ``event_csv`` format."""
+
+    name = "event_csv"
+
+    def sniff(self, head: bytes, path: str) -> bool:
+        line = _header_line(head_text(head))
+        return line is not None and _kind(_split_header(line)[1]) is not None
+
+    def chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        state: str,
+        final: bool,
+        options: dict[str, object],
+    ) -> Iterator[Chunk]:
+        st = load_state(state, enc="utf-8", line=1, cols=None, delim=",", kind=None)
+        if start == 0:
+            f.seek(0)
+            st["enc"], start = sniff_encoding(f.read(4))
+        for cut in read_cuts(f, start, st["enc"], final, _cut):
+            state_in = dump_state(st)
+            first = st["line"]
+            if st["cols"] is None:
+                line = _header_line(cut.text)
+                if line is not None:
+                    st["delim"], st["cols"] = _split_header(line)
+                    st["kind"] = _kind(st["cols"])
+            st["line"] += cut.text.count("\n")
+            yield Chunk(
+                format=self.name,
+                path=path,
+                start=cut.start,
+                end=cut.end,
+                state_in=state_in,
+                state_out=dump_state(st),
+                payload=cut.data,
+                first_line=first,
+                options=options,
+            )
+
+    def decode(self, chunk: Chunk) -> Decoded:
+        return decode(chunk)
+
+
+EVENT_CSV = EventCsv()
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@cache
+def _normalise() -> Any:
+    from shipper.normalise.winlog import normalise
+
+    return normalise
+
+
+def local_time(value: str, fmt: str, zone: str) -> str:
+    """A date in the exporting machine's format and zone as ISO UTC; clear error if no match."""
+    value = value.strip().replace("\u200e", "").replace("\u200f", "")  # bidi marks (Event Viewer)
+    try:
+        naive = datetime.strptime(value, fmt)
+    except ValueError:
+        raise RecordRejected(
+            f"date {value!r} does not match date_format {fmt!r}: set this input's date_format "
+            "(and timezone) to the locale of the machine that exported the file"
+        ) from None
+    return from_datetime(naive.replace(tzinfo=_zone(zone)))
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+    except ValueError:
+        return None
+
+
+def _useful(value: str | None) -> str | None:
+    """PowerShell writes a type name for collections; that is not data."""
+    if not value or value.startswith("System."):
+        return None
+    return value
+
+
+def _eventviewer(row: list[str], fmt: str, zone: str) -> dict[str, Any]:
+    if len(row) < 5:
+        raise RecordRejected(f"expected at least 5 columns, found {len(row)}")
+    task = row[4].strip()
+    return {
+        "level_name": row[0].strip() or None,
+        "time": local_time(row[1], fmt, zone),
+        "provider": row[2].strip(),
+        "event_id": row[3].strip(),
+        "task_name": task if task and task != "None" else None,
+        "message": row[5].replace("\r\n", "\n") if len(row) > 5 else None,
+    }
+
+
+def _powershell(row: dict[str, str], fmt: str, zone: str) -> dict[str, Any]:
+    g = row.get
+    keywords = _int(g("Keywords"))
+    rec: dict[str, Any] = {
+        "time": local_time(g("TimeCreated") or "", fmt, zone),
+        "provider": g("ProviderName"),
+        "event_id": (g("Id") or "").strip(),
+        "version": _int(g("Version")),
+        "level": _int(g("Level")),
+        "level_name": _useful(g("LevelDisplayName")),
+        "task": _int(g("Task")),
+        "task_name": _useful(g("TaskDisplayName")),
+        "opcode": _int(g("Opcode")),
+        "opcode_name": _useful(g("OpcodeDisplayName")),
+        "keywords": None if keywords is None else keywords & 0xFFFFFFFFFFFFFFFF,
+        "record_id": _int(g("RecordId")),
+        "channel": g("LogName") or None,
+        "computer": g("MachineName") or None,
+        "pid": _int(g("ProcessId")),
+        "tid": _int(g("ThreadId")),
+        "user_sid": _useful(g("UserId")),
+        "message": (g("Message") or "").replace("\r\n", "\n") or None,
+    }
+    guid = g("ProviderId")
+    if guid:
+        rec["provider_guid"] = "{" + guid.strip("{} ").lower() + "}"
+    for key in ("ActivityId", "RelatedActivityId"):
+        v = g(key)
+        if v:
+            rec["activity_id" if key == "ActivityId" else "related_activity_id"] = (
+                "{" + v.strip("{} ").lower() + "}"
+            )
+    return rec
+
+
+def decode(chunk: Chunk) -> Decoded:
+    """Parse a chunk of CSV/TXT records; an unparsable row is quarantined with the reason."""
+    st = load_state(chunk.state_in, enc="utf-8", cols=None, delim=",", kind=None)
+    enc = st["enc"]
+    text = to_text(chunk.payload, enc)
+    fmt = str(chunk.options.get("date_format") or DEFAULT_DATE_FORMAT)
+    zone = str(chunk.options.get("timezone") or "UTC")
+    normalise = _normalise()
+    out = Decoded()
+    cols, kind = st["cols"], st["kind"]
+    if cols is None:  # the first chunk: the header is in it
+        line = _header_line(text)
+        if line is not None:
+            st["delim"], cols = _split_header(line)
+            kind = _kind(cols)
+        if kind is None:
+            out.refused = f"{chunk.path}: not an Event Viewer or Export-Csv event export"
+            return out
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=st["delim"])
+    prev_line = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            quarantine(out, chunk.path, chunk.first_line + prev_line, chunk.start, str(e), "")
+            prev_line = reader.line_num
+            continue
+        line_no = chunk.first_line + prev_line
+        start_line = prev_line
+        prev_line = reader.line_num
+
+        def offset(n: int = start_line) -> int:
+            return chunk.start + byte_length(_upto_line(text, n), enc)
+
+        def raw(n: int = start_line, m: int = reader.line_num) -> str:
+            return "\n".join(text.split("\n")[n:m])
+
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if row[0].startswith("#TYPE"):
+            continue
+        if [c.strip() for c in row[: len(cols)]] == cols:
+            continue  # the header line itself
+        try:
+            if kind == "eventviewer":
+                rec = _eventviewer(row, fmt, zone)
+            else:
+                if len(row) != len(cols):
+                    raise RecordRejected(f"expected {len(cols)} columns, found {len(row)}")
+                rec = _powershell(dict(zip(cols, row, strict=True)), fmt, zone)
+        except RecordRejected as e:
+            quarantine(out, chunk.path, line_no, offset, str(e), raw)
+            continue
+        if chunk.options.get("keep_original"):
+            rec["original"] = raw()
+        emit(out, normalise, rec, chunk.path, line_no, offset, raw)
+    return out
+
+
+def _upto_line(text: str, n: int) -> str:
+    pos = 0
+    for _ in range(n):
+        nl = text.find("\n", pos)
+        if nl < 0:
+            return text
+        pos = nl + 1
+    return text[:pos]

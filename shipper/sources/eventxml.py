@@ -1,0 +1,294 @@
+"""Windows event XML: ``wevtutil qe /f:xml``, Event Viewer "Save as XML", rendered XML.
+
+All three are runs of ``<Event>`` elements: wevtutil writes them back to back with no root
+element (so the file as a whole is not XML), Event Viewer wraps them in ``<Events>``, and
+``/f:RenderedXml`` adds ``<RenderingInfo>`` with the message and level/task/opcode/keyword
+names. Chunks are therefore cut after the last ``</Event>`` in a block and each event is parsed
+on its own: a broken event costs only itself, and the root (or its absence) never matters.
+
+The same ``parse_event`` reads the records of ``.evtx`` files (rendered to XML by the ``evtx``
+package), so a record ships identically from either.
+
+Parsing uses the standard library's expat, which refuses external entities and (from expat
+2.4) bounds entity expansion, so an export cannot make the parser fetch or explode anything.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from functools import cache
+from typing import Any, BinaryIO
+
+from shipper.normalise.winlog import iso_utc
+from shipper.sources.base import Chunk, Decoded
+from shipper.sources.text import (
+    byte_length,
+    dump_state,
+    emit,
+    head_text,
+    load_state,
+    quarantine,
+    read_cuts,
+    sniff_encoding,
+    to_text,
+)
+
+_START = re.compile(r"<Event[\s>]")
+_END = "</Event>"
+_SNIFF = re.compile(r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<Events?[\s>]", re.S)
+
+
+_LOCAL: dict[str, str] = {}
+
+
+def _local(tag: str) -> str:
+    """Tag name without its namespace (memoised: exports repeat a few dozen tag names)."""
+    name = _LOCAL.get(tag)
+    if name is None:
+        name = _LOCAL[tag] = tag.rpartition("}")[2] if tag[:1] == "{" else tag
+        if len(_LOCAL) > 10000:
+            _LOCAL.clear()
+    return name
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+    except ValueError:
+        return None
+
+
+def _guid(value: str | None) -> str | None:
+    if not value:
+        return None
+    return "{" + value.strip("{} ").lower() + "}"
+
+
+def _text(elem: ET.Element) -> str:
+    if len(elem):
+        return "".join(elem.itertext())
+    return elem.text or ""
+
+
+def _system(elem: ET.Element, rec: dict[str, Any]) -> None:
+    for child in elem:
+        name = _local(child.tag)
+        if name == "Provider":
+            rec["provider"] = child.get("Name") or child.get("EventSourceName")
+            rec["provider_guid"] = _guid(child.get("Guid"))
+        elif name == "EventID":
+            rec["event_id"] = (child.text or "").strip()
+        elif name == "TimeCreated":
+            st = child.get("SystemTime")
+            if st:
+                rec["time"] = iso_utc(st)
+        elif name == "EventRecordID":
+            rec["record_id"] = _int(child.text)
+        elif name == "Channel":
+            rec["channel"] = child.text
+        elif name == "Computer":
+            rec["computer"] = child.text
+        elif name == "Level":
+            rec["level"] = _int(child.text)
+        elif name == "Task":
+            rec["task"] = _int(child.text)
+        elif name == "Opcode":
+            rec["opcode"] = _int(child.text)
+        elif name == "Keywords":
+            rec["keywords"] = _int(child.text)
+        elif name == "Version":
+            rec["version"] = _int(child.text)
+        elif name == "Execution":
+            rec["pid"] = _int(child.get("ProcessID"))
+            rec["tid"] = _int(child.get("ThreadID"))
+        elif name == "Security":
+            rec["user_sid"] = child.get("UserID")
+        elif name == "Correlation":
+            rec["activity_id"] = _guid(child.get("ActivityID"))
+            rec["related_activity_id"] = _guid(child.get("RelatedActivityID"))
+
+
+def _event_data(elem: ET.Element) -> dict[str, str]:
+    data: dict[str, str] = {}
+    unnamed = 0
+    for child in elem:
+        name = _local(child.tag)
+        if name == "Data":
+            key = child.get("Name")
+            value = _text(child)
+            if not key:
+                unnamed += 1
+                key = f"param{unnamed}"
+            if value:
+                data[key] = value
+        elif name == "Binary":
+            value = _text(child)
+            if value:
+                data["Binary"] = value
+    return data
+
+
+def _user_data(elem: ET.Element) -> dict[str, str] | None:
+    for root in elem:  # UserData holds one provider-defined element
+        out = {"xml_name": _local(root.tag)}
+        for child in root:
+            value = _text(child)
+            if value:
+                out[_local(child.tag)] = value
+        return out
+    return None
+
+
+def _rendering(elem: ET.Element, rec: dict[str, Any]) -> None:
+    for child in elem:
+        name = _local(child.tag)
+        if name == "Message":
+            rec["message"] = _text(child)
+        elif name == "Level" and child.text:
+            rec["level_name"] = child.text
+        elif name == "Task" and child.text:
+            rec["task_name"] = child.text
+        elif name == "Opcode" and child.text:
+            rec["opcode_name"] = child.text
+        elif name == "Keywords":
+            names = [k.text for k in child if k.text]
+            if names:
+                rec["keyword_names"] = names
+
+
+def parse_event(elem: ET.Element) -> dict[str, Any]:
+    """An ``<Event>`` element as the common Windows record dict (see ``normalise.winlog``)."""
+    rec: dict[str, Any] = {}
+    for child in elem:
+        name = _local(child.tag)
+        if name == "System":
+            _system(child, rec)
+        elif name == "EventData":
+            rec["event_data"] = _event_data(child)
+        elif name == "UserData":
+            rec["user_data"] = _user_data(child)
+        elif name == "RenderingInfo":
+            _rendering(child, rec)
+    return rec
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def parse_event_xml(text: str | bytes) -> dict[str, Any]:
+    """Parse one ``<Event>``; raises ``ET.ParseError`` when it is not well-formed.
+
+    Control characters are not allowed in XML, yet renderers (the evtx package, some
+    exporters) copy them raw out of binary strings; such a record is retried with each one
+    written as ``\\xNN`` rather than lost.
+    """
+    try:
+        return parse_event(ET.fromstring(text))
+    except ET.ParseError:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        fixed = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        if fixed == text:
+            raise
+        return parse_event(ET.fromstring(fixed))
+
+
+def _cut(text: str, at_eof: bool) -> int:
+    i = text.rfind(_END)
+    return 0 if i < 0 else i + len(_END)
+
+
+class EventXml:
+    """The ``event_xml`` format."""
+
+    name = "event_xml"
+
+    def sniff(self, head: bytes, path: str) -> bool:
+        return bool(_SNIFF.match(head_text(head)))
+
+    def chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        state: str,
+        final: bool,
+        options: dict[str, object],
+    ) -> Iterator[Chunk]:
+        st = load_state(state, enc="utf-8", line=1)
+        if start == 0:
+            f.seek(0)
+            st["enc"], start = sniff_encoding(f.read(4))
+        enc = st["enc"]
+        for cut in read_cuts(f, start, enc, final, _cut):
+            state_in = dump_state(st)
+            first = st["line"]
+            st["line"] += cut.text.count("\n")
+            yield Chunk(
+                format=self.name,
+                path=path,
+                start=cut.start,
+                end=cut.end,
+                state_in=state_in,
+                state_out=dump_state(st),
+                payload=cut.data,
+                first_line=first,
+                options=options,
+            )
+
+    def decode(self, chunk: Chunk) -> Decoded:
+        return decode(chunk)
+
+
+EVENT_XML = EventXml()
+
+
+@cache
+def _normalise() -> Any:
+    from shipper.normalise.winlog import normalise
+
+    return normalise
+
+
+def decode(chunk: Chunk) -> Decoded:
+    """Parse and normalise every ``<Event>`` in the chunk; a malformed one is quarantined."""
+    st = load_state(chunk.state_in, enc="utf-8", line=1)
+    enc = st["enc"]
+    text = to_text(chunk.payload, enc)
+    keep = bool(chunk.options.get("keep_original", False))
+    normalise = _normalise()
+    out = Decoded()
+    line = chunk.first_line
+    prev = 0
+    pos = 0
+    while True:
+        m = _START.search(text, pos)
+        if not m:
+            break
+        s = m.start()
+        e = text.find(_END, s)
+        if e < 0:
+            break
+        e += len(_END)
+        line += text.count("\n", prev, s)
+        prev = s
+        fragment = text[s:e]
+
+        def offset(s: int = s) -> int:
+            return chunk.start + byte_length(text[:s], enc)
+
+        try:
+            rec = parse_event_xml(fragment)
+        except ET.ParseError as err:
+            quarantine(out, chunk.path, line, offset, f"malformed event XML: {err}", fragment)
+        else:
+            if keep:
+                rec["original"] = fragment
+            emit(out, normalise, rec, chunk.path, line, offset, fragment)
+        pos = e
+    return out

@@ -1,0 +1,497 @@
+"""What a user of the RMS normaliser notices: timestamps, ids, users, clients, and ECS validity.
+
+Records are built from a dict of W3C field -> value over the 17-field layout, so each table row
+says only what differs from an ordinary successful AcquireLicense. Whole files live under
+``tests/fixtures/rms/`` (one golden event) and ``examples/rms/`` (a download folder); both are
+normalised and run through the shared ECS checker when ``../shared`` is present.
+"""
+
+from __future__ import annotations
+
+import codecs
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from shipper.errors import RecordRejected
+from shipper.normalise.rms import DATASET, ECS_VERSION, KNOWN_FIELDS, RmsNormaliser
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "rms"
+EXAMPLES = REPO / "examples" / "rms"
+SHARED = REPO / ".." / "shared"
+ECS_FLAT = SHARED / "ecs" / "ecs_flat.yml"
+ECS_CHECK = SHARED / "tools" / "ecs_check.py"
+
+FIELDS_17 = list(KNOWN_FIELDS)
+FIELDS_15 = FIELDS_17[:15]
+CONNECTOR_CINFO = (
+    "'MSIPC;version=1.0.623.47;AppName=Microsoft.RightsManagementServices.Connector;"
+    "AppVersion=2.1.0;AppArch=x64;OSName=Windows;OSVersion=10.0.17763;OSArch=amd64'"
+)
+O365 = "microsoftrmsonline@f76fdd0a-e180-42d7-8408-ca2dded91461.rms.eu.aadrm.com"
+
+BASE = {
+    "date": "2024-03-04",
+    "time": "09:14:07",
+    "row-id": "4b1d72eb-eafe-4587-9fe1-cad63d9d2d7c",
+    "request-type": "AcquireLicense",
+    "user-id": "'rupert.jackson@contoso.com'",
+    "result": "'Success'",
+    "correlation-id": "baead603-065b-4269-ad0e-399d730b693c",
+    "content-id": "{271b6308-150d-49d2-8d1b-777891f8c298}",
+    "owner-email": "award@contoso.com",
+    "issuer": "award@contoso.com",
+    "template-id": "",
+    "file-name": "Pricing_v8.docx",
+    "date-published": "2022-12-17T11:12:26",
+    "c-info": (
+        "'MSIPC;version=1.0.4008.0;AppName=EXCEL.EXE;AppVersion=16.0.17328.20162;AppArch=x64;"
+        "OSName=Windows;OSVersion=10.0.22631;OSArch=amd64'"
+    ),
+    "c-ip": "131.107.1.20",
+    "admin-action": "",
+    "acting-as-user": "",
+}
+
+
+def normalise(fields: list[str] = FIELDS_17, keep_original: bool = False, **changes: str) -> Any:
+    record = {**BASE, **{k.replace("_", "-"): v for k, v in changes.items()}}
+    values = [record.get(name, "") for name in fields]
+    bound = RmsNormaliser(keep_original=keep_original).bind(fields)
+    return bound(values, "/logs/000000001", 1234, "\t".join(values))
+
+
+def get(event: dict[str, Any], dotted: str) -> Any:
+    """Value at a dotted path, or a marker when absent (so tables can assert absence)."""
+    node: Any = event
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ABSENT
+        node = node[part]
+    return list(node) if isinstance(node, tuple) else node
+
+
+ABSENT = "<absent>"
+
+CASES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    (
+        "ordinary AcquireLicense",
+        {},
+        {
+            "@timestamp": "2024-03-04T09:14:07.000Z",
+            "event.kind": "event",
+            "event.module": "azure_rms",
+            "event.dataset": DATASET,
+            "event.action": "AcquireLicense",
+            "event.id": BASE["row-id"],
+            "event.outcome": "success",
+            "event.category": ["file"],
+            "event.type": ["access"],
+            "ecs.version": ECS_VERSION,
+            "log.file.path": "/logs/000000001",
+            "azure_rms.log_offset": 1234,
+            "error": ABSENT,
+            "event.original": ABSENT,
+            "user.id": "rupert.jackson@contoso.com",
+            "user.email": "rupert.jackson@contoso.com",
+            "user.name": "rupert.jackson",
+            "user.domain": "contoso.com",
+            "azure_rms.principal.type": "user",
+            "source.ip": "131.107.1.20",
+            "related.ip": ["131.107.1.20"],
+            "related.user": ["rupert.jackson@contoso.com", "rupert.jackson", "award@contoso.com"],
+            "file.name": "Pricing_v8.docx",
+            "file.extension": "docx",
+            "azure_rms.content_id": "271b6308-150d-49d2-8d1b-777891f8c298",
+            "azure_rms.template_id": ABSENT,
+            "azure_rms.owner_email": "award@contoso.com",
+            "azure_rms.issuer": "award@contoso.com",
+            "azure_rms.row_id": BASE["row-id"],
+            "azure_rms.correlation_id": BASE["correlation-id"],
+            "azure_rms.date_published": "2022-12-17T11:12:26",
+        },
+    ),
+    (
+        "fractions of a second are kept, at least three digits",
+        {"time": "21:59:28.1234"},
+        {"@timestamp": "2024-03-04T21:59:28.1234Z"},
+    ),
+    (
+        "one fraction digit is padded",
+        {"time": "21:59:28.1"},
+        {"@timestamp": "2024-03-04T21:59:28.100Z"},
+    ),
+    (
+        "empty row-id: event.id falls back to the correlation-id",
+        {"row-id": ""},
+        {"event.id": BASE["correlation-id"], "azure_rms.row_id": ABSENT},
+    ),
+    (
+        "failure: outcome and error text",
+        {"result": "'AccessDenied'"},
+        {"event.outcome": "failure", "error.message": "AccessDenied", "error.code": "AccessDenied"},
+    ),
+    (
+        "RMS connector is a service principal",
+        {"user-id": "'Aadrm_S-1-7-0'", "request-type": "ServerCertify", "c-info": CONNECTOR_CINFO},
+        {
+            "user.id": "Aadrm_S-1-7-0",
+            "user.name": "Aadrm_S-1-7-0",
+            "user.email": ABSENT,
+            "azure_rms.principal.type": "connector",
+            "event.category": ["authentication"],
+            "event.type": ["start"],
+            "user_agent.name": "Microsoft.RightsManagementServices.Connector",
+        },
+    ),
+    (
+        "Office 365 service principal keeps tenant and region",
+        {"user-id": f"'{O365}'", "issuer": O365},
+        {
+            "user.id": O365,
+            "user.name": "microsoftrmsonline",
+            "user.email": ABSENT,
+            "azure_rms.principal.type": "office365_service",
+            "azure_rms.principal.tenant_id": "f76fdd0a-e180-42d7-8408-ca2dded91461",
+            "azure_rms.principal.region": "eu",
+            "azure_rms.issuer": O365,
+        },
+    ),
+    (
+        "anonymous caller gives no user fields",
+        {"user-id": "''", "request-type": "FindServiceLocationsForUser", "owner-email": ""},
+        {"user": ABSENT, "azure_rms.principal": ABSENT, "related.user": ["award@contoso.com"]},
+    ),
+    (
+        "invalid c-ip is kept raw, not as source.ip",
+        {"c-ip": "10.0.0.300"},
+        {"source": ABSENT, "related.ip": ABSENT, "azure_rms.c_ip": "10.0.0.300"},
+    ),
+    (
+        "IPv6 c-ip",
+        {"c-ip": "2a02:8108:fd4b:70ba::64bf:8cb"},
+        {"source.ip": "2a02:8108:fd4b:70ba::64bf:8cb"},
+    ),
+    ("empty c-ip gives no field", {"c-ip": ""}, {"source": ABSENT, "azure_rms.c_ip": ABSENT}),
+    (
+        "c-info is parsed into user_agent and azure_rms.client",
+        {
+            "c-info": (
+                "'MSIPC;version=1.0.623.47;AppName=WINWORD.EXE;AppVersion=15.0.4753.1000;"
+                "AppArch=x86;OSName=Windows;OSVersion=6.1.7601;OSArch=amd64'"
+            )
+        },
+        {
+            "user_agent.original": (
+                "MSIPC;version=1.0.623.47;AppName=WINWORD.EXE;AppVersion=15.0.4753.1000;"
+                "AppArch=x86;OSName=Windows;OSVersion=6.1.7601;OSArch=amd64"
+            ),
+            "user_agent.name": "WINWORD.EXE",
+            "user_agent.version": "15.0.4753.1000",
+            "user_agent.os.name": "Windows",
+            "user_agent.os.version": "6.1.7601",
+            "user_agent.os.full": "Windows 6.1.7601",
+            "user_agent.os.type": "windows",
+            "azure_rms.client.sdk_name": "MSIPC",
+            "azure_rms.client.sdk_version": "1.0.623.47",
+            "azure_rms.client.app_arch": "x86",
+            "azure_rms.client.os_arch": "amd64",
+        },
+    ),
+    ("empty c-info gives no user_agent", {"c-info": ""}, {"user_agent": ABSENT}),
+    (
+        "GUIDs are lower-cased without braces",
+        {
+            "content-id": "{9F1C2B7E-5A3D-4E8F-B1C6-7D2E9A4F3B05}",
+            "template-id": "{A1B2C3D4-E5F6-4789-ABCD-EF0123456789}",
+        },
+        {
+            "azure_rms.content_id": "9f1c2b7e-5a3d-4e8f-b1c6-7d2e9a4f3b05",
+            "azure_rms.template_id": "a1b2c3d4-e5f6-4789-abcd-ef0123456789",
+        },
+    ),
+    (
+        "admin action on behalf of another user",
+        {
+            "request-type": "GetAllDocs",
+            "admin-action": "true",
+            "acting-as-user": "dave.brown@fabrikam.com",
+            "owner-email": "",
+            "issuer": "",
+        },
+        {
+            "azure_rms.admin_action": True,
+            "user.target.email": "dave.brown@fabrikam.com",
+            "user.target.name": "dave.brown",
+            "user.target.domain": "fabrikam.com",
+            "event.category": ["web"],
+            "related.user": [
+                "rupert.jackson@contoso.com",
+                "rupert.jackson",
+                "dave.brown@fabrikam.com",
+                "dave.brown",
+            ],
+        },
+    ),
+    ("admin-action false", {"admin-action": "false"}, {"azure_rms.admin_action": False}),
+    ("empty admin-action is omitted", {"admin-action": ""}, {"azure_rms.admin_action": ABSENT}),
+    (
+        "unknown request type still ships with the default category",
+        {"request-type": "FutureRequestV9"},
+        {"event.action": "FutureRequestV9", "event.category": ["api"], "event.type": ["info"]},
+    ),
+    (
+        "request types match case-insensitively; event.action keeps the spelling",
+        {"request-type": "acquirelicense"},
+        {"event.action": "acquirelicense", "event.category": ["file"]},
+    ),
+    (
+        "revoking a document is a change",
+        {"request-type": "RevokeAccess"},
+        {"event.category": ["file", "iam"], "event.type": ["change"]},
+    ),
+    (
+        "file name without extension, and a date-only date-published",
+        {"file-name": "README", "date-published": "2024-01-31"},
+        {
+            "file.name": "README",
+            "file.extension": ABSENT,
+            "azure_rms.date_published": "2024-01-31",
+        },
+    ),
+    (
+        "dash and quoted-empty values give no field",
+        {"owner-email": "-", "issuer": "''", "file-name": "-", "content-id": "''"},
+        {
+            "azure_rms.owner_email": ABSENT,
+            "azure_rms.issuer": ABSENT,
+            "file": ABSENT,
+            "azure_rms.content_id": ABSENT,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_record(changes: dict[str, str], expected: dict[str, Any]) -> None:
+    event = normalise(**{k.replace("-", "_"): v for k, v in changes.items()})
+    assert {k: get(event, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"time": "25:99:00"}, "unparseable time '25:99:00'"),
+        ({"time": "9h14"}, "unparseable time"),
+        ({"date": "2024-02-30"}, "unparseable date '2024-02-30'"),
+        ({"date": "04/03/2024"}, "unparseable date"),
+        ({"row-id": "", "correlation-id": ""}, "no row-id and no correlation-id"),
+    ],
+)
+def test_rejected(changes: dict[str, str], reason: str) -> None:
+    with pytest.raises(RecordRejected, match=reason.replace("(", r"\(")):
+        normalise(**{k.replace("-", "_"): v for k, v in changes.items()})
+
+
+def test_header_without_time_rejects_every_record() -> None:
+    bound = RmsNormaliser().bind(["date", "row-id", "request-type"])
+    with pytest.raises(RecordRejected, match="no date or no time"):
+        bound(["2024-03-04", "x", "Certify"], "p", 0, "")
+
+
+def test_keep_original() -> None:
+    event = normalise(keep_original=True)
+    assert event["event"]["original"] == "\t".join(BASE[f] for f in FIELDS_17)
+
+
+def test_cached_parts_are_not_shared_between_events() -> None:
+    bound = RmsNormaliser().bind(FIELDS_17)
+    values = [BASE[f] for f in FIELDS_17]
+    first = bound(values, "p", 0, "")
+    first["user"]["name"] = "changed"
+    first["user_agent"]["os"]["name"] = "changed"
+    first["event"]["id"] = "changed"
+    first["azure_rms"]["client"]["sdk_name"] = "changed"
+    first["file"]["name"] = "changed"
+    second = bound(values, "p", 0, "")
+    assert second["user"]["name"] == "rupert.jackson"
+    assert second["user_agent"]["os"]["name"] == "Windows"
+    assert second["event"]["id"] == BASE["row-id"]
+    assert second["azure_rms"]["client"]["sdk_name"] == "MSIPC"
+    assert second["file"]["name"] == "Pricing_v8.docx"
+
+
+def test_unknown_fields_are_kept_without_overwriting_own_fields() -> None:
+    fields = [*FIELDS_17, "x-region", "client"]
+    values = [BASE[f] for f in FIELDS_17] + ["westeurope", "raw client"]
+    event = RmsNormaliser().bind(fields)(values, "p", 0, "")
+    assert event["azure_rms"]["x_region"] == "westeurope"
+    assert event["azure_rms"]["field_client"] == "raw client"
+    assert event["azure_rms"]["client"]["sdk_name"] == "MSIPC"
+
+
+def test_15_field_layout() -> None:
+    event = normalise(fields=FIELDS_15, admin_action="true", acting_as_user="x@contoso.com")
+    assert "admin_action" not in event["azure_rms"]
+    assert "user" in event and "target" not in event["user"]
+    assert event["source"]["ip"] == BASE["c-ip"]
+
+
+# --- files: fixtures and the examples folder ---------------------------------------------------
+
+
+def read_w3c(path: Path) -> Iterator[tuple[list[str], list[str], int, str]]:
+    """(fields, values, byte offset, line) for each record line under a ``#Fields`` header.
+
+    A stand-in for the W3C source, so these tests depend on nothing but the normaliser.
+    """
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF16_LE):
+        text, unit, skip = data[2:].decode("utf-16-le"), 2, 2
+    elif data.startswith(codecs.BOM_UTF8):
+        text, unit, skip = data[3:].decode("utf-8"), 1, 3
+    else:
+        text, unit, skip = data.decode("utf-8"), 1, 0
+    offset = skip
+    fields: list[str] = []
+    for line in text.splitlines(keepends=True):
+        size = len(line.encode("utf-8")) if unit == 1 else len(line) * 2
+        bare = line.rstrip("\r\n")
+        if bare.startswith("#Fields:"):
+            fields = bare[len("#Fields:") :].strip().split("\t")
+        elif bare and not bare.startswith("#"):
+            yield fields, bare.split("\t"), offset, bare
+        offset += size
+
+
+def normalise_file(path: Path, normaliser: RmsNormaliser) -> tuple[list[Any], list[str]]:
+    events, rejected = [], []
+    for fields, values, offset, line in read_w3c(path):
+        if len(values) != len(fields):
+            rejected.append(f"expected {len(fields)} fields, found {len(values)}")
+            continue
+        try:
+            events.append(normaliser.bind(fields)(values, str(path), offset, line))
+        except RecordRejected as e:
+            rejected.append(str(e))
+    return events, rejected
+
+
+def example_files() -> list[Path]:
+    return sorted(p for p in EXAMPLES.iterdir() if p.is_file())
+
+
+def test_golden_fixture() -> None:
+    events, rejected = normalise_file(FIXTURES / "acquire_license.log", RmsNormaliser())
+    assert not rejected
+    expected = orjson.loads((FIXTURES / "acquire_license.expected.json").read_bytes())
+    got = orjson.loads(orjson.dumps(events[0]))
+    got["log"]["file"]["path"] = expected["log"]["file"]["path"]
+    assert got == expected
+
+
+def test_other_field_order_binds_by_name() -> None:
+    (event,), rejected = normalise_file(FIXTURES / "reordered_fields.log", RmsNormaliser())
+    assert not rejected
+    assert event["@timestamp"] == "2024-03-05T10:11:12.500Z"
+    assert event["event"]["action"] == "GetAllDocs"
+    assert event["event"]["id"] == "9a8b7c6d-5e4f-4321-8fed-cba987654321"
+    assert event["user"]["email"] == "admin.carol@contoso.com"
+    assert event["user"]["target"]["email"] == "dave.brown@contoso.com"
+    assert event["azure_rms"]["admin_action"] is True
+    assert event["azure_rms"]["c_ip"] == "not-an-ip"
+    assert event["azure_rms"]["x_tenant_hint"] == "contoso-eu"
+    assert "template_id" not in event["azure_rms"]
+
+
+def test_legacy_fixture() -> None:
+    (event,), rejected = normalise_file(FIXTURES / "legacy_15_fields.log", RmsNormaliser())
+    assert not rejected
+    assert event["event"]["category"] == ("authentication",)
+    assert event["user_agent"]["os"]["type"] == "ios"
+    assert event["source"]["ip"] == "2a02:8108:1a2b:3c4d::beef:1"
+
+
+def test_examples_folder() -> None:
+    normaliser = RmsNormaliser(keep_original=True)
+    ids: list[str] = []
+    rejected: list[str] = []
+    total = 0
+    for path in example_files():
+        events, bad = normalise_file(path, normaliser)
+        total += len(events) + len(bad)
+        rejected += bad
+        ids += [e["event"]["id"] for e in events]
+    assert total >= 300
+    assert sorted(rejected) == [
+        "expected 15 fields, found 9",
+        "expected 17 fields, found 18",
+        "unparseable time '25:99:00'",
+    ]
+    # the re-download repeats 20 records of another file, with the same ids
+    assert len(ids) - len(set(ids)) == 20
+
+
+def test_request_type_pairings_are_ones_ecs_expects() -> None:
+    table = yaml.safe_load((REPO / "mappings" / "rms" / "request_types.yaml").read_text())
+    documented = {
+        "AcquireLicense AcquireOfflineAuthorizationLicense AcquirePreLicense AcquireTemplates "
+        "AcquireTemplateInformation AddTemplate AllDocsCsv BECreateEndUserLicenseV1 "
+        "BEGetAllTemplatesV1 Certify FECreateEndUserLicenseV1 FECreatePublishingLicenseV1 "
+        "FindServiceLocationsForUser GetAllDocs GetAllTemplateIds GetCertificationInformation "
+        "GetClientLicensorCert GetConfiguration GetConnectorAuthorizations GetRecipients GetSingle "
+        "GetTenantFunctionalState GetTemplateById ExportTemplateById KeyVaultDecryptRequest "
+        "KeyVaultGetKeyInfoRequest KeyVaultSignDigest KMSPDecrypt KMSPSignDigest LoadEventsForMap "
+        "LoadEventsForSummary LoadEventsForTimeline ImportTemplate RevokeAccess SearchUsers "
+        "ServerCertify SetUsageLogFeatureState SetUsageLogStorageAccount SignDigest "
+        "UpdateNotificationSettings UpdateTemplate"
+    }.pop().split()
+    assert set(documented) <= set(table["request_types"])
+    if not ECS_FLAT.is_file():
+        pytest.skip("../shared/ecs/ecs_flat.yml is not available")
+    ecs = yaml.safe_load(ECS_FLAT.read_text(encoding="utf-8"))
+    expected = {
+        a["name"]: set(a.get("expected_event_types") or [])
+        for a in ecs["event.category"]["allowed_values"]
+    }
+    for name, spec in [*table["request_types"].items(), ("default", table["default"])]:
+        assert spec.get("description") or name == "default", name
+        allowed = set().union(*(expected[c] for c in spec["category"]))
+        assert set(spec["type"]) <= allowed, name
+
+
+def test_events_pass_the_ecs_checker(tmp_path: Path) -> None:
+    if not (ECS_FLAT.is_file() and ECS_CHECK.is_file()):
+        pytest.skip("../shared (ECS field list and checker) is not available")
+    normaliser = RmsNormaliser(keep_original=True)
+    events: list[Any] = []
+    for path in [*example_files(), *sorted(FIXTURES.glob("*.log"))]:
+        events += normalise_file(path, normaliser)[0]
+    events += [normalise(**{k.replace("-", "_"): v for k, v in c[1].items()}) for c in CASES]
+    out = tmp_path / "events.ndjson"
+    out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ECS_CHECK),
+            "--ecs",
+            str(ECS_FLAT),
+            "--custom-prefix",
+            "azure_rms.",
+            "--check-category-type",
+            "--expect-ecs-version",
+            ECS_VERSION,
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
