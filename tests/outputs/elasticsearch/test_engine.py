@@ -101,9 +101,7 @@ def test_analyst_queries(loaded: tuple[str, list[dict[str, Any]], BulkOutput]) -
 
     ten = ipaddress.ip_network("10.0.0.0/8")
     expected = sum(
-        1
-        for e in rms
-        if "source" in e and ipaddress.ip_address(e["source"]["ip"]) in ten
+        1 for e in rms if "source" in e and ipaddress.ip_address(e["source"]["ip"]) in ten
     )
     assert count(url, {"term": {"source.ip": "10.0.0.0/8"}}) == expected
 
