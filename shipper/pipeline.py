@@ -42,7 +42,7 @@ from shipper.outputs import EventBatch, Output, build_output
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
-from shipper.state import FileState, Store, event_key
+from shipper.state import EventKey, FileState, Store, event_key
 
 log = logging.getLogger("shipper")
 
@@ -84,49 +84,89 @@ class Progress:
     records: int = 0
 
 
-def _decode(chunk: Chunk) -> tuple[Decoded, list[bytes]]:
-    """Worker entry point: decode a chunk and compute the dedupe digests of its events."""
-    decoded = FORMATS[chunk.format].decode(chunk)
-    return decoded, [event_key(i) for i in decoded.ids]
+class _Work:
+    """A decoded chunk as the delivery loop needs it.
+
+    ``shipped`` holds the keys that the decoder found already committed when it looked; the
+    ``seq`` is the number of commits made before the chunk was handed out, so the pipeline
+    knows which later commits the decoder could not have seen.
+    """
+
+    __slots__ = ("chunk", "decoded", "keys", "shipped", "seq")
+
+    def __init__(
+        self, chunk: Chunk, decoded: Decoded, keys: list[EventKey], shipped: set[EventKey]
+    ) -> None:
+        self.chunk, self.decoded, self.keys, self.shipped = chunk, decoded, keys, shipped
+        self.seq = 0
 
 
-def _ignore_sigint() -> None:
+_worker_store: Store | None = None
+
+
+def _init_worker(data_dir: Path) -> None:
     # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_store
+    _worker_store = Store(data_dir, readonly=True)
+
+
+def _decode(chunk: Chunk) -> tuple[Decoded, list[EventKey], set[EventKey]]:
+    """Worker entry point: decode, compute dedupe keys, and look them up in the store.
+
+    Looking up here, in a read-only connection per worker, takes that cost off the process
+    that commits; the pipeline then checks only the commits this lookup could not see.
+    """
+    decoded = FORMATS[chunk.format].decode(chunk)
+    keys = [event_key(i) for i in decoded.ids]
+    assert _worker_store is not None
+    return decoded, keys, _worker_store.shipped(keys) if keys else set()
 
 
 class _Decoders:
     """Ordered decoding, in worker processes when it pays, with a bounded number in flight."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, store: Store) -> None:
         self.workers = workers
+        self._store = store
         self._pool: ProcessPoolExecutor | None = None
 
     def use_pool(self, pending_bytes: int) -> None:
         if self._pool is None and self.workers > 1 and pending_bytes >= POOL_THRESHOLD:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=get_context("spawn"), initializer=_ignore_sigint
+                self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self._store.data_dir,),
             )
 
-    def map(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, Decoded, list[bytes]]]:
+    def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[_Work]:
         if self._pool is None:
             for chunk in chunks:
-                yield (chunk, *_decode(chunk))
+                decoded = FORMATS[chunk.format].decode(chunk)
+                keys = [event_key(i) for i in decoded.ids]
+                work = _Work(chunk, decoded, keys, self._store.shipped(keys) if keys else set())
+                work.seq = seq()
+                yield work
             return
-        inflight: deque[tuple[Chunk, Future[tuple[Decoded, list[bytes]]]]] = deque()
+        inflight: deque[tuple[Chunk, int, Future[Any]]] = deque()
         limit = 2 * self.workers
         try:
             for chunk in chunks:
-                inflight.append((chunk, self._pool.submit(_decode, chunk)))
-                if len(inflight) >= limit:
-                    done, fut = inflight.popleft()
-                    yield (done, *fut.result())
+                inflight.append((chunk, seq(), self._pool.submit(_decode, chunk)))
+                while len(inflight) >= limit:
+                    yield self._result(*inflight.popleft())
             while inflight:
-                done, fut = inflight.popleft()
-                yield (done, *fut.result())
+                yield self._result(*inflight.popleft())
         finally:
-            for _, fut in inflight:
+            for _, _, fut in inflight:
                 fut.cancel()
+
+    @staticmethod
+    def _result(chunk: Chunk, seq: int, fut: Future[Any]) -> _Work:
+        work = _Work(chunk, *fut.result())
+        work.seq = seq
+        return work
 
     def close(self) -> None:
         if self._pool is not None:
@@ -137,13 +177,13 @@ class _Decoders:
 class _Batch:
     def __init__(self) -> None:
         self.events = EventBatch()
-        self.digests: list[bytes] = []
-        self.keys: set[bytes] = set()
+        self.digests: list[EventKey] = []
+        self.keys: set[EventKey] = set()
         self.positions: dict[str, FileState] = {}
         self.quarantined: list[Quarantine] = []
         self.duplicates = 0
 
-    def add(self, decoded: Decoded, digests: list[bytes], shipped: set[bytes]) -> None:
+    def add(self, decoded: Decoded, digests: list[EventKey], shipped: set[EventKey]) -> None:
         ev = self.events
         if not shipped and self.keys.isdisjoint(digests) and len(set(digests)) == len(digests):
             ev.ids += decoded.ids
@@ -180,8 +220,10 @@ class Pipeline:
         self.summary = Summary()
         self._stop = threading.Event()
         workers = config.pipeline.workers
-        self._decoders = _Decoders(os.cpu_count() or 1 if workers == "auto" else int(workers))
+        self._workers = os.cpu_count() or 1 if workers == "auto" else int(workers)
         self._opened: dict[str, FileState] = {}
+        self._seq = 0  # commits made so far in this run
+        self._recent: deque[tuple[int, set[EventKey]]] = deque()
 
     def stop(self) -> None:
         """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
@@ -197,14 +239,24 @@ class Pipeline:
         quarantine = NdjsonFileOutput(NdjsonOutput(path=str(quarantine_path(data_dir))))
         try:
             states = store.output_states()
+            initial: dict[str, dict[str, Any]] = {}
             for settings in self.config.outputs:
                 out = build_output(settings, data_dir)
-                out.restore(states.get(out.name))
+                first = out.restore(states.get(out.name))
+                if first is not None:
+                    initial[out.name] = first
                 outputs.append(out)
-            quarantine.restore(states.get(QUARANTINE_STATE))
-            store.prune(self.config.dedupe.retention_days * 86400)
+            first = quarantine.restore(states.get(QUARANTINE_STATE))
+            if first is not None:
+                initial[QUARANTINE_STATE] = first
+            if initial:  # where our writing starts, before any of it happens
+                store.commit([], [], initial)
+            self._quarantine_state = states.get(QUARANTINE_STATE) or initial[QUARANTINE_STATE]
             self._store, self._outputs, self._quarantine = store, outputs, quarantine
+            self._decoders = _Decoders(self._workers, store)
             while True:
+                if store.prune_due():
+                    store.prune(self.config.dedupe.retention_days * 86400)
                 self._pass()
                 if self.once or self._stop.is_set():
                     break
@@ -215,7 +267,8 @@ class Pipeline:
             log.error("%s", e)
             self.summary.errors.append(str(e))
         finally:
-            self._decoders.close()
+            if hasattr(self, "_decoders"):
+                self._decoders.close()
             for out in outputs:
                 out.close()
             quarantine.close()
@@ -237,9 +290,19 @@ class Pipeline:
         self._decoders.use_pool(pending)
         batch = _Batch()
         limit = self.config.pipeline.batch_events
-        for chunk, decoded, digests in self._decoders.map(self._chunks(found.candidates)):
-            shipped = self._store.shipped(digests) if digests else set()
-            batch.add(decoded, digests, shipped)
+        refused: set[str] = set()
+        for work in self._decoders.map(self._chunks(found.candidates), lambda: self._seq):
+            chunk, decoded = work.chunk, work.decoded
+            if decoded.refused is not None or chunk.path in refused:
+                if chunk.path not in refused:
+                    refused.add(chunk.path)
+                    self._refuse(decoded.refused or "")
+                continue
+            shipped = work.shipped
+            for seq, keys in self._recent:
+                if seq > work.seq:
+                    shipped |= keys.intersection(work.keys)
+            batch.add(decoded, work.keys, shipped)
             batch.quarantined += decoded.quarantined
             opened = self._opened[chunk.path]
             batch.positions[chunk.path] = FileState(
@@ -354,6 +417,11 @@ class Pipeline:
             self._quarantine_write(batch.quarantined)
             states[QUARANTINE_STATE] = self._quarantine_state
         self._store.commit(batch.positions.values(), batch.digests, states)
+        self._seq += 1
+        # Decoders that looked up ids before this commit could not see these keys.
+        self._recent.append((self._seq, batch.keys))
+        while len(self._recent) > 4 * self._decoders.workers + 2:
+            self._recent.popleft()
         self.summary.events += len(batch.events)
         self.summary.duplicates += batch.duplicates
         self.summary.quarantined += len(batch.quarantined)

@@ -43,8 +43,12 @@ class Ack:
 class Output(Protocol):
     name: str
 
-    def restore(self, state: dict[str, Any] | None) -> None:
-        """Called once before the first ``send`` with the state committed last (or None)."""
+    def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Called once before the first ``send`` with the state committed last (or None).
+
+        May return a state to commit at once, before anything is sent: the NDJSON file uses
+        this to record where its own writing starts in a file that already held data.
+        """
         ...
 
     def send(self, batch: EventBatch) -> Ack:

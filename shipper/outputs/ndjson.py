@@ -32,7 +32,7 @@ class NdjsonFileOutput:
         self.keep_files = settings.keep_files
         self._f: Any = None
 
-    def restore(self, state: dict[str, Any] | None) -> None:
+    def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "ab")
         size = self._f.seek(0, os.SEEK_END)
@@ -46,6 +46,7 @@ class NdjsonFileOutput:
             self._f.truncate(length)
             self._f.seek(length)
             os.fsync(self._f.fileno())
+        return {"length": length, "file": self._identity()} if state is None else None
 
     def send(self, batch: EventBatch) -> Ack:
         try:

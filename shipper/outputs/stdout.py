@@ -16,7 +16,7 @@ class StdoutOutput:
     name = "stdout"
 
     def restore(self, state: dict[str, Any] | None) -> None:
-        pass
+        return None
 
     def send(self, batch: EventBatch) -> Ack:
         if batch.docs:

@@ -1,9 +1,11 @@
 """SQLite implementation of the checkpoint store (see the package docstring for the rules).
 
-Event ids are kept as 16-byte BLAKE2b digests (a collision is out of reach at any volume), in a
-``WITHOUT ROWID`` table keyed by the digest, with the time they were shipped. Dedupe expires an
-id by how long ago it was *shipped*, never by the event's own time, which in a backfill may be
-years old: ``prune`` deletes by the indexed ``shipped_at`` column.
+Event ids are kept as 128-bit BLAKE2b digests split in two 64-bit integers: the first is the
+table's integer primary key (SQLite's fastest B-tree, looked up and inserted in sorted order),
+the second is checked on a hit, so a collision would need all 128 bits to match. Dedupe expires
+an id by how long ago it was *shipped*, never by the event's own time, which in a backfill may be
+years old: ``prune`` deletes by ``shipped_at``. It scans the table rather than keeping a second
+index, which would double the cost of every insert; it runs at start and at most hourly.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ CREATE TABLE IF NOT EXISTS files (
     updated   REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS shipped_ids (
-    digest     BLOB PRIMARY KEY,
+    k1         INTEGER PRIMARY KEY,
+    k2         INTEGER NOT NULL,
     shipped_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS shipped_ids_at ON shipped_ids (shipped_at);
+);
 CREATE TABLE IF NOT EXISTS output_state (
     name  TEXT PRIMARY KEY,
     state TEXT NOT NULL
@@ -45,9 +47,13 @@ CREATE TABLE IF NOT EXISTS output_state (
 _IN_CHUNK = 5000
 
 
-def event_key(event_id: str) -> bytes:
-    """The dedupe digest of an event id."""
-    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=16).digest()
+EventKey = tuple[int, int]
+
+
+def event_key(event_id: str) -> EventKey:
+    """The dedupe digest of an event id: 128 bits as two signed 64-bit integers."""
+    d = hashlib.blake2b(event_id.encode("utf-8"), digest_size=16).digest()
+    return int.from_bytes(d[:8], "big", signed=True), int.from_bytes(d[8:], "big", signed=True)
 
 
 @dataclass(slots=True)
@@ -66,14 +72,23 @@ class FileState:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, data_dir: Path, readonly: bool = False) -> None:
+        """``readonly`` is for decoder workers, which look ids up while the pipeline writes."""
+        self.data_dir = data_dir
         self.path = data_dir / "checkpoint.sqlite"
+        if readonly:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._db.execute("PRAGMA cache_size=-16384")
+            self._last_prune = float("-inf")
+            return
+        data_dir.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages for the id index
         self._db.executescript(_SCHEMA)
+        self._last_prune = float("-inf")
 
     def close(self) -> None:
         self._db.close()
@@ -94,26 +109,34 @@ class Store:
 
     # --- ids --------------------------------------------------------------------------
 
-    def shipped(self, digests: Sequence[bytes]) -> set[bytes]:
-        """The subset of ``digests`` already committed as shipped."""
-        found: set[bytes] = set()
-        for i in range(0, len(digests), _IN_CHUNK):
-            part = digests[i : i + _IN_CHUNK]
+    def shipped(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        """The subset of ``keys`` already committed as shipped."""
+        firsts = sorted(k[0] for k in keys)
+        found: set[EventKey] = set()
+        for i in range(0, len(firsts), _IN_CHUNK):
+            part = firsts[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(part))
             rows = self._db.execute(
-                f"SELECT digest FROM shipped_ids WHERE digest IN ({marks})", part
-            )
-            found.update(r[0] for r in rows)
+                f"SELECT k1, k2 FROM shipped_ids WHERE k1 IN ({marks})", part
+            ).fetchall()
+            found.update(rows)
+        if found:
+            found.intersection_update(keys)  # both halves must match
         return found
 
     def id_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM shipped_ids").fetchone()[0]
 
     def prune(self, retention_seconds: float, now: float | None = None) -> int:
+        """Forget ids shipped longer ago than the retention; returns how many."""
         cutoff = int((time.time() if now is None else now) - retention_seconds)
         with self._tx():
             cur = self._db.execute("DELETE FROM shipped_ids WHERE shipped_at < ?", (cutoff,))
+        self._last_prune = time.monotonic()
         return cur.rowcount
+
+    def prune_due(self, every_seconds: float = 3600) -> bool:
+        return time.monotonic() - self._last_prune >= every_seconds
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -126,7 +149,7 @@ class Store:
     def commit(
         self,
         files: Iterable[FileState],
-        digests: Iterable[bytes],
+        keys: Iterable[EventKey],
         output_states: dict[str, dict[str, Any]],
         now: float | None = None,
     ) -> None:
@@ -151,8 +174,10 @@ class Store:
                     for s in files
                 ],
             )
+            stamp = int(t)
             self._db.executemany(
-                "INSERT OR IGNORE INTO shipped_ids VALUES (?, ?)", ((d, int(t)) for d in digests)
+                "INSERT OR IGNORE INTO shipped_ids VALUES (?, ?, ?)",
+                [(k1, k2, stamp) for k1, k2 in sorted(keys)],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO output_state VALUES (?, ?)",

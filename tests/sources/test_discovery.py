@@ -22,7 +22,14 @@ def read_all(folder: Path, known: dict[str, FileState]) -> dict[str, FileState]:
         with open(c.path, "rb") as f:
             where = open_position(f, c)
         out[c.key] = FileState(
-            c.key, c.path, "w3c_rms", c.size, "{}", where.head_len, where.head_hash, c.size,
+            c.key,
+            c.path,
+            "w3c_rms",
+            c.size,
+            "{}",
+            where.head_len,
+            where.head_hash,
+            c.size,
             c.mtime_ns,
         )
     return out

@@ -86,8 +86,10 @@ def test_header_block_repeated_mid_file_updates_the_state(tmp_path):
 
 def test_iis_log_is_refused_with_what_was_found(tmp_path):
     path = tmp_path / "u_ex240304.log"
-    path.write_text("#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n"
-                    "#Fields: date time s-ip\n2024-03-04 10:00:00 10.0.0.1\n")
+    path.write_text(
+        "#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n"
+        "#Fields: date time s-ip\n2024-03-04 10:00:00 10.0.0.1\n"
+    )
     with pytest.raises(FileRefused) as e:
         chunks(path)
     assert "u_ex240304.log" in str(e.value)

@@ -1,0 +1,107 @@
+"""Follow mode and crash safety: appended lines, partial lines, SIGTERM, and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def config(tmp_path: Path, **pipeline: object) -> Path:
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "inputs": [{"type": "rms_usage", "paths": [str(tmp_path / "logs" / "*")]}],
+        "outputs": [{"type": "ndjson", "path": str(tmp_path / "out" / "events.ndjson")}],
+        "pipeline": {"poll_interval": 0.1, **pipeline},
+    }
+    path = tmp_path / "shipper.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def start(cfg: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "run", *args, str(cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def output_ids(tmp_path: Path) -> list[str]:
+    out = tmp_path / "out" / "events.ndjson"
+    if not out.exists():
+        return []
+    return [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_follow_picks_up_new_files_and_appended_lines_and_waits_for_partial_ones(
+    tmp_path, write_rms
+):
+    log = write_rms(tmp_path / "logs" / "000000001", range(5))
+    proc = start(config(tmp_path))
+    try:
+        wait_for(lambda: len(output_ids(tmp_path)) == 5)
+        full = write_rms(tmp_path / "spare", range(5, 7)).read_bytes().split(b"\n")[3:5]
+        with open(log, "ab") as f:  # one complete line, and half of the next
+            f.write(full[0] + b"\n" + full[1][:20])
+        wait_for(lambda: len(output_ids(tmp_path)) == 6)
+        time.sleep(0.5)
+        assert len(output_ids(tmp_path)) == 6  # the half line waits
+        with open(log, "ab") as f:
+            f.write(full[1][20:] + b"\n")
+        write_rms(tmp_path / "logs" / "000000002", range(100, 103))
+        wait_for(lambda: len(output_ids(tmp_path)) == 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "shipped 10 events" in err
+    ids = output_ids(tmp_path)
+    assert len(set(ids)) == len(ids) == 10
+
+
+def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, write_rms):
+    files, per_file = 12, 3000
+    for i in range(files):
+        write_rms(tmp_path / "logs" / f"{i + 1:09d}", range(i * per_file, (i + 1) * per_file))
+    # a re-download overlapping two blobs, so dedupe is exercised across crashes too
+    write_rms(tmp_path / "logs" / "rmslog-2024-03-04.log", range(per_file - 500, per_file + 500))
+    cfg = config(tmp_path, batch_events=700)
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(25):
+        proc = start(cfg, "--once", "--no-progress")
+        time.sleep(rng.uniform(0.3, 1.2))
+        if proc.poll() is not None:
+            break  # finished before we could kill it
+        proc.kill()
+        proc.wait()
+        kills += 1
+    final = start(cfg, "--once", "--no-progress")
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    assert kills >= 5, "the runs finished too fast to be killed mid-way"
+    ids = output_ids(tmp_path)
+    assert len(ids) == len(set(ids)), "an event was written twice"
+    assert len(ids) == files * per_file, "an event was lost"
