@@ -178,5 +178,33 @@ def check(config: str, check_outputs: bool) -> None:
         sys.exit(0 if ok else 1)
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--no-kibana", is_flag=True, help="Install index templates only.")
+def setup(config: str, no_kibana: bool) -> None:
+    """Install index templates, lifecycle policy and Kibana objects (safe to repeat)."""
+    from shipper.outputs.elasticsearch.setup import install
+
+    cfg = _load(config)
+    _setup_logging(False)
+    targets = [o for o in cfg.outputs if o.type in ("elasticsearch", "opensearch")]
+    if not targets:
+        click.echo(f"{config}: no elasticsearch or opensearch output to set up", err=True)
+        sys.exit(1)
+    ok = True
+    for out in targets:
+        try:
+            report = install(out, kibana=not no_kibana)
+        except ShipperError as e:
+            click.echo(f"{out.type}: {e}", err=True)
+            ok = False
+            continue
+        for step in report.steps:
+            detail = f" ({step.detail})" if step.detail else ""
+            click.echo(f"{out.type}: {step.what}: {step.result}{detail}")
+        ok = ok and report.ok
+    sys.exit(0 if ok else 1)
+
+
 if __name__ == "__main__":
     main()

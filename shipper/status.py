@@ -25,5 +25,15 @@ def check_outputs(cfg: Config) -> Iterator[tuple[str, bool]]:
             )
         elif out.type == "stdout":
             yield f"{where}: standard output", True
+        elif out.type in ("elasticsearch", "opensearch"):
+            from shipper.outputs.elasticsearch.setup import status
+
+            st = status(out)
+            if st.ok:
+                yield f"{where}: {st.product} {st.version}, all templates installed", True
+            elif st.version:
+                yield f"{where}: {st.product} {st.version}: {st.message}", False
+            else:
+                yield f"{where}: {st.message}", False
         else:
             yield f"{where}: no check available", True

@@ -21,23 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shipper.errors import ConfigError
+from shipper.units import parse_size as _size
 
 _NAMESPACE = re.compile(r"^[a-z0-9_]{1,100}$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
-
-
-def _size(value: int | str) -> int:
-    # Local copy of shipper.config.parse_size: importing shipper.config here would be circular
-    # (shipper.config imports this model to build its union of outputs).
-    if isinstance(value, int):
-        return value
-    m = _SIZE.match(str(value))
-    if not m:
-        raise ValueError(f"not a size: {value!r} (use e.g. 10MB or a number of bytes)")
-    unit = (m.group(2) or "").lower()
-    base = 1024 if "i" in unit else 1000
-    power = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3}[unit[:1]] if unit else 0
-    return int(float(m.group(1)) * base**power)
 
 
 class ElasticsearchOutput(BaseModel):
