@@ -96,7 +96,13 @@ def _serializers(compat: bool) -> dict[str, Any]:
 
 def _describe(e: Exception) -> str:
     inner = getattr(e, "errors", ()) or ()
-    text = str(inner[0]) if inner else str(e)
+    if inner:
+        text = str(inner[0])
+    else:
+        # elastic_transport's ConnectionError prints only "Connection error"; the reason
+        # ("[Errno 111] Connection refused", a TLS or DNS failure) is in its message.
+        message = getattr(e, "message", None)
+        text = str(message) if isinstance(message, (str, Exception)) and message else str(e)
     return text or type(e).__name__
 
 
