@@ -85,19 +85,26 @@ class Progress:
 
 
 class _Work:
-    """A decoded chunk as the delivery loop needs it.
+    """A decoded chunk, packed to cross process boundaries cheaply.
 
-    ``shipped`` holds the keys that the decoder found already committed when it looked; the
-    ``seq`` is the number of commits made before the chunk was handed out, so the pipeline
-    knows which later commits the decoder could not have seen.
+    Documents travel as one NDJSON run; ``shipped`` holds the keys the decoder found already
+    committed when it looked; ``seq`` is the number of commits made before the chunk was handed
+    out, so the pipeline knows which later commits the decoder could not have seen.
     """
 
-    __slots__ = ("chunk", "decoded", "keys", "shipped", "seq")
+    __slots__ = (
+        "chunk", "run", "ids", "datasets", "timestamps", "quarantined", "refused",
+        "keys", "shipped", "seq",
+    )  # fmt: skip
 
-    def __init__(
-        self, chunk: Chunk, decoded: Decoded, keys: list[EventKey], shipped: set[EventKey]
-    ) -> None:
-        self.chunk, self.decoded, self.keys, self.shipped = chunk, decoded, keys, shipped
+    def __init__(self, chunk: Chunk, decoded: Decoded, store: Store) -> None:
+        self.chunk = chunk
+        chunk.payload = b""  # not needed any more, and not worth sending back
+        self.run = b"\n".join(decoded.docs) + b"\n" if decoded.docs else b""
+        self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
+        self.quarantined, self.refused = decoded.quarantined, decoded.refused
+        self.keys = [event_key(i) for i in decoded.ids]
+        self.shipped = store.shipped(self.keys) if self.keys else set()
         self.seq = 0
 
 
@@ -111,16 +118,14 @@ def _init_worker(data_dir: Path) -> None:
     _worker_store = Store(data_dir, readonly=True)
 
 
-def _decode(chunk: Chunk) -> tuple[Decoded, list[EventKey], set[EventKey]]:
+def _decode(chunk: Chunk) -> _Work:
     """Worker entry point: decode, compute dedupe keys, and look them up in the store.
 
     Looking up here, in a read-only connection per worker, takes that cost off the process
     that commits; the pipeline then checks only the commits this lookup could not see.
     """
-    decoded = FORMATS[chunk.format].decode(chunk)
-    keys = [event_key(i) for i in decoded.ids]
     assert _worker_store is not None
-    return decoded, keys, _worker_store.shipped(keys) if keys else set()
+    return _Work(chunk, FORMATS[chunk.format].decode(chunk), _worker_store)
 
 
 class _Decoders:
@@ -143,9 +148,7 @@ class _Decoders:
     def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[_Work]:
         if self._pool is None:
             for chunk in chunks:
-                decoded = FORMATS[chunk.format].decode(chunk)
-                keys = [event_key(i) for i in decoded.ids]
-                work = _Work(chunk, decoded, keys, self._store.shipped(keys) if keys else set())
+                work = _Work(chunk, FORMATS[chunk.format].decode(chunk), self._store)
                 work.seq = seq()
                 yield work
             return
@@ -163,9 +166,9 @@ class _Decoders:
                 fut.cancel()
 
     @staticmethod
-    def _result(chunk: Chunk, seq: int, fut: Future[Any]) -> _Work:
-        work = _Work(chunk, *fut.result())
-        work.seq = seq
+    def _result(chunk: Chunk, seq: int, fut: Future[_Work]) -> _Work:
+        work = fut.result()
+        work.chunk, work.seq = chunk, seq
         return work
 
     def close(self) -> None:
@@ -183,26 +186,31 @@ class _Batch:
         self.quarantined: list[Quarantine] = []
         self.duplicates = 0
 
-    def add(self, decoded: Decoded, digests: list[EventKey], shipped: set[EventKey]) -> None:
-        ev = self.events
-        if not shipped and self.keys.isdisjoint(digests) and len(set(digests)) == len(digests):
-            ev.ids += decoded.ids
-            ev.datasets += decoded.datasets
-            ev.docs += decoded.docs
-            ev.timestamps += decoded.timestamps
-            self.digests += digests
-            self.keys.update(digests)
+    def add(self, work: _Work, shipped: set[EventKey]) -> None:
+        ev, keys = self.events, work.keys
+        if not shipped and self.keys.isdisjoint(keys) and len(set(keys)) == len(keys):
+            if work.run:
+                ev.add_ndjson(work.run)
+            ev.ids += work.ids
+            ev.datasets += work.datasets
+            ev.timestamps += work.timestamps
+            self.digests += keys
+            self.keys.update(keys)
             return
-        for i, d in enumerate(digests):
-            if d in shipped or d in self.keys:
+        docs = work.run.split(b"\n")[:-1]
+        kept = []
+        for i, k in enumerate(keys):
+            if k in shipped or k in self.keys:
                 self.duplicates += 1
                 continue
-            self.keys.add(d)
-            self.digests.append(d)
-            ev.ids.append(decoded.ids[i])
-            ev.datasets.append(decoded.datasets[i])
-            ev.docs.append(decoded.docs[i])
-            ev.timestamps.append(decoded.timestamps[i])
+            self.keys.add(k)
+            self.digests.append(k)
+            kept.append(docs[i])
+            ev.ids.append(work.ids[i])
+            ev.datasets.append(work.datasets[i])
+            ev.timestamps.append(work.timestamps[i])
+        if kept:
+            ev.add_ndjson(b"\n".join(kept) + b"\n")
 
 
 class Pipeline:
@@ -292,18 +300,18 @@ class Pipeline:
         limit = self.config.pipeline.batch_events
         refused: set[str] = set()
         for work in self._decoders.map(self._chunks(found.candidates), lambda: self._seq):
-            chunk, decoded = work.chunk, work.decoded
-            if decoded.refused is not None or chunk.path in refused:
+            chunk = work.chunk
+            if work.refused is not None or chunk.path in refused:
                 if chunk.path not in refused:
                     refused.add(chunk.path)
-                    self._refuse(decoded.refused or "")
+                    self._refuse(work.refused or "")
                 continue
             shipped = work.shipped
             for seq, keys in self._recent:
                 if seq > work.seq:
                     shipped |= keys.intersection(work.keys)
-            batch.add(decoded, work.keys, shipped)
-            batch.quarantined += decoded.quarantined
+            batch.add(work, shipped)
+            batch.quarantined += work.quarantined
             opened = self._opened[chunk.path]
             batch.positions[chunk.path] = FileState(
                 opened.key,
@@ -317,7 +325,7 @@ class Pipeline:
                 opened.mtime_ns,
             )
             p.bytes_done += chunk.end - chunk.start
-            p.records += len(decoded.docs)
+            p.records += len(work.ids)
             self._on_progress()
             if len(batch.events) >= limit or len(batch.quarantined) >= limit:
                 self._deliver(batch)
@@ -342,6 +350,8 @@ class Pipeline:
     def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
         with open(cand.path, "rb") as f:
             where = open_position(f, cand)
+            if where.reason == "resumed":
+                where.state = self._store.file_state(cand.key)
             fmt_name = where.format
             if fmt_name is None:
                 f.seek(0)

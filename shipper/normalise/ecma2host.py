@@ -26,20 +26,44 @@ PATTERNS = "windows/ecma2host.yaml"
 MASK = "***"
 
 
+_WORDS = re.compile(r"\(\?i\)([a-z0-9_]+(?:\|[a-z0-9_]+)*)")
+
+
 @cache
-def _redaction() -> tuple[re.Pattern[str], list[re.Pattern[str]]]:
+def _redaction() -> tuple[re.Pattern[str], tuple[str, ...], list[re.Pattern[str]]]:
+    """The trigger, the same trigger as plain lower-case words when it is a list of
+    alternatives (``(?i)a|b|c``; tested with ``in``, much faster than the regex on ASCII
+    text), and the patterns."""
     spec = load_yaml(PATTERNS)
+    trigger = spec["redact_trigger"]
+    m = _WORDS.fullmatch(trigger)
+    words = tuple(m.group(1).split("|")) if m else ()
     # one cheap search decides whether any pattern can apply; most messages have no secret
-    return re.compile(spec["redact_trigger"]), [re.compile(p) for p in spec["redact"]]
+    return re.compile(trigger), words, [re.compile(p) for p in spec["redact"]]
+
+
+_KEEP = r"\g<keep>" + MASK
 
 
 def redact(text: str) -> str:
     """Replace secrets (passwords, tokens, connection strings) with ``***``."""
-    quick, patterns = _redaction()
-    if not isinstance(text, str) or not quick.search(text):
+    if not isinstance(text, str):
+        return text
+    quick, words, patterns = _redaction()
+    if words and text.isascii():
+        # same answer as ``quick.search`` on ASCII (case-insensitive matching of ASCII
+        # letters is plain lower-casing); non-ASCII text, where (?i) also folds e.g. the
+        # Kelvin sign to "k", takes the regex
+        low = text.lower()
+        for w in words:
+            if w in low:
+                break
+        else:
+            return text
+    elif not quick.search(text):
         return text
     for p in patterns:
-        text = p.sub(lambda m: m.group("keep") + MASK, text)
+        text = p.sub(_KEEP, text)
     return text
 
 

@@ -13,21 +13,53 @@ pipeline stores it in the same transaction as the positions and hands it back to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-@dataclass(slots=True)
 class EventBatch:
-    """Encoded events in source order; ``ids[i]``, ``datasets[i]``... belong to ``docs[i]``."""
+    """Encoded events in source order; ``ids[i]``, ``datasets[i]``... belong to ``docs[i]``.
 
-    ids: list[str] = field(default_factory=list)
-    datasets: list[str] = field(default_factory=list)
-    docs: list[bytes] = field(default_factory=list)
-    timestamps: list[str] = field(default_factory=list)
+    Decoders hand over their documents as runs of NDJSON (one ``bytes`` per chunk), which is
+    what file outputs write and far cheaper to move between processes than one object per
+    event. ``docs`` splits them into single documents on first use, for outputs that need
+    them one by one.
+    """
+
+    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs")
+
+    def __init__(
+        self,
+        ids: list[str] | None = None,
+        datasets: list[str] | None = None,
+        docs: list[bytes] | None = None,
+        timestamps: list[str] | None = None,
+    ) -> None:
+        self.ids: list[str] = [] if ids is None else ids
+        self.datasets: list[str] = [] if datasets is None else datasets
+        self.timestamps: list[str] = [] if timestamps is None else timestamps
+        self._docs: list[bytes] = [] if docs is None else docs
+        self._runs: list[bytes] = []
+
+    def add_ndjson(self, run: bytes) -> None:
+        """Append documents given as NDJSON (each line a document, ending in a line break)."""
+        self._runs.append(run)
+
+    @property
+    def docs(self) -> list[bytes]:
+        if self._runs:
+            for run in self._runs:
+                self._docs += run.split(b"\n")[:-1]
+            self._runs = []
+        return self._docs
+
+    def ndjson(self) -> list[bytes]:
+        """The documents as NDJSON pieces to write in order, without copying them."""
+        head = [b"\n".join(self._docs) + b"\n"] if self._docs else []
+        return head + self._runs
 
     def __len__(self) -> int:
-        return len(self.docs)
+        return len(self.ids)
 
 
 @dataclass(slots=True)

@@ -52,8 +52,7 @@ class NdjsonFileOutput:
         try:
             if self._f.tell() >= self.max_bytes:
                 self._rotate()
-            if batch.docs:
-                self._f.write(b"\n".join(batch.docs) + b"\n")
+            self._f.writelines(batch.ndjson())
             self._f.flush()
             os.fsync(self._f.fileno())
         except OSError as e:

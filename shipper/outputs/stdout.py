@@ -19,9 +19,9 @@ class StdoutOutput:
         return None
 
     def send(self, batch: EventBatch) -> Ack:
-        if batch.docs:
+        if len(batch):
             try:
-                sys.stdout.buffer.write(b"\n".join(batch.docs) + b"\n")
+                sys.stdout.buffer.writelines(batch.ndjson())
                 sys.stdout.buffer.flush()
             except (BrokenPipeError, ValueError) as e:
                 raise OutputFailed("stdout is closed") from e

@@ -84,7 +84,7 @@ class Opened:
     """Where to start reading an open file, and why."""
 
     start: int
-    state: str
+    state: str  # empty: the caller fetches a resumed file's state from the store
     format: str | None
     head_len: int
     head_hash: str
@@ -103,4 +103,4 @@ def open_position(f: BinaryIO, cand: Candidate) -> Opened:
     same = head if prev.head_len == head_len else head_hash(f, prev.head_len)
     if same != prev.head_hash:
         return Opened(0, "", None, head_len, head, "replaced")
-    return Opened(prev.offset, prev.state, prev.format, head_len, head, "resumed")
+    return Opened(prev.offset, "", prev.format, head_len, head, "resumed")

@@ -16,6 +16,7 @@ or CRLF. The byte offset of every line is kept exact in all of them (``log.offse
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any, BinaryIO
@@ -152,9 +153,11 @@ class W3cRms:
         enc = header.encoding
         nl = _NL[enc]
         verified = header.problem() is None
+        size = os.fstat(f.fileno()).st_size
         while True:
             f.seek(pos)
-            block = f.read(BLOCK)
+            # never ask for more than is there: a 2 MiB buffer per tiny file adds up
+            block = f.read(max(min(BLOCK, size - pos), 1))
             if not block:
                 return
             at_eof = len(block) < BLOCK

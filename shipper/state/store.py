@@ -50,8 +50,26 @@ _IN_CHUNK = 5000
 EventKey = tuple[int, int]
 
 
+_HALF = 1 << 64
+_SIGN = 1 << 63
+
+
 def event_key(event_id: str) -> EventKey:
-    """The dedupe digest of an event id: 128 bits as two signed 64-bit integers."""
+    """The dedupe key of an event id: 128 bits as two signed 64-bit integers.
+
+    Ids that already are 128-bit random values (RMS row ids are GUIDs; Windows event ids are
+    32 hex digits) are used as they are, case-insensitively; anything else is hashed with
+    BLAKE2b. Both are uniformly spread, which is all the index needs.
+    """
+    h = event_id.replace("-", "")
+    if len(h) == 32:
+        try:
+            v = int(h, 16)
+        except ValueError:
+            pass
+        else:
+            hi, lo = v >> 64, v & (_HALF - 1)
+            return (hi - _HALF if hi >= _SIGN else hi), (lo - _HALF if lo >= _SIGN else lo)
     d = hashlib.blake2b(event_id.encode("utf-8"), digest_size=16).digest()
     return int.from_bytes(d[:8], "big", signed=True), int.from_bytes(d[8:], "big", signed=True)
 
@@ -96,11 +114,16 @@ class Store:
     # --- files ------------------------------------------------------------------------
 
     def files(self) -> dict[str, FileState]:
+        """Every known file, without the resume ``state`` (fetch it with ``file_state``):
+        a scan over 100,000 files needs only sizes and times, and the state is the bulk."""
         rows = self._db.execute(
-            "SELECT key, path, format, offset, state, head_len, head_hash, size, mtime_ns"
-            " FROM files"
+            "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns FROM files"
         )
         return {r[0]: FileState(*r) for r in rows}
+
+    def file_state(self, key: str) -> str:
+        row = self._db.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else ""
 
     def forget_files(self, keys: Iterable[str]) -> None:
         """Drop positions of files that are gone (their ids stay, for dedupe)."""
