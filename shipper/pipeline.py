@@ -153,7 +153,7 @@ class _Decoders:
                 yield work
             return
         inflight: deque[tuple[Chunk, int, Future[Any]]] = deque()
-        limit = 2 * self.workers
+        limit = self.workers + 2  # enough to keep every worker busy, no more: memory
         try:
             for chunk in chunks:
                 inflight.append((chunk, seq(), self._pool.submit(_decode, chunk)))

@@ -29,17 +29,34 @@ MASK = "***"
 _WORDS = re.compile(r"\(\?i\)([a-z0-9_]+(?:\|[a-z0-9_]+)*)")
 
 
+class _Redaction:
+    """The compiled redaction rules.
+
+    ``trigger`` is the cheap regex that decides whether any pattern can apply; when it is a
+    plain list of alternatives (``(?i)a|b|c``), ``words`` holds them, and ASCII text is tested
+    with ``in`` on its lower-case form instead (the same answer: on ASCII text, (?i) is plain
+    lower-casing; non-ASCII text, where (?i) also folds e.g. the Kelvin sign to "k", takes the
+    regex). ``patterns`` pairs each pattern with its ``when`` words (empty: always run).
+    """
+
+    __slots__ = ("trigger", "words", "patterns")
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.trigger = re.compile(spec["redact_trigger"])
+        m = _WORDS.fullmatch(spec["redact_trigger"])
+        self.words: tuple[str, ...] = tuple(m.group(1).split("|")) if m else ()
+        self.patterns: list[tuple[re.Pattern[str], tuple[str, ...]]] = []
+        for entry in spec["redact"]:
+            if isinstance(entry, str):
+                self.patterns.append((re.compile(entry), ()))
+            else:
+                when = tuple(w.lower() for w in entry.get("when") or ())
+                self.patterns.append((re.compile(entry["pattern"]), when))
+
+
 @cache
-def _redaction() -> tuple[re.Pattern[str], tuple[str, ...], list[re.Pattern[str]]]:
-    """The trigger, the same trigger as plain lower-case words when it is a list of
-    alternatives (``(?i)a|b|c``; tested with ``in``, much faster than the regex on ASCII
-    text), and the patterns."""
-    spec = load_yaml(PATTERNS)
-    trigger = spec["redact_trigger"]
-    m = _WORDS.fullmatch(trigger)
-    words = tuple(m.group(1).split("|")) if m else ()
-    # one cheap search decides whether any pattern can apply; most messages have no secret
-    return re.compile(trigger), words, [re.compile(p) for p in spec["redact"]]
+def _redaction() -> _Redaction:
+    return _Redaction(load_yaml(PATTERNS))
 
 
 _KEEP = r"\g<keep>" + MASK
@@ -49,21 +66,29 @@ def redact(text: str) -> str:
     """Replace secrets (passwords, tokens, connection strings) with ``***``."""
     if not isinstance(text, str):
         return text
-    quick, words, patterns = _redaction()
+    rules = _redaction()
+    words = rules.words
     if words and text.isascii():
-        # same answer as ``quick.search`` on ASCII (case-insensitive matching of ASCII
-        # letters is plain lower-casing); non-ASCII text, where (?i) also folds e.g. the
-        # Kelvin sign to "k", takes the regex
         low = text.lower()
         for w in words:
             if w in low:
                 break
         else:
-            return text
-    elif not quick.search(text):
+            return text  # most texts: no keyword, nothing to do
+    elif not rules.trigger.search(text):
         return text
-    for p in patterns:
-        text = p.sub(_KEEP, text)
+    else:
+        low = ""  # not ASCII: every pattern runs
+    for pattern, when in rules.patterns:
+        if when and low:
+            for w in when:
+                if w in low:
+                    break
+            else:
+                continue
+        text, n = pattern.subn(_KEEP, text)
+        if n and low:
+            low = text.lower()
     return text
 
 

@@ -47,18 +47,23 @@ def _local(tag: str) -> str:
     """Tag name without its namespace (memoised: exports repeat a few dozen tag names)."""
     name = _LOCAL.get(tag)
     if name is None:
-        name = _LOCAL[tag] = tag.rpartition("}")[2] if tag[:1] == "{" else tag
+        name = tag.rpartition("}")[2] if tag[:1] == "{" else tag
         if len(_LOCAL) > 10000:
             _LOCAL.clear()
+        _LOCAL[tag] = name
     return name
 
 
 def _int(value: str | None) -> int | None:
     if value is None:
         return None
+    try:
+        return int(value)  # the common case; int() ignores surrounding whitespace itself
+    except ValueError:
+        pass
     value = value.strip()
     try:
-        return int(value, 16) if value[:2].lower() == "0x" else int(value)
+        return int(value, 16) if value[:2].lower() == "0x" else None
     except ValueError:
         return None
 
@@ -75,34 +80,40 @@ def _text(elem: ET.Element) -> str:
     return elem.text or ""
 
 
+#: System children whose text is a number / a string, by local name -> record key
+_SYSTEM_INT = {
+    "EventRecordID": "record_id",
+    "Level": "level",
+    "Task": "task",
+    "Opcode": "opcode",
+    "Keywords": "keywords",
+    "Version": "version",
+}
+_SYSTEM_STR = {"Channel": "channel", "Computer": "computer"}
+
+
 def _system(elem: ET.Element, rec: dict[str, Any]) -> None:
+    local = _LOCAL
     for child in elem:
-        name = _local(child.tag)
-        if name == "Provider":
-            rec["provider"] = child.get("Name") or child.get("EventSourceName")
-            rec["provider_guid"] = _guid(child.get("Guid"))
+        tag = child.tag
+        name = local.get(tag) or _local(tag)
+        key = _SYSTEM_INT.get(name)
+        if key is not None:
+            rec[key] = _int(child.text)
+            continue
+        key = _SYSTEM_STR.get(name)
+        if key is not None:
+            rec[key] = child.text
+        elif name == "Provider":
+            get = child.get
+            rec["provider"] = get("Name") or get("EventSourceName")
+            rec["provider_guid"] = _guid(get("Guid"))
         elif name == "EventID":
             rec["event_id"] = (child.text or "").strip()
         elif name == "TimeCreated":
             st = child.get("SystemTime")
             if st:
                 rec["time"] = iso_utc(st)
-        elif name == "EventRecordID":
-            rec["record_id"] = _int(child.text)
-        elif name == "Channel":
-            rec["channel"] = child.text
-        elif name == "Computer":
-            rec["computer"] = child.text
-        elif name == "Level":
-            rec["level"] = _int(child.text)
-        elif name == "Task":
-            rec["task"] = _int(child.text)
-        elif name == "Opcode":
-            rec["opcode"] = _int(child.text)
-        elif name == "Keywords":
-            rec["keywords"] = _int(child.text)
-        elif name == "Version":
-            rec["version"] = _int(child.text)
         elif name == "Execution":
             rec["pid"] = _int(child.get("ProcessID"))
             rec["tid"] = _int(child.get("ThreadID"))
@@ -116,11 +127,13 @@ def _system(elem: ET.Element, rec: dict[str, Any]) -> None:
 def _event_data(elem: ET.Element) -> dict[str, str]:
     data: dict[str, str] = {}
     unnamed = 0
+    local = _LOCAL
     for child in elem:
-        name = _local(child.tag)
+        tag = child.tag
+        name = local.get(tag) or _local(tag)
         if name == "Data":
             key = child.get("Name")
-            value = _text(child)
+            value = "".join(child.itertext()) if len(child) else child.text
             if not key:
                 unnamed += 1
                 key = f"param{unnamed}"
@@ -164,8 +177,10 @@ def _rendering(elem: ET.Element, rec: dict[str, Any]) -> None:
 def parse_event(elem: ET.Element) -> dict[str, Any]:
     """An ``<Event>`` element as the common Windows record dict (see ``normalise.winlog``)."""
     rec: dict[str, Any] = {}
+    local = _LOCAL
     for child in elem:
-        name = _local(child.tag)
+        tag = child.tag
+        name = local.get(tag) or _local(tag)
         if name == "System":
             _system(child, rec)
         elif name == "EventData":

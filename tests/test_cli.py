@@ -1,0 +1,82 @@
+"""What a user sees from the command line: progress on a terminal, stdout output, check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def config(tmp_path: Path, outputs: list[dict]) -> Path:
+    cfg = {
+        "data_dir": str(tmp_path / "data"),
+        "inputs": [{"type": "rms_usage", "paths": [str(tmp_path / "logs" / "*")]}],
+        "outputs": outputs,
+    }
+    path = tmp_path / "shipper.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a pseudo-terminal")
+def test_once_on_a_terminal_shows_progress(tmp_path, write_rms, repo):
+    import pty
+
+    for i in range(3):
+        write_rms(tmp_path / "logs" / f"{i:09d}", range(i * 20000, (i + 1) * 20000))
+    cfg = config(tmp_path, [{"type": "ndjson", "path": str(tmp_path / "out.ndjson")}])
+    leader, follower = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(repo), COLUMNS="160", TERM="xterm")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "run", "--once", str(cfg)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    proc.wait(timeout=120)
+    os.close(leader)
+    text = seen.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "shipping" in text and "files" in text and "records" in text
+    assert "shipped 60,000 events" in text
+
+
+def test_stdout_output_pipes_events_and_keeps_the_summary_on_stderr(tmp_path, write_rms, cli):
+    write_rms(tmp_path / "logs" / "000000001", range(25))
+    cfg = config(tmp_path, [{"type": "stdout"}])
+    result = cli("run", "--once", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 25
+    assert all(json.loads(line)["event"]["dataset"] == "azure_rms.usage" for line in lines)
+    assert "shipped 25 events" in result.stderr
+
+
+def test_check_accepts_the_quickstart_and_reports_what_it_found(repo, cli):
+    result = cli("check", "examples/quickstart.yaml", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 input(s), 1 output(s)" in result.stdout
+
+
+def test_check_outputs_reports_an_unwritable_ndjson_folder(tmp_path, cli):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = config(tmp_path, [{"type": "ndjson", "path": str(blocker / "sub" / "out.ndjson")}])
+    result = cli("check", "--outputs", str(cfg), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "outputs[0] (ndjson)" in result.stderr and "is a file, not a folder" in result.stderr
