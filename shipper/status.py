@@ -18,11 +18,12 @@ def check_outputs(cfg: Config) -> Iterator[tuple[str, bool]]:
             probe = folder
             while not probe.exists():
                 probe = probe.parent
-            ok = os.access(probe, os.W_OK)
-            yield (
-                (f"{where}: {out.path}: " + ("writable" if ok else f"{probe} is not writable")),
-                ok,
-            )
+            if not probe.is_dir():
+                yield f"{where}: {out.path}: {probe} is a file, not a folder", False
+            elif not os.access(probe, os.W_OK):
+                yield f"{where}: {out.path}: {probe} is not writable", False
+            else:
+                yield f"{where}: {out.path}: writable", True
         elif out.type == "stdout":
             yield f"{where}: standard output", True
         elif out.type in ("elasticsearch", "opensearch"):

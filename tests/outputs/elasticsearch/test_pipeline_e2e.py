@@ -248,16 +248,16 @@ def test_kill_9_during_bulk_then_restart_leaves_one_document_per_event(
     write_rms(tmp_path / "logs" / "rmslog-2024-03-04.log", range(per_file - 500, per_file + 500))
     expected = files * per_file
     cfg = write_config(
-        tmp_path, engine_url, str(tmp_path / "logs" / "*"), batch_events=700, bulk_max_docs=200
+        tmp_path, engine_url, str(tmp_path / "logs" / "*"), batch_events=700, bulk_max_docs=250
     )
     assert shipper("setup", str(cfg), "--no-kibana", cwd=tmp_path).returncode == 0
 
     rng = random.Random(7)
     kills = 0
     partial = []  # engine counts seen after each kill
-    for _ in range(15):
+    for _ in range(10):
         proc = start(cfg)
-        time.sleep(rng.uniform(0.4, 1.6))
+        time.sleep(rng.uniform(0.5, 2.0))
         if proc.poll() is not None:
             break  # finished before we could kill it
         os.killpg(proc.pid, signal.SIGKILL)
