@@ -232,6 +232,8 @@ class Pipeline:
         self._opened: dict[str, FileState] = {}
         self._seq = 0  # commits made so far in this run
         self._recent: deque[tuple[int, set[EventKey]]] = deque()
+        self._committing: threading.Thread | None = None
+        self._commit_error: BaseException | None = None
 
     def stop(self) -> None:
         """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
@@ -275,6 +277,8 @@ class Pipeline:
             log.error("%s", e)
             self.summary.errors.append(str(e))
         finally:
+            if self._committing is not None:
+                self._committing.join()
             if hasattr(self, "_decoders"):
                 self._decoders.close()
             for out in outputs:
@@ -333,6 +337,7 @@ class Pipeline:
             if self._stop.is_set():
                 break
         self._deliver(batch)
+        self._settle()
 
     def _chunks(self, candidates: list[Candidate]) -> Iterator[Chunk]:
         """Every chunk of every candidate file, in order; refusals are counted, not raised."""
@@ -398,6 +403,7 @@ class Pipeline:
 
     def _deliver(self, batch: _Batch) -> None:
         """Send to every output until each has acknowledged, then commit (module docstring)."""
+        self._settle()  # the previous batch is committed before this one goes out
         if not batch.positions and not batch.quarantined:
             return
         states: dict[str, dict[str, Any]] = {}
@@ -426,15 +432,36 @@ class Pipeline:
         if batch.quarantined:
             self._quarantine_write(batch.quarantined)
             states[QUARANTINE_STATE] = self._quarantine_state
-        self._store.commit(batch.positions.values(), batch.digests, states)
-        self._seq += 1
-        # Decoders that looked up ids before this commit could not see these keys.
-        self._recent.append((self._seq, batch.keys))
+        # Decoders that looked up ids before this commit is visible must check these keys
+        # themselves: they carry the commit count from when they were handed their chunk.
+        self._recent.append((self._seq + 1, batch.keys))
         while len(self._recent) > 4 * self._decoders.workers + 2:
             self._recent.popleft()
+        # The commit runs beside the decoding of the next batch (SQLite does its work without
+        # the GIL); it must be done before that batch is sent (``_settle``).
+        self._committing = threading.Thread(
+            target=self._commit, args=(batch, states), name="commit", daemon=True
+        )
+        self._committing.start()
+
+    def _commit(self, batch: _Batch, states: dict[str, dict[str, Any]]) -> None:
+        try:
+            self._store.commit(batch.positions.values(), batch.digests, states)
+        except BaseException as e:  # handed to the pipeline's thread by _settle
+            self._commit_error = e
+            return
         self.summary.events += len(batch.events)
         self.summary.duplicates += batch.duplicates
         self.summary.quarantined += len(batch.quarantined)
+
+    def _settle(self) -> None:
+        """Wait for the commit in progress, if any; re-raise its failure."""
+        if self._committing is not None:
+            self._committing.join()
+            self._committing = None
+            self._seq += 1
+            if self._commit_error is not None:
+                raise self._commit_error
 
     _quarantine_state: dict[str, Any]
     _quarantine_logged = 0

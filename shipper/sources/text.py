@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, BinaryIO
 
 import orjson
@@ -166,6 +167,16 @@ def quarantine(
     reason: str,
     raw: str | Callable[[], str],
 ) -> None:
+    """Record a rejected record. Its raw text and the reason are redacted like a shipped event's
+    message: the quarantine file must not hold the secrets that the output never gets."""
     text = raw() if callable(raw) else raw
     at = offset() if callable(offset) else offset
-    out.quarantined.append(Quarantine(path, line, at, reason, clean(text)))
+    redact = _redactor()
+    out.quarantined.append(Quarantine(path, line, at, redact(clean(reason)), redact(clean(text))))
+
+
+@cache
+def _redactor() -> Callable[[str], str]:
+    from shipper.normalise.ecma2host import redact
+
+    return redact

@@ -98,6 +98,7 @@ class Store:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
             self._db.execute("PRAGMA cache_size=-16384")
+            self._read = self._db
             self._last_prune = float("-inf")
             return
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -106,9 +107,15 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages for the id index
         self._db.executescript(_SCHEMA)
+        # Reads get their own connection: they see committed data only, and never wait for
+        # (or interleave with) a commit that runs in another thread.
+        self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._read.execute("PRAGMA cache_size=-8192")
         self._last_prune = float("-inf")
 
     def close(self) -> None:
+        if self._read is not self._db:
+            self._read.close()
         self._db.close()
 
     # --- files ------------------------------------------------------------------------
@@ -116,13 +123,13 @@ class Store:
     def files(self) -> dict[str, FileState]:
         """Every known file, without the resume ``state`` (fetch it with ``file_state``):
         a scan over 100,000 files needs only sizes and times, and the state is the bulk."""
-        rows = self._db.execute(
+        rows = self._read.execute(
             "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns FROM files"
         )
         return {r[0]: FileState(*r) for r in rows}
 
     def file_state(self, key: str) -> str:
-        row = self._db.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()
+        row = self._read.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()
         return row[0] if row else ""
 
     def forget_files(self, keys: Iterable[str]) -> None:
@@ -139,7 +146,7 @@ class Store:
         for i in range(0, len(firsts), _IN_CHUNK):
             part = firsts[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(part))
-            rows = self._db.execute(
+            rows = self._read.execute(
                 f"SELECT k1, k2 FROM shipped_ids WHERE k1 IN ({marks})", part
             ).fetchall()
             found.update(rows)
@@ -148,7 +155,7 @@ class Store:
         return found
 
     def id_count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM shipped_ids").fetchone()[0]
+        return self._read.execute("SELECT count(*) FROM shipped_ids").fetchone()[0]
 
     def prune(self, retention_seconds: float, now: float | None = None) -> int:
         """Forget ids shipped longer ago than the retention; returns how many."""
@@ -164,7 +171,7 @@ class Store:
     # --- outputs ----------------------------------------------------------------------
 
     def output_states(self) -> dict[str, dict[str, Any]]:
-        rows = self._db.execute("SELECT name, state FROM output_state")
+        rows = self._read.execute("SELECT name, state FROM output_state")
         return {name: json.loads(state) for name, state in rows}
 
     # --- the one commit ---------------------------------------------------------------
