@@ -21,10 +21,12 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any, BinaryIO
 
+from shipper.errors import RecordRejected
 from shipper.normalise.winlog import iso_utc
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
     byte_length,
+    clean,
     dump_state,
     emit,
     head_text,
@@ -198,19 +200,203 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def parse_event_xml(text: str | bytes) -> dict[str, Any]:
     """Parse one ``<Event>``; raises ``ET.ParseError`` when it is not well-formed.
 
+    Events in the usual shape (what wevtutil, Event Viewer and the evtx package write) are
+    read by ``fast_parse``; anything else goes through ElementTree, with the same result.
+
     Control characters are not allowed in XML, yet renderers (the evtx package, some
     exporters) copy them raw out of binary strings; such a record is retried with each one
-    written as ``\\xNN`` rather than lost.
+    written as ``\\xNN`` rather than lost. Undecodable bytes become U+FFFD.
     """
+    if isinstance(text, str):
+        rec = fast_parse(text)
+        if rec is not None:
+            return rec
     try:
         return parse_event(ET.fromstring(text))
+    except UnicodeEncodeError:
+        # bytes that were not valid in the file's encoding (kept as lone surrogates by the
+        # lossless decode): they become U+FFFD rather than costing the record
+        return parse_event_xml(clean(text))  # type: ignore[arg-type]
     except ET.ParseError:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        fixed = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        fixed = _CONTROL.sub(_escape_control, text)
         if fixed == text:
             raise
         return parse_event(ET.fromstring(fixed))
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    return f"\\x{ord(m.group()):02x}"
+
+
+# --- the fast path ------------------------------------------------------------------------
+#
+# A strict grammar for the common shape: System, then optionally EventData and RenderingInfo,
+# each a run of leaf elements (Keywords may hold Keyword leaves). Names are ASCII, attribute
+# values hold no "&", "<" or line breaks, text holds only the five predefined entities, and
+# whitespace is XML's own. Anything the grammar accepts is well-formed XML once control
+# characters, "]]>" and repeated attributes are ruled out (checked in code), so it parses
+# exactly as ElementTree would; everything else (UserData, CDATA, comments, character
+# references, nested data, other orders) returns None and takes the ElementTree path.
+
+_S = "[ \t\r\n]"
+_NAME = "[A-Za-z_][A-Za-z0-9_.-]*"
+_ATTRS = f"""(?:{_S}+{_NAME}{_S}*={_S}*(?:"[^"<&\t\r\n]*"|'[^'<&\t\r\n]*'))*{_S}*"""
+_TEXT = "[^<&]*(?:&(?:lt|gt|amp|quot|apos);[^<&]*)*"
+_LEAF = f"<({_NAME})({_ATTRS})(?:/>|>({_TEXT})</(?P=n){_S}*>)"
+_LEAF_RE = re.compile(_LEAF.replace("(?P=n)", "\\1"))
+_ATTR_RE = re.compile(f"""({_NAME}){_S}*={_S}*(?:"([^"]*)"|'([^']*)')""")
+
+
+def _leaves(group: str) -> str:
+    leaf = _LEAF.replace(f"<({_NAME})", f"<(?P<{group}>{_NAME})", 1).replace(
+        "(?P=n)", f"(?P={group})"
+    )
+    return leaf.replace(f"({_ATTRS})", f"(?:{_ATTRS})").replace(f"({_TEXT})", f"(?:{_TEXT})")
+
+
+_FAST = re.compile(
+    f"""(?:<\\?xml version="1\\.0" encoding="utf-8"\\?>{_S}*)?"""
+    f"""<Event(?:{_S}+xmlns{_S}*={_S}*(?:"[^"<&\t\r\n]*"|'[^'<&\t\r\n]*'))?{_S}*>{_S}*"""
+    f"<System>(?P<system>(?:{_S}*{_leaves('a')})*){_S}*</System>{_S}*"
+    f"(?:<EventData>(?P<data>(?:{_S}*{_leaves('b')})*){_S}*</EventData>{_S}*"
+    f"|(?P<empty><EventData{_S}*/>){_S}*)?"
+    f"(?:<RenderingInfo{_ATTRS}>(?P<render>(?:{_S}*(?:{_leaves('c')}"
+    f"|<Keywords>(?:{_S}*<Keyword>{_TEXT}</Keyword>)*{_S}*</Keywords>))*)"
+    f"{_S}*</RenderingInfo>{_S}*)?"
+    f"</Event>{_S}*"
+)
+_KEYWORD_RE = re.compile(f"<Keyword>({_TEXT})</Keyword>")
+_KEYWORDS_RE = re.compile(f"<Keywords>((?:{_S}*<Keyword>{_TEXT}</Keyword>)*){_S}*</Keywords>")
+
+
+def _value(text: str) -> str:
+    """Element text as the XML parser gives it: line ends normalised, entities replaced."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in text:
+        text = (
+            text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", '"')
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+        )
+    return text
+
+
+class _Dup(Exception):
+    """A repeated attribute: not well-formed, left to ElementTree to report."""
+
+
+def _attrs(raw: str) -> dict[str, str]:
+    found = _ATTR_RE.findall(raw)
+    out = {k: a or b for k, a, b in found}
+    if len(out) != len(found):
+        raise _Dup
+    return out
+
+
+def _leaf_iter(body: str) -> Iterator[tuple[str, str, str | None]]:
+    """(name, raw attributes, text or None) of each leaf element in ``body``."""
+    for m in _LEAF_RE.finditer(body):
+        text = m.group(3)
+        yield m.group(1), m.group(2), _value(text) if text else None
+
+
+def fast_parse(text: str) -> dict[str, Any] | None:
+    """The record dict of an ``<Event>`` in the common shape, or None to use ElementTree."""
+    m = _FAST.fullmatch(text)
+    if m is None or "]]>" in text or _CONTROL.search(text):
+        return None
+    rec: dict[str, Any] = {}
+    try:
+        for name, raw, value in _leaf_iter(m.group("system")):
+            attrs = _attrs(raw) if raw else {}
+            key = _SYSTEM_INT.get(name)
+            if key is not None:
+                rec[key] = _int(value)
+                continue
+            key = _SYSTEM_STR.get(name)
+            if key is not None:
+                rec[key] = value
+            elif name == "Provider":
+                get = attrs.get
+                rec["provider"] = get("Name") or get("EventSourceName")
+                rec["provider_guid"] = _guid(get("Guid"))
+            elif name == "EventID":
+                rec["event_id"] = (value or "").strip()
+            elif name == "TimeCreated":
+                st = attrs.get("SystemTime")
+                if st:
+                    rec["time"] = iso_utc(st)
+            elif name == "Execution":
+                rec["pid"] = _int(attrs.get("ProcessID"))
+                rec["tid"] = _int(attrs.get("ThreadID"))
+            elif name == "Security":
+                rec["user_sid"] = attrs.get("UserID")
+            elif name == "Correlation":
+                rec["activity_id"] = _guid(attrs.get("ActivityID"))
+                rec["related_activity_id"] = _guid(attrs.get("RelatedActivityID"))
+        body = m.group("data")
+        if body is not None:
+            data: dict[str, str] = {}
+            unnamed = 0
+            for name, raw, value in _leaf_iter(body):
+                if name == "Data":
+                    key = _attrs(raw).get("Name") if raw else None
+                    if not key:
+                        unnamed += 1
+                        key = f"param{unnamed}"
+                    if value:
+                        data[key] = value
+                elif name == "Binary":
+                    if raw:
+                        _attrs(raw)
+                    if value:
+                        data["Binary"] = value
+                elif raw:
+                    _attrs(raw)
+            rec["event_data"] = data
+        elif m.group("empty") is not None:
+            rec["event_data"] = {}
+        body = m.group("render")
+        if body is not None:
+            _rendering_fast(body, rec)
+    except _Dup:
+        return None
+    return rec
+
+
+def _rendering_fast(body: str, rec: dict[str, Any]) -> None:
+    pos = 0
+    while True:
+        leaf = _LEAF_RE.search(body, pos)
+        group = _KEYWORDS_RE.search(body, pos)
+        if group is not None and (leaf is None or group.start() < leaf.start()):
+            names = [_value(k) for k in _KEYWORD_RE.findall(group.group(1)) if k]
+            if names:
+                rec["keyword_names"] = names
+            pos = group.end()
+            continue
+        if leaf is None:
+            return
+        pos = leaf.end()
+        name, raw, text = leaf.group(1), leaf.group(2), leaf.group(3)
+        if raw:
+            _attrs(raw)
+        value = _value(text) if text else None
+        if name == "Message":
+            rec["message"] = value or ""
+        elif name == "Level" and value:
+            rec["level_name"] = value
+        elif name == "Task" and value:
+            rec["task_name"] = value
+        elif name == "Opcode" and value:
+            rec["opcode_name"] = value
+        elif name == "Keywords":
+            pass  # <Keywords/>: no names
 
 
 def _cut(text: str, at_eof: bool) -> int:
@@ -301,6 +487,8 @@ def decode(chunk: Chunk) -> Decoded:
             rec = parse_event_xml(fragment)
         except ET.ParseError as err:
             quarantine(out, chunk.path, line, offset, f"malformed event XML: {err}", fragment)
+        except RecordRejected as err:  # e.g. a SystemTime that is not a time
+            quarantine(out, chunk.path, line, offset, str(err), fragment)
         else:
             if keep:
                 rec["original"] = fragment

@@ -126,7 +126,7 @@ def decode(chunk: Chunk) -> Decoded:
         xml = record["data"]
         rid = record.get("event_record_id")
         try:
-            rec = parse_event_xml(xml.encode("utf-8", "surrogatepass"))
+            rec = parse_event_xml(xml)
         except Exception as e:  # noqa: BLE001 - a record the XML parser rejects costs only itself
             quarantine(out, chunk.path, None, chunk.start, f"evtx record {rid}: {e}", xml)
             continue

@@ -103,3 +103,14 @@ def test_beats_rendering_agrees_field_by_field() -> None:
     assert data["param3"] == "WindowsWcpOtherFailure3"
     assert data["param16"].count("\n") == 17  # the multi-line value survives whole
     assert "param1" not in data  # empty values are left out, numbering kept
+
+
+def test_bytes_invalid_in_the_encoding_cost_nothing(tmp_path: Path) -> None:
+    raw = (FIX / "wevtutil_stream_rendered.xml").read_bytes()
+    i = raw.index(b"web service has started")
+    path = tmp_path / "bad_bytes.xml"
+    path.write_bytes(raw[:i] + b"\xff\xfe" + raw[i:])
+    docs, quarantined, _ = ship(path)
+    whole, _, _ = ship(FIX / "wevtutil_stream_rendered.xml")
+    assert len(docs) == len(whole) and not quarantined
+    assert "\ufffd\ufffdweb service has started" in docs[0]["winlog"]["event_data"]["param1"]

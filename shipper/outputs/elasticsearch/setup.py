@@ -210,7 +210,7 @@ def install(
                 body = {k: v for k, v in body.items() if k != "_meta"}
             _step(report, f"index template {name}", _put(t, f"/_index_template/{name}", body))
     except RetryLater as e:
-        raise OutputFailed(f"{settings.display_name()}: {e}") from None
+        raise OutputFailed(str(e)) from None  # the message already names the output
     finally:
         if transport is None:
             t.close()
