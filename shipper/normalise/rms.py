@@ -23,10 +23,20 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from shipper.errors import RecordRejected
 from shipper.mappings import load_yaml
 
-__all__ = ["DATASET", "ECS_VERSION", "MODULE", "KNOWN_FIELDS", "RmsNormaliser", "BoundNormaliser"]
+__all__ = [
+    "DATASET",
+    "ECS_VERSION",
+    "MODULE",
+    "KNOWN_FIELDS",
+    "RmsNormaliser",
+    "BoundNormaliser",
+    "BoundJsonNormaliser",
+]
 
 DATASET = "azure_rms.usage"
 ECS_VERSION = "9.4.0"
@@ -58,6 +68,8 @@ CACHE_LIMIT = 100_000
 
 Event = dict[str, Any]
 BoundNormaliser = Callable[[list[str], str, int, str], Event]
+#: (event.id, @timestamp, the event as JSON)
+BoundJsonNormaliser = Callable[[list[str], str, int, str], tuple[str, str, bytes]]
 
 _EMPTY = frozenset(("", "''", "-", "'-'", '""'))
 _ADMIN_ACTION = {"true": True, "false": False, "1": True, "0": False}
@@ -304,11 +316,31 @@ def _load_service_principals() -> tuple[dict[str, str], dict[str, str]]:
     return ids, services
 
 
+def _members(obj: dict[str, Any]) -> str:
+    """``,"key":value,...``: an object's members as JSON text to splice into another object.
+
+    Everything cached for ``bind_json`` is made here, by ``orjson``, so escaping is always right.
+    """
+    return "," + orjson.dumps(obj).decode()[1:-1] if obj else ""
+
+
+def _json_str(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+# bytes that may stand in a JSON string as they are (1) or must be escaped (0)
+_JSON_PLAIN = bytes(0 if b < 0x20 or b in b'"\\' else 1 for b in range(256))
+# `"ecs":...,"log":{"file":{"path":` -- the path and two closing braces follow
+_ECS_LOG = _members({"ecs": {"version": ECS_VERSION}}) + ',"log":{"file":{"path":'
+
+
 class RmsNormaliser:
     """Turns Azure RMS usage-log records into ECS events; one instance per worker process.
 
     Call ``bind(fields)`` once per ``#Fields`` header, then the returned function once per
-    record. Caches live on the instance and are shared by every header it binds.
+    record. Caches live on the instance and are shared by every header it binds. ``bind_json``
+    is the same with the event serialised: the returned function gives ``(event.id, @timestamp,
+    JSON bytes)``, and ``orjson.loads`` of the bytes equals what ``bind`` returns.
 
     Event identity: ``event.id`` is the ``row-id``, or the ``correlation-id`` when the row-id is
     empty (Microsoft's rule). A record with neither is rejected with ``RecordRejected``: without
@@ -325,7 +357,7 @@ class RmsNormaliser:
         self._principal_ids, self._tenant_services = _load_service_principals()
         self._dates: dict[str, str] = {}
         self._times: dict[str, str] = {}
-        self._events: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        self._events: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str] | None]] = {}
         self._users: dict[str, tuple[Any, tuple[str, ...], Any]] = {}
         self._emails: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._agents: dict[str, tuple[Any, Any, Any]] = {}
@@ -333,6 +365,14 @@ class RmsNormaliser:
         self._files: dict[str, dict[str, str]] = {}
         self._guids: dict[str, str] = {}
         self._published: dict[str, tuple[str, str] | tuple[()]] = {}
+        # bind_json: JSON text per request type and result, path, and per group of fields
+        # (see _fragments), keyed by the raw values
+        self._event_json: dict[tuple[str, str], tuple[str, str]] = {}
+        self._path_json: dict[str, str] = {}
+        self._people_json: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._agent_json: dict[str, tuple[str, str]] = {}
+        self._what_json: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._admin_json: dict[str, tuple[str, str]] = {}
 
     # --- cache misses ----------------------------------------------------------------------
 
@@ -343,8 +383,10 @@ class RmsNormaliser:
         cache[key] = value
         return value
 
-    def _event_template(self, request: str, result: str) -> tuple[dict[str, Any], str]:
-        """(``event`` fields that depend only on request-type and result, the result text)."""
+    def _event_template(
+        self, request: str, result: str
+    ) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """(``event`` fields that depend only on request-type and result, ``error`` or None)."""
         action = _unquote(request)
         event: dict[str, Any] = {"kind": "event", "module": MODULE, "dataset": DATASET}
         if action:
@@ -353,18 +395,200 @@ class RmsNormaliser:
         if pair is not None:
             event["category"], event["type"] = pair
         text = _unquote(result)
+        error = None
         if not text:
             event["outcome"] = "unknown"
         elif text.lower() == "success":
             event["outcome"] = "success"
         else:
-            event["outcome"] = "failure"  # the caller puts `text` into error.code/message
-        return self._remember(self._events, (request, result), (event, text))
+            event["outcome"] = "failure"
+            error = {"code": text, "message": text}
+        return self._remember(self._events, (request, result), (event, error))
+
+    def _event_fragments(self, request: str, result: str) -> tuple[str, str]:
+        """bind_json: (``event`` members before ``id``, ``,"error":{...}`` or "")."""
+        key = (request, result)
+        event, error = self._events.get(key) or self._event_template(request, result)
+        pair = (_members(event)[1:], _members({"error": error}) if error else "")
+        return self._remember(self._event_json, key, pair)
+
+    # --- fillers: put one group of fields into an event (doc) and its azure_rms (rms) --------
+    # ``bind`` calls them per record; ``bind_json`` once per distinct group of raw values, on an
+    # empty event, and keeps the result as JSON text (see _fragments).
+
+    def _fill_who(
+        self, doc: Event, rms: dict[str, Any], user_id: str, acting_as: str, owner: str, issuer: str
+    ) -> list[str]:
+        """user, azure_rms.principal/owner_email/issuer; returns the related.user values."""
+        users, emails, remember = self._users, self._emails, self._remember
+        principal = users.get(user_id)
+        if principal is None:
+            principal = remember(
+                users,
+                user_id,
+                _parse_principal(user_id, self._principal_ids, self._tenant_services),
+            )
+        related = list(principal[1])
+        if principal[0] is not None:
+            doc["user"] = user = principal[0].copy()
+            rms["principal"] = principal[2].copy()
+        else:
+            user = None
+        if acting_as:
+            target = emails.get(acting_as)
+            if target is None:
+                target = remember(emails, acting_as, _parse_email(acting_as))
+            if target[0] is not None:
+                if target[0] not in related:
+                    related.append(target[0])
+                if target[1] is not None:
+                    sub = {"email": target[0], "name": target[1], "domain": target[2]}
+                    if target[1] not in related:
+                        related.append(target[1])
+                else:
+                    sub = {"name": target[0]}
+                if user is None:
+                    doc["user"] = user = {}
+                user["target"] = sub
+        if owner:
+            who = emails.get(owner)
+            if who is None:
+                who = remember(emails, owner, _parse_email(owner))
+            if who[0] is not None:
+                rms["owner_email"] = who[0]
+                if who[0] not in related:
+                    related.append(who[0])
+        if issuer:
+            who = emails.get(issuer)
+            if who is None:
+                who = remember(emails, issuer, _parse_email(issuer))
+            if who[0] is not None:
+                rms["issuer"] = who[0]
+                if who[1] is not None and who[0] not in related:
+                    related.append(who[0])
+        return related
+
+    def _fill_ip(self, doc: Event, rms: dict[str, Any], c_ip: str) -> None:
+        """source.ip and related.ip, or azure_rms.c_ip when the value is not an address."""
+        ip = self._ips.get(c_ip)
+        if ip is None:
+            ip = self._remember(self._ips, c_ip, _parse_ip(c_ip))
+        if ip[0] is not None:
+            doc["source"] = {"ip": ip[0]}
+            doc["related"] = {"ip": [ip[0]]}
+        elif ip[1] is not None:
+            rms["c_ip"] = ip[1]
+
+    def _fill_people(
+        self,
+        doc: Event,
+        rms: dict[str, Any],
+        user_id: str,
+        acting_as: str,
+        owner: str,
+        issuer: str,
+        c_ip: str,
+    ) -> None:
+        """Who and from where: _fill_who, _fill_ip, and related.user next to related.ip."""
+        related = self._fill_who(doc, rms, user_id, acting_as, owner, issuer)
+        if c_ip:
+            self._fill_ip(doc, rms, c_ip)
+        if related:
+            if "related" in doc:
+                doc["related"]["user"] = related
+            else:
+                doc["related"] = {"user": related}
+
+    def _fill_agent(self, doc: Event, rms: dict[str, Any], c_info: str) -> None:
+        """user_agent (with os) and azure_rms.client."""
+        agent = self._agents.get(c_info)
+        if agent is None:
+            agent = self._remember(self._agents, c_info, _parse_cinfo(c_info))
+        if agent[0] is not None:
+            doc["user_agent"] = ua = agent[0].copy()
+            if agent[1] is not None:
+                ua["os"] = agent[1].copy()
+            if agent[2] is not None:
+                rms["client"] = agent[2].copy()
+
+    def _fill_what(
+        self,
+        doc: Event,
+        rms: dict[str, Any],
+        file_name: str,
+        content_id: str,
+        template_id: str,
+        date_published: str,
+    ) -> None:
+        """file, azure_rms.content_id/template_id/date_published."""
+        remember, guids = self._remember, self._guids
+        if file_name:
+            file = self._files.get(file_name)
+            if file is None:
+                file = remember(self._files, file_name, _parse_file_name(file_name))
+            if file:
+                doc["file"] = file.copy()
+        if content_id:
+            guid = guids.get(content_id)
+            if guid is None:
+                guid = remember(guids, content_id, _parse_guid(content_id))
+            if guid:
+                rms["content_id"] = guid
+        if template_id:
+            guid = guids.get(template_id)
+            if guid is None:
+                guid = remember(guids, template_id, _parse_guid(template_id))
+            if guid:
+                rms["template_id"] = guid
+        if date_published:
+            pub = self._published.get(date_published)
+            if pub is None:
+                pub = remember(
+                    self._published, date_published, _parse_date_published(date_published)
+                )
+            if pub:
+                rms[pub[0]] = pub[1]
+
+    @staticmethod
+    def _fill_admin(doc: Event, rms: dict[str, Any], admin_action: str) -> None:
+        """azure_rms.admin_action, or admin_action_raw for an unexpected spelling."""
+        flag = _ADMIN_ACTION_FAST.get(admin_action)
+        if flag is None:
+            flag = _parse_admin_action(admin_action)
+        if flag is True or flag is False:
+            rms["admin_action"] = flag
+        elif flag:
+            rms["admin_action_raw"] = flag
+
+    def _fragments(
+        self, cache: dict[Any, tuple[str, str]], key: Any, fill: Any, *raw: str
+    ) -> tuple[str, str]:
+        """bind_json: what ``fill`` puts in an event, as (top-level members, azure_rms members).
+
+        Each is ``,"key":value...`` JSON text, or "" when the group adds nothing there.
+        """
+        doc: Event = {}
+        rms: dict[str, Any] = {}
+        fill(doc, rms, *raw)
+        return self._remember(cache, key, (_members(doc), _members(rms)))
 
     # --- binding ---------------------------------------------------------------------------
 
     def bind(self, fields: list[str]) -> BoundNormaliser:
         """Return the per-record function for records under this ``#Fields`` header."""
+        return self._compile(fields, as_json=False)
+
+    def bind_json(self, fields: list[str]) -> BoundJsonNormaliser:
+        """Like ``bind``, but the function returns ``(event.id, @timestamp, event as JSON)``.
+
+        ``orjson.loads`` of the JSON equals ``bind``'s event for the same arguments (keys in the
+        same order, too), and the same records raise ``RecordRejected``. The JSON is spliced
+        from text made once per distinct request type, user, address, client, document and
+        path, so a record costs about half of building the dict and ``orjson.dumps`` of it.
+        """
+        return self._compile(fields, as_json=True)
+
+    def _compile(self, fields: list[str], as_json: bool) -> Callable[..., Any]:
         names = [f.strip().lower() for f in fields]
         position: dict[str, int] = {}
         for i, name in enumerate(names):
@@ -381,15 +605,28 @@ class RmsNormaliser:
 
         keep_original = self.keep_original
         dates, times, events = self._dates, self._times, self._events
-        users, emails, agents = self._users, self._emails, self._agents
-        ips, files, guids, published = self._ips, self._files, self._guids, self._published
         remember = self._remember
         event_template = self._event_template
-        principal_ids, tenant_services = self._principal_ids, self._tenant_services
+        fill_people, fill_agent = self._fill_people, self._fill_agent
+        fill_what, fill_admin = self._fill_what, self._fill_admin
         empty = _EMPTY
-        admin_values = _ADMIN_ACTION_FAST
+        # bind_json
+        fragments, event_fragments = self._fragments, self._event_fragments
+        event_json, path_json, people_json = self._event_json, self._path_json, self._people_json
+        agent_json = self._agent_json
+        what_json, admin_json = self._what_json, self._admin_json
+        plain = _JSON_PLAIN
+        ecs_log = _ECS_LOG
 
-        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Event:
+        def extra_fields(values: list[str]) -> dict[str, str]:
+            found = {}
+            for i, key in extras:
+                value = values[i]
+                if value not in empty:
+                    found[key] = value
+            return found
+
+        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Any:
             if pad:
                 if no_clock:
                     raise RecordRejected("the #Fields header has no date or no time field")
@@ -421,18 +658,62 @@ class RmsNormaliser:
             if clock is None:
                 clock = remember(times, t, _parse_time(t))
 
-            rms: dict[str, Any] = {"log_offset": offset}
+            # from here on an id that is absent (an empty marker) is ""
             # `len() > 2` spares hashing every id: only short values can be empty markers
             if len(row_id) > 2 or row_id not in empty:
-                event_id = rms["row_id"] = row_id
-                if len(correlation_id) > 2 or correlation_id not in empty:
-                    rms["correlation_id"] = correlation_id
+                event_id = row_id
+                if len(correlation_id) <= 2 and correlation_id in empty:
+                    correlation_id = ""
             elif correlation_id not in empty:
-                event_id = rms["correlation_id"] = correlation_id
+                event_id = correlation_id
+                row_id = ""
             else:
                 raise RecordRejected(
                     "no row-id and no correlation-id: the record has no identity to dedupe on"
                 )
+
+            if as_json:
+                head, error = event_json.get((request, result)) or event_fragments(request, result)
+                key = (user_id, acting_as, owner, issuer, c_ip)
+                people, rms_people = people_json.get(key) or fragments(
+                    people_json, key, fill_people, *key
+                )
+                agent, rms_client = agent_json.get(c_info) or fragments(
+                    agent_json, c_info, fill_agent, c_info
+                )
+                key = (file_name, content_id, template_id, date_published)
+                file, rms_what = what_json.get(key) or fragments(what_json, key, fill_what, *key)
+                rms_admin = (
+                    admin_json.get(admin_action)
+                    or fragments(admin_json, admin_action, fill_admin, admin_action)
+                )[1]
+                where = path_json.get(path)
+                if where is None:
+                    where = remember(path_json, path, _json_str(path))
+                probe = row_id + correlation_id  # the values that are new in every record
+                if probe.isascii() and 0 not in probe.encode().translate(plain):
+                    quoted_id = event_id
+                    if correlation_id and row_id:
+                        ids = f',"row_id":"{row_id}","correlation_id":"{correlation_id}"'
+                    elif row_id:
+                        ids = f',"row_id":"{row_id}"'
+                    else:
+                        ids = f',"correlation_id":"{correlation_id}"'
+                else:  # something to escape (or not to be encoded at all: let orjson say so)
+                    quoted_id = _json_str(event_id)[1:-1]
+                    present = {"row_id": row_id, "correlation_id": correlation_id}
+                    ids = _members({k: v for k, v in present.items() if v})
+                original = (
+                    ',"original":' + _json_str(raw_line.rstrip("\r\n")) if keep_original else ""
+                )
+                ts = prefix + clock
+                data = (
+                    f'{{"@timestamp":"{ts}","event":{{{head},"id":"{quoted_id}"{original}}}'
+                    f"{ecs_log}{where}}}}}{error}{people}{agent}{file}"
+                    f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_client}'
+                    f"{rms_what}{rms_admin}{_members(extra_fields(values)) if extras else ''}}}}}"
+                )
+                return event_id, ts, data.encode()
 
             cached = events.get((request, result))
             if cached is None:
@@ -447,118 +728,23 @@ class RmsNormaliser:
                 "ecs": {"version": ECS_VERSION},
                 "log": {"file": {"path": path}},
             }
-            if event["outcome"] == "failure":
-                doc["error"] = {"code": cached[1], "message": cached[1]}
+            if cached[1] is not None:
+                doc["error"] = cached[1].copy()
+            rms: dict[str, Any] = {"log_offset": offset}
+            if row_id:
+                rms["row_id"] = row_id
+            if correlation_id:
+                rms["correlation_id"] = correlation_id
 
-            # who
-            principal = users.get(user_id)
-            if principal is None:
-                principal = remember(
-                    users, user_id, _parse_principal(user_id, principal_ids, tenant_services)
-                )
-            related = list(principal[1])
-            if principal[0] is not None:
-                doc["user"] = user = principal[0].copy()
-                rms["principal"] = principal[2].copy()
-            else:
-                user = None
-            if acting_as:
-                target = emails.get(acting_as)
-                if target is None:
-                    target = remember(emails, acting_as, _parse_email(acting_as))
-                if target[0] is not None:
-                    if target[0] not in related:
-                        related.append(target[0])
-                    if target[1] is not None:
-                        sub = {"email": target[0], "name": target[1], "domain": target[2]}
-                        if target[1] not in related:
-                            related.append(target[1])
-                    else:
-                        sub = {"name": target[0]}
-                    if user is None:
-                        doc["user"] = user = {}
-                    user["target"] = sub
-            if owner:
-                who = emails.get(owner)
-                if who is None:
-                    who = remember(emails, owner, _parse_email(owner))
-                if who[0] is not None:
-                    rms["owner_email"] = who[0]
-                    if who[0] not in related:
-                        related.append(who[0])
-            if issuer:
-                who = emails.get(issuer)
-                if who is None:
-                    who = remember(emails, issuer, _parse_email(issuer))
-                if who[0] is not None:
-                    rms["issuer"] = who[0]
-                    if who[1] is not None and who[0] not in related:
-                        related.append(who[0])
-
-            # from where, with what
-            if c_ip:
-                ip = ips.get(c_ip)
-                if ip is None:
-                    ip = remember(ips, c_ip, _parse_ip(c_ip))
-                if ip[0] is not None:
-                    doc["source"] = {"ip": ip[0]}
-                    doc["related"] = {"ip": [ip[0]]}
-                elif ip[1] is not None:
-                    rms["c_ip"] = ip[1]
-            if related:
-                if "related" in doc:
-                    doc["related"]["user"] = related
-                else:
-                    doc["related"] = {"user": related}
+            fill_people(doc, rms, user_id, acting_as, owner, issuer, c_ip)
             if c_info:
-                agent = agents.get(c_info)
-                if agent is None:
-                    agent = remember(agents, c_info, _parse_cinfo(c_info))
-                if agent[0] is not None:
-                    doc["user_agent"] = ua = agent[0].copy()
-                    if agent[1] is not None:
-                        ua["os"] = agent[1].copy()
-                    if agent[2] is not None:
-                        rms["client"] = agent[2].copy()
-
-            # what
-            if file_name:
-                file = files.get(file_name)
-                if file is None:
-                    file = remember(files, file_name, _parse_file_name(file_name))
-                if file:
-                    doc["file"] = file.copy()
-            if content_id:
-                guid = guids.get(content_id)
-                if guid is None:
-                    guid = remember(guids, content_id, _parse_guid(content_id))
-                if guid:
-                    rms["content_id"] = guid
-            if template_id:
-                guid = guids.get(template_id)
-                if guid is None:
-                    guid = remember(guids, template_id, _parse_guid(template_id))
-                if guid:
-                    rms["template_id"] = guid
-            if date_published:
-                pub = published.get(date_published)
-                if pub is None:
-                    pub = remember(published, date_published, _parse_date_published(date_published))
-                if pub:
-                    rms[pub[0]] = pub[1]
+                fill_agent(doc, rms, c_info)
+            if file_name or content_id or template_id or date_published:
+                fill_what(doc, rms, file_name, content_id, template_id, date_published)
             if admin_action:
-                flag = admin_values.get(admin_action)
-                if flag is None:
-                    flag = _parse_admin_action(admin_action)
-                if flag is True or flag is False:
-                    rms["admin_action"] = flag
-                elif flag:
-                    rms["admin_action_raw"] = flag
-            for i, key in extras:
-                value = values[i]
-                if value not in empty:
-                    rms[key] = value
-
+                fill_admin(doc, rms, admin_action)
+            if extras:
+                rms.update(extra_fields(values))
             doc["azure_rms"] = rms
             return doc
 

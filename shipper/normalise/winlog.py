@@ -141,47 +141,76 @@ def _redactor() -> Callable[[str], str]:
     return redact
 
 
+def _redact_values(values: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
+    """``{k: redact(v)}``, with one look at all the values together: most hold no secret."""
+    if all(type(v) is str for v in values.values()):
+        joined = "\n".join(values.values())
+        if redact(joined) is joined:
+            return dict(values)
+    return {k: redact(v) for k, v in values.items()}
+
+
+_KEYWORD_CACHE: dict[int, list[str]] = {}
+
+
+def _keyword_names(mask: int) -> list[str]:
+    names = _KEYWORD_CACHE.get(mask)
+    if names is None:
+        if len(_KEYWORD_CACHE) > 4096:
+            _KEYWORD_CACHE.clear()
+        names = _KEYWORD_CACHE[mask] = keyword_names(mask)
+    return list(names)
+
+
 def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
     """Parsed Windows record -> ECS event dict. Raises ``RecordRejected`` when unusable."""
-    time = rec.get("time")
+    get = rec.get
+    time = get("time")
     if not time:
         raise RecordRejected("no event time (System/TimeCreated/@SystemTime)")
-    provider = rec.get("provider")
-    channel = rec.get("channel")
-    code = rec.get("event_id")
+    code = get("event_id")
     if code is None or code == "":
         raise RecordRejected("no event id (System/EventID)")
+    provider = get("provider")
+    channel = get("channel")
     dataset = _dataset_of(provider, channel)
     redact = _redactor()
 
     winlog: dict[str, Any] = {"event_id": code}
     if provider:
         winlog["provider_name"] = provider
-    if rec.get("provider_guid"):
-        winlog["provider_guid"] = rec["provider_guid"]
+    value = get("provider_guid")
+    if value:
+        winlog["provider_guid"] = value
     if channel:
         winlog["channel"] = channel
-    if rec.get("record_id") is not None:
-        winlog["record_id"] = rec["record_id"]
-    computer = rec.get("computer")
+    rid = get("record_id")
+    if rid is not None:
+        winlog["record_id"] = rid
+    computer = get("computer")
     if computer:
         winlog["computer_name"] = computer
-    if rec.get("version") is not None:
-        winlog["version"] = rec["version"]
-    names = rec.get("keyword_names")
-    if names is None and rec.get("keywords") is not None:
-        names = keyword_names(rec["keywords"])
+    value = get("version")
+    if value is not None:
+        winlog["version"] = value
+    names = get("keyword_names")
+    if names is None:
+        mask = get("keywords")
+        if mask is not None:
+            names = _keyword_names(mask)
     if names:
         winlog["keywords"] = names
-    opcode = rec.get("opcode_name") or OPCODES.get(rec.get("opcode"))  # type: ignore[arg-type]
+    opcode = get("opcode_name") or OPCODES.get(get("opcode"))  # type: ignore[arg-type]
     if opcode:
         winlog["opcode"] = opcode
-    task = rec.get("task_name")
+    task = get("task_name")
     if task:
         winlog["task"] = task
-    elif rec.get("task"):
-        winlog["task"] = str(rec["task"])
-    pid, tid = rec.get("pid"), rec.get("tid")
+    else:
+        task = get("task")
+        if task:
+            winlog["task"] = str(task)
+    pid, tid = get("pid"), get("tid")
     if pid is not None or tid is not None:
         proc: dict[str, Any] = {}
         if pid is not None:
@@ -189,52 +218,66 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
         if tid is not None:
             proc["thread"] = {"id": tid}
         winlog["process"] = proc
-    if rec.get("user_sid"):
-        winlog["user"] = {"identifier": rec["user_sid"]}
-    if rec.get("activity_id"):
-        winlog["activity_id"] = rec["activity_id"]
-    if rec.get("related_activity_id"):
-        winlog["related_activity_id"] = rec["related_activity_id"]
-    data = rec.get("event_data")
+    value = get("user_sid")
+    if value:
+        winlog["user"] = {"identifier": value}
+    value = get("activity_id")
+    if value:
+        winlog["activity_id"] = value
+    value = get("related_activity_id")
+    if value:
+        winlog["related_activity_id"] = value
+    data = get("event_data")
     if data:
-        winlog["event_data"] = {k: redact(v) for k, v in data.items()}
-    if rec.get("user_data"):
-        winlog["user_data"] = {k: redact(v) for k, v in rec["user_data"].items()}
+        winlog["event_data"] = _redact_values(data, redact)
+    value = get("user_data")
+    if value:
+        winlog["user_data"] = _redact_values(value, redact)
 
-    level = rec.get("level_name")
-    level = level.lower() if level else LEVELS.get(rec.get("level"))  # type: ignore[arg-type]
+    level = get("level_name")
+    level = level.lower() if level else LEVELS.get(get("level"))  # type: ignore[arg-type]
 
-    message = rec.get("message")
+    message = get("message")
     if not message and dataset != "windows.events" and data and list(data) == ["param1"]:
         # .NET's EventLog sources (both connectors) log through EventLogMessages.dll, whose
         # message is "%1": the one unnamed data element *is* the message.
         message = data["param1"]
 
     ev_id = event_id(rec, time)
+    ev: dict[str, Any] = {
+        "kind": "event",
+        "code": code,
+        "id": ev_id,
+        "module": _MODULES[dataset],
+        "dataset": dataset,
+    }
+    log: dict[str, Any] = {"file": {"path": path}}
     event: dict[str, Any] = {
         "@timestamp": time,
         "ecs": {"version": ECS_VERSION},
-        "event": {
-            "kind": "event",
-            "code": code,
-            "id": ev_id,
-            "module": dataset.partition(".")[0],
-            "dataset": dataset,
-        },
-        "log": {"file": {"path": path}},
+        "event": ev,
+        "log": log,
         "winlog": winlog,
     }
     if provider:
-        event["event"]["provider"] = provider
+        ev["provider"] = provider
     if level:
-        event["log"]["level"] = level
+        log["level"] = level
     if computer:
         event["host"] = {"name": computer}
     if message:
         event["message"] = redact(message.replace("\r\n", "\n").rstrip())
-    if rec.get("original") is not None:
-        event["event"]["original"] = redact(rec["original"])
+    value = get("original")
+    if value is not None:
+        ev["original"] = redact(value)
     enrich = _enrichers().get(dataset)
     if enrich is not None:
         enrich(event, rec)
     return event
+
+
+_MODULES = {
+    "rms_connector.events": "rms_connector",
+    "ecma2host.events": "ecma2host",
+    "windows.events": "windows",
+}

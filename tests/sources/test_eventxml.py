@@ -114,3 +114,15 @@ def test_bytes_invalid_in_the_encoding_cost_nothing(tmp_path: Path) -> None:
     whole, _, _ = ship(FIX / "wevtutil_stream_rendered.xml")
     assert len(docs) == len(whole) and not quarantined
     assert "\ufffd\ufffdweb service has started" in docs[0]["winlog"]["event_data"]["param1"]
+
+
+def test_a_time_that_is_not_a_time_costs_only_its_event(tmp_path: Path) -> None:
+    raw = (FIX / "wevtutil_stream_rendered.xml").read_bytes()
+    first = raw.index(b"SystemTime='") + len(b"SystemTime='")
+    end = raw.index(b"'", first)
+    path = tmp_path / "bad_time.xml"
+    path.write_bytes(raw[:first] + b"yesterday" + raw[end:])
+    docs, quarantined, _ = ship(path)
+    whole, _, _ = ship(FIX / "wevtutil_stream_rendered.xml")
+    assert len(docs) == len(whole) - 1
+    assert len(quarantined) == 1 and "'yesterday' is not ISO 8601" in quarantined[0].reason

@@ -85,3 +85,62 @@ def test_full_precision_timestamps_and_control_characters() -> None:
     assert docs[0]["@timestamp"] == "2021-03-31T23:51:45.0187674Z"
     dns, q, _ = ship(EVTX_DIR / "dns_log_malformed.evtx")
     assert len(dns) == 5 and not q  # raw control characters in data do not lose the record
+
+
+@pytest.mark.skipif(not EVTX_DIR.is_dir(), reason="../shared/thirdparty not available")
+@pytest.mark.parametrize("path", samples(), ids=lambda p: p.name)
+def test_json_reading_gives_what_the_xml_gives(path: Path) -> None:
+    """Records are read from the parser's JSON; each must equal its XML reading, or be
+    handed to the XML (None)."""
+    import io
+
+    from evtx import PyEvtxParser
+
+    from shipper.sources.eventxml import parse_event_xml
+    from shipper.sources.evtx_file import record_from_json
+
+    data = path.read_bytes()
+    xml = PyEvtxParser(io.BytesIO(data), number_of_threads=1, indent=False).records()
+    js = PyEvtxParser(io.BytesIO(data), number_of_threads=1, indent=False).records_json()
+    compared = 0
+    while True:
+        try:
+            x = next(xml)
+        except StopIteration:
+            assert next(js, None) is None
+            break
+        except (RuntimeError, OSError, ValueError):
+            with pytest.raises((RuntimeError, OSError, ValueError)):
+                next(js)
+            continue
+        j = next(js)
+        assert j["event_record_id"] == x["event_record_id"]
+        try:
+            want = parse_event_xml(x["data"])
+        except Exception:  # noqa: BLE001 - the XML path quarantines it; JSON must not decide
+            try:
+                assert record_from_json(j["data"]) is None
+            except Exception:  # noqa: BLE001 - raising sends it to the XML path too
+                pass
+            continue
+        got = record_from_json(j["data"])
+        if got is not None:
+            assert got == want, x["data"]
+            compared += 1
+    assert compared > 0
+
+
+@pytest.mark.skipif(not EVTX_DIR.is_dir(), reason="../shared/thirdparty not available")
+def test_keep_original_ships_the_xml_and_the_same_events() -> None:
+    path = EVTX_DIR / "system.evtx"
+    plain, _, _ = ship(path)
+    with open(path, "rb") as f:
+        kept = [
+            orjson.loads(d)
+            for c in EVTX.chunks(f, str(path), 0, "", True, {"keep_original": True})
+            for d in EVTX.decode(c).docs
+        ]
+    assert len(kept) == len(plain)
+    for a, b in zip(plain, kept, strict=True):
+        assert b["event"].pop("original").startswith("<?xml")
+        assert a == b
