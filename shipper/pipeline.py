@@ -118,6 +118,21 @@ def _init_worker(data_dir: Path) -> None:
     _worker_store = Store(data_dir, readonly=True)
 
 
+def _decode_chunk(chunk: Chunk) -> Decoded:
+    """Decode, turning a decoder's unexpected failure into a refusal of that file.
+
+    Readers quarantine the bad records they know about; anything else that goes wrong while
+    decoding must cost that file, never the run (or, in follow mode, the service).
+    """
+    try:
+        return FORMATS[chunk.format].decode(chunk)
+    except Exception as e:
+        return Decoded(
+            refused=f"{chunk.path}: cannot decode bytes {chunk.start}-{chunk.end}:"
+            f" {type(e).__name__}: {e}"
+        )
+
+
 def _decode(chunk: Chunk) -> _Work:
     """Worker entry point: decode, compute dedupe keys, and look them up in the store.
 
@@ -125,7 +140,7 @@ def _decode(chunk: Chunk) -> _Work:
     that commits; the pipeline then checks only the commits this lookup could not see.
     """
     assert _worker_store is not None
-    return _Work(chunk, FORMATS[chunk.format].decode(chunk), _worker_store)
+    return _Work(chunk, _decode_chunk(chunk), _worker_store)
 
 
 class _Decoders:
@@ -148,7 +163,7 @@ class _Decoders:
     def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[_Work]:
         if self._pool is None:
             for chunk in chunks:
-                work = _Work(chunk, FORMATS[chunk.format].decode(chunk), self._store)
+                work = _Work(chunk, _decode_chunk(chunk), self._store)
                 work.seq = seq()
                 yield work
             return
@@ -230,6 +245,8 @@ class Pipeline:
         workers = config.pipeline.workers
         self._workers = os.cpu_count() or 1 if workers == "auto" else int(workers)
         self._opened: dict[str, FileState] = {}
+        self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
+        self._candidates: dict[str, Candidate] = {}
         self._seq = 0  # commits made so far in this run
         self._recent: deque[tuple[int, set[EventKey]]] = deque()
         self._committing: threading.Thread | None = None
@@ -295,6 +312,10 @@ class Pipeline:
         gone = [k for k, st in known.items() if k not in found.seen and not os.path.exists(st.path)]
         if gone:
             self._store.forget_files(gone)
+        found.candidates = [
+            c for c in found.candidates if self._refused.get(c.key) != (c.size, c.mtime_ns)
+        ]
+        self._candidates = {c.path: c for c in found.candidates}
         pending = sum(c.size - (c.known.offset if c.known else 0) for c in found.candidates)
         p = self.progress
         p.files_total += len(found.candidates)
@@ -308,7 +329,7 @@ class Pipeline:
             if work.refused is not None or chunk.path in refused:
                 if chunk.path not in refused:
                     refused.add(chunk.path)
-                    self._refuse(work.refused or "")
+                    self._refuse(self._candidates.get(chunk.path), work.refused or "")
                 continue
             shipped = work.shipped
             for seq, keys in self._recent:
@@ -347,9 +368,11 @@ class Pipeline:
             try:
                 yield from self._file_chunks(cand)
             except FileRefused as e:
-                self._refuse(str(e))
+                self._refuse(cand, str(e))
             except OSError as e:
                 log.warning("%s: cannot read: %s", cand.path, e.strerror or e)
+            except Exception as e:  # a reader's bug must cost this file, not the run
+                self._refuse(cand, f"{cand.path}: cannot read: {type(e).__name__}: {e}")
             self.progress.files_done += 1
 
     def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
@@ -395,9 +418,11 @@ class Pipeline:
         options["keep_original"] = self.config.pipeline.keep_original
         return options
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, cand: Candidate | None, reason: str) -> None:
         log.error("refused: %s", reason)
         self.summary.files_refused += 1
+        if cand is not None:  # follow mode: say it once, until the file changes
+            self._refused[cand.key] = (cand.size, cand.mtime_ns)
 
     # --- delivery ---------------------------------------------------------------------
 

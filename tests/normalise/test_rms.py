@@ -495,3 +495,156 @@ def test_events_pass_the_ecs_checker(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- bind_json: the same events as JSON --------------------------------------------------------
+
+GEN_RMS = SHARED / "bench" / "gen_rms.py"
+
+
+def check_json_equals_dict(
+    normaliser: RmsNormaliser,
+    fields: list[str],
+    values: list[str],
+    path: str,
+    offset: int,
+    line: str,
+) -> None:
+    """bind_json gives bind's event (as JSON), its id and timestamp, or rejects it the same way."""
+    try:
+        event = normaliser.bind(fields)(values, path, offset, line)
+    except RecordRejected as e:
+        with pytest.raises(RecordRejected) as caught:
+            normaliser.bind_json(fields)(values, path, offset, line)
+        assert str(caught.value) == str(e)
+        return
+    event_id, timestamp, data = normaliser.bind_json(fields)(values, path, offset, line)
+    assert isinstance(data, bytes)
+    assert orjson.loads(data) == orjson.loads(orjson.dumps(event))
+    assert (event_id, timestamp) == (event["event"]["id"], event["@timestamp"])
+
+
+def check_file(path: Path, normaliser: RmsNormaliser) -> int:
+    count = 0
+    for fields, values, offset, line in read_w3c(path):
+        if len(values) == len(fields):
+            check_json_equals_dict(normaliser, fields, values, str(path), offset, line)
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("keep_original", [False, True])
+def test_bind_json_equals_bind_on_files(keep_original: bool) -> None:
+    normaliser = RmsNormaliser(keep_original=keep_original)
+    files = [*example_files(), *sorted(FIXTURES.glob("*.log"))]
+    assert sum(check_file(path, normaliser) for path in files) >= 300
+
+
+def test_bind_json_equals_bind_on_generated_corpus(tmp_path: Path) -> None:
+    if not GEN_RMS.is_file():
+        pytest.skip("../shared/bench/gen_rms.py is not available")
+    command = [sys.executable, str(GEN_RMS), str(tmp_path), "--files", "2"]
+    command += ["--lines-per-file", "10000", "--seed", "3", "--legacy-fraction", "0.5"]
+    subprocess.run(command, check=True, capture_output=True)
+    normaliser = RmsNormaliser()
+    assert sum(check_file(path, normaliser) for path in sorted(tmp_path.iterdir())) == 20_000
+
+
+JSON_EDGE_CASES: list[tuple[str, dict[str, str]]] = [
+    ("ordinary", {}),
+    (
+        "quotes, backslashes and control characters everywhere",
+        {
+            "row-id": 'r"1\\x\x01',
+            "correlation-id": "c\x1f\x7f",
+            "user-id": "'o\"brien\\x@contoso.com'",
+            "owner-email": 'q"\\@contoso.com',
+            "issuer": "\x00@x",
+            "file-name": 'C:\\Users\\"me"\\a\x08b.docx',
+            "c-info": "'MSIPC;version=\"1\";AppName=A\\B;OSName=Win\x0bdows'",
+            "c-ip": '1.2.3.4"',
+            "acting-as-user": 'a"b@c\\d',
+            "admin-action": 'Tr"ue',
+            "date-published": '2022"12',
+            "content-id": '{"x\\}',
+            "template-id": "\r\n",
+        },
+    ),
+    (
+        "non-ASCII and emoji",
+        {
+            "row-id": "ид-1",
+            "correlation-id": "😀",
+            "user-id": "'zoë.müller@exämple.de'",
+            "file-name": "Résumé 📄 报告.docx",
+            "owner-email": "δ@ε.gr",
+            "acting-as-user": "🙂@x.io",
+            "c-info": "'MSIPC;AppName=Wörd™;OSName=Windows'",
+        },
+    ),
+    ("empty fields", {name: "" for name in FIELDS_17 if name not in ("date", "time", "row-id")}),
+    ("only a correlation-id", {"row-id": "-", "correlation-id": "corr-1"}),
+    ("a row-id without correlation-id", {"correlation-id": "''"}),
+    ("invalid IP", {"c-ip": "999.1.1.1"}),
+    ("IPv6", {"c-ip": "2a02:8108:fd4b:70ba::64bf:8cb"}),
+    ("failure", {"result": "'AccessDenied'"}),
+    ("unknown result text", {"result": "'Weird \"thing\"'"}),
+    ("service principal", {"user-id": f"'{O365}'", "issuer": O365, "owner-email": O365}),
+    ("acting as someone without @", {"acting-as-user": "dave", "user-id": "''"}),
+    ("unexpected admin-action", {"admin-action": "maybe"}),
+    ("US date-published", {"date-published": "12/17/2022 11:12:26 PM"}),
+    ("fraction of a second", {"time": "21:59:28.1234567891"}),
+    ("rejected: bad time", {"time": "25:99:00"}),
+    ("rejected: bad date", {"date": "2024-02-30"}),
+    ("rejected: no identity", {"row-id": "''", "correlation-id": "-"}),
+]
+
+
+@pytest.mark.parametrize("keep_original", [False, True])
+@pytest.mark.parametrize(
+    "changes", [c[1] for c in JSON_EDGE_CASES], ids=[c[0] for c in JSON_EDGE_CASES]
+)
+def test_bind_json_equals_bind_on_edge_cases(changes: dict[str, str], keep_original: bool) -> None:
+    normaliser = RmsNormaliser(keep_original=keep_original)
+    record = {**BASE, **changes}
+    line = 'a "quoted"\tline\twith \\ tabs\r\n'
+    for fields in (FIELDS_17, FIELDS_15, list(reversed(FIELDS_17))):
+        values = [record[name] for name in fields]
+        for path in ("/logs/000000001", 'C:\\logs\\"x"\\ü.log'):
+            check_json_equals_dict(normaliser, fields, values, path, 12345, line)
+        # the second time every piece comes from the caches
+        check_json_equals_dict(normaliser, fields, values, "/logs/000000001", 0, line)
+
+
+def test_bind_json_unknown_fields_and_odd_headers() -> None:
+    normaliser = RmsNormaliser(keep_original=True)
+    fields = [*FIELDS_17, "x-region", "client", "Field-Client", "x_region", "x-quote"]
+    values = [BASE[f] for f in FIELDS_17] + ["westeurope", "raw client", "", "dup", 'say "hi"\\']
+    line = "\t".join(values)
+    check_json_equals_dict(normaliser, fields, values, "p", 1, line)
+    check_json_equals_dict(normaliser, fields, [*values[:-4], "-", "", "", "", ""], "p", 2, line)
+    # a header without time rejects every record, in both
+    check_json_equals_dict(normaliser, ["date", "row-id"], ["2024-03-04", "x"], "p", 0, "")
+    # a header with only some known fields
+    fields = ["time", "date", "correlation-id", "c-ip", "x-extra"]
+    values = ["01:02:03", "2024-03-04", "c-1", "10.0.0.1", "e"]
+    check_json_equals_dict(normaliser, fields, values, "p", 3, "\t".join(values))
+
+
+def test_bind_json_rejects_like_bind() -> None:
+    values = [{**BASE, "row-id": "", "correlation-id": ""}[f] for f in FIELDS_17]
+    with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
+        RmsNormaliser().bind(FIELDS_17)(values, "p", 0, "")
+    with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
+        RmsNormaliser().bind_json(FIELDS_17)(values, "p", 0, "")
+
+
+def test_bind_json_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shipper.normalise.rms.CACHE_LIMIT", 3)
+    normaliser = RmsNormaliser()
+    for i in range(20):
+        record = {**BASE, "user-id": f"u{i}@x.com", "file-name": f"f{i}.txt", "c-ip": f"10.0.0.{i}"}
+        values = [record[f] for f in FIELDS_17]
+        check_json_equals_dict(normaliser, FIELDS_17, values, f"/p{i}", i, "")
+    caches = [v for k, v in vars(normaliser).items() if k.endswith("_json")]
+    assert caches and all(len(cache) <= 3 for cache in caches)
