@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any, BinaryIO
 
-import orjson
-
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
 
@@ -223,8 +221,8 @@ def _normaliser(keep_original: bool) -> Any:
 
 
 @cache
-def _bound(keep_original: bool, fields: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
-    return _normaliser(keep_original).bind(list(fields))
+def _bound(keep_original: bool, fields: tuple[str, ...]) -> Callable[..., tuple[str, str, bytes]]:
+    return _normaliser(keep_original).bind_json(list(fields))
 
 
 def _lines(chunk: Chunk, enc: str) -> Iterator[tuple[str | None, bytes, int]]:
@@ -263,7 +261,6 @@ def decode(chunk: Chunk) -> Decoded:
     out = Decoded()
     ids, docs, stamps, quarantined = out.ids, out.docs, out.timestamps, out.quarantined
     path = chunk.path
-    dumps = orjson.dumps
     offset, line = chunk.start, chunk.first_line
     problem = header.problem()
     bind = _bound(keep, tuple(header.fields)) if problem is None and header.fields else None
@@ -297,13 +294,13 @@ def decode(chunk: Chunk) -> Decoded:
                     reject(f"expected {nfields} tab-separated fields, found {len(values)}", text)
                 else:
                     try:
-                        event = bind(values, path, offset, text)
+                        event_id, stamp, doc = bind(values, path, offset, text)
                     except RecordRejected as e:
                         reject(str(e), text)
                     else:
-                        ids.append(event["event"]["id"])
-                        stamps.append(event["@timestamp"])
-                        docs.append(dumps(event))
+                        ids.append(event_id)
+                        stamps.append(stamp)
+                        docs.append(doc)
         offset += size
         line += 1
     out.datasets = ["azure_rms.usage"] * len(docs)

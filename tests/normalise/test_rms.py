@@ -633,10 +633,9 @@ def test_bind_json_unknown_fields_and_odd_headers() -> None:
 
 def test_bind_json_rejects_like_bind() -> None:
     values = [{**BASE, "row-id": "", "correlation-id": ""}[f] for f in FIELDS_17]
-    with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
-        RmsNormaliser().bind(FIELDS_17)(values, "p", 0, "")
-    with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
-        RmsNormaliser().bind_json(FIELDS_17)(values, "p", 0, "")
+    for bind in (RmsNormaliser().bind, RmsNormaliser().bind_json):
+        with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
+            bind(FIELDS_17)(values, "p", 0, "")
 
 
 def test_bind_json_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
