@@ -2,7 +2,13 @@
 
 Event ids are kept as 128-bit BLAKE2b digests split in two 64-bit integers: the first is the
 table's integer primary key (SQLite's fastest B-tree, looked up and inserted in sorted order),
-the second is checked on a hit, so a collision would need all 128 bits to match. Dedupe expires
+the second is checked on a hit, so a collision would need all 128 bits to match.
+
+Inserting random keys into one big B-tree touches about one page per key once the tree is much
+larger than a commit, so commits would get slower as the index grows. New ids therefore go to
+a small ``recent_ids`` table, which is merged into ``shipped_ids`` in key order, in one
+statement, once it holds ``MERGE_AT`` ids: each page of the big tree is then written once per
+merge rather than once per key. Lookups check both. Dedupe expires
 an id by how long ago it was *shipped*, never by the event's own time, which in a backfill may be
 years old: ``prune`` deletes by ``shipped_at``. It scans the table rather than keeping a second
 index, which would double the cost of every insert; it runs at start and at most hourly.
@@ -37,11 +43,20 @@ CREATE TABLE IF NOT EXISTS shipped_ids (
     k2         INTEGER NOT NULL,
     shipped_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS recent_ids (
+    k1         INTEGER PRIMARY KEY,
+    k2         INTEGER NOT NULL,
+    shipped_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS output_state (
     name  TEXT PRIMARY KEY,
     state TEXT NOT NULL
 );
 """
+
+#: recent ids merged into the main index at this many (see the module docstring)
+MERGE_AT = 250_000
+_ID_TABLES = ("shipped_ids", "recent_ids")
 
 #: SQLite's default limit on bound parameters is 32766 since 3.32; stay well below it.
 _IN_CHUNK = 5000
@@ -107,6 +122,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages for the id index
         self._db.executescript(_SCHEMA)
+        self._recent = self._db.execute("SELECT count(*) FROM recent_ids").fetchone()[0]
         # Reads get their own connection: they see committed data only, and never wait for
         # (or interleave with) a commit that runs in another thread.
         self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -146,24 +162,30 @@ class Store:
         for i in range(0, len(firsts), _IN_CHUNK):
             part = firsts[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(part))
-            rows = self._read.execute(
-                f"SELECT k1, k2 FROM shipped_ids WHERE k1 IN ({marks})", part
-            ).fetchall()
-            found.update(rows)
+            for table in _ID_TABLES:
+                rows = self._read.execute(
+                    f"SELECT k1, k2 FROM {table} WHERE k1 IN ({marks})", part
+                ).fetchall()
+                found.update(rows)
         if found:
             found.intersection_update(keys)  # both halves must match
         return found
 
     def id_count(self) -> int:
-        return self._read.execute("SELECT count(*) FROM shipped_ids").fetchone()[0]
+        return sum(
+            self._read.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _ID_TABLES
+        )
 
     def prune(self, retention_seconds: float, now: float | None = None) -> int:
         """Forget ids shipped longer ago than the retention; returns how many."""
         cutoff = int((time.time() if now is None else now) - retention_seconds)
         with self._tx():
-            cur = self._db.execute("DELETE FROM shipped_ids WHERE shipped_at < ?", (cutoff,))
+            gone = sum(
+                self._db.execute(f"DELETE FROM {t} WHERE shipped_at < ?", (cutoff,)).rowcount
+                for t in _ID_TABLES
+            )
         self._last_prune = time.monotonic()
-        return cur.rowcount
+        return gone
 
     def prune_due(self, every_seconds: float = 3600) -> bool:
         return time.monotonic() - self._last_prune >= every_seconds
@@ -205,14 +227,26 @@ class Store:
                 ],
             )
             stamp = int(t)
-            self._db.executemany(
-                "INSERT OR IGNORE INTO shipped_ids VALUES (?, ?, ?)",
+            cur = self._db.executemany(
+                "INSERT OR IGNORE INTO recent_ids VALUES (?, ?, ?)",
                 [(k1, k2, stamp) for k1, k2 in sorted(keys)],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO output_state VALUES (?, ?)",
                 [(name, json.dumps(st)) for name, st in output_states.items()],
             )
+        self._recent += max(cur.rowcount, 0)
+        if self._recent >= MERGE_AT:
+            self.merge()
+
+    def merge(self) -> None:
+        """Move the recent ids into the main index, in key order, in one transaction."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO shipped_ids SELECT * FROM recent_ids ORDER BY k1"
+            )
+            self._db.execute("DELETE FROM recent_ids")
+        self._recent = 0
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)

@@ -70,3 +70,18 @@ def test_many_ids_are_looked_up_in_one_call(tmp_path):
     store.commit([], ids[::2], {})
     assert store.shipped(ids) == set(ids[::2])
     assert store.id_count() == 15000
+
+
+def test_ids_stay_found_across_merges_into_the_main_index(tmp_path, reopen, monkeypatch):
+    import shipper.state.store as store_mod
+
+    monkeypatch.setattr(store_mod, "MERGE_AT", 100)
+    store = Store(tmp_path)
+    ids = [event_key(f"id-{i}") for i in range(1000)]
+    for i in range(0, 1000, 70):  # commits of 70: merges happen between some of them
+        store.commit([], ids[i : i + 70], {})
+    store = reopen(store)
+    assert store.shipped(ids) == set(ids)
+    assert store.id_count() == 1000
+    assert store.prune(0, now=time.time() + 10) == 1000
+    assert store.shipped(ids) == set()
