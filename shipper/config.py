@@ -122,7 +122,7 @@ class PipelineSettings(_Model):
     workers: int | Literal["auto"] = Field(
         default="auto", description="decoder processes; auto = one per core, 1 = in-process"
     )
-    batch_events: int = Field(default=20000, ge=1, description="events per delivered batch")
+    batch_events: int = Field(default=10000, ge=1, description="events per delivered batch")
     poll_interval: float = Field(default=1.0, gt=0, le=60, description="follow mode, seconds")
     keep_original: bool = Field(default=False, description="add event.original")
 

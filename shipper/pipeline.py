@@ -195,7 +195,6 @@ class _Decoders:
 class _Batch:
     def __init__(self) -> None:
         self.events = EventBatch()
-        self.digests: list[EventKey] = []
         self.keys: set[EventKey] = set()
         self.positions: dict[str, FileState] = {}
         self.quarantined: list[Quarantine] = []
@@ -209,7 +208,6 @@ class _Batch:
             ev.ids += work.ids
             ev.datasets += work.datasets
             ev.timestamps += work.timestamps
-            self.digests += keys
             self.keys.update(keys)
             return
         docs = work.run.split(b"\n")[:-1]
@@ -219,7 +217,6 @@ class _Batch:
                 self.duplicates += 1
                 continue
             self.keys.add(k)
-            self.digests.append(k)
             kept.append(docs[i])
             ev.ids.append(work.ids[i])
             ev.datasets.append(work.datasets[i])
@@ -332,9 +329,11 @@ class Pipeline:
                     self._refuse(self._candidates.get(chunk.path), work.refused or "")
                 continue
             shipped = work.shipped
-            for seq, keys in self._recent:
-                if seq > work.seq:
-                    shipped |= keys.intersection(work.keys)
+            recent = self._recent
+            while recent and recent[0][0] <= work.seq:
+                recent.popleft()  # seen by this decoder's lookup, so by every later one's
+            for _, keys in recent:
+                shipped |= keys.intersection(work.keys)
             batch.add(work, shipped)
             batch.quarantined += work.quarantined
             opened = self._opened[chunk.path]
@@ -460,8 +459,6 @@ class Pipeline:
         # Decoders that looked up ids before this commit is visible must check these keys
         # themselves: they carry the commit count from when they were handed their chunk.
         self._recent.append((self._seq + 1, batch.keys))
-        while len(self._recent) > 4 * self._decoders.workers + 2:
-            self._recent.popleft()
         # The commit runs beside the decoding of the next batch (SQLite does its work without
         # the GIL); it must be done before that batch is sent (``_settle``).
         self._committing = threading.Thread(
@@ -471,7 +468,7 @@ class Pipeline:
 
     def _commit(self, batch: _Batch, states: dict[str, dict[str, Any]]) -> None:
         try:
-            self._store.commit(batch.positions.values(), batch.digests, states)
+            self._store.commit(batch.positions.values(), batch.keys, states)
         except BaseException as e:  # handed to the pipeline's thread by _settle
             self._commit_error = e
             return

@@ -120,13 +120,13 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages for the id index
+        self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages for the id index
         self._db.executescript(_SCHEMA)
         self._recent = self._db.execute("SELECT count(*) FROM recent_ids").fetchone()[0]
         # Reads get their own connection: they see committed data only, and never wait for
         # (or interleave with) a commit that runs in another thread.
         self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._read.execute("PRAGMA cache_size=-8192")
+        self._read.execute("PRAGMA cache_size=-4096")
         self._last_prune = float("-inf")
 
     def close(self) -> None:
