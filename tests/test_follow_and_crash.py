@@ -82,27 +82,32 @@ def test_follow_picks_up_new_files_and_appended_lines_and_waits_for_partial_ones
 
 
 def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, write_rms):
-    files, per_file = 24, 3000
+    files, per_file = 48, 3000
     for i in range(files):
         write_rms(tmp_path / "logs" / f"{i + 1:09d}", range(i * per_file, (i + 1) * per_file))
     # a re-download overlapping two blobs, so dedupe is exercised across crashes too
     write_rms(tmp_path / "logs" / "rmslog-2024-03-04.log", range(per_file - 500, per_file + 500))
-    cfg = config(tmp_path, batch_events=700)
+    # alternate in-process decoding (commits start at once) with worker processes
+    single = config(tmp_path, batch_events=700, workers=1)
+    pooled = tmp_path / "pooled.yaml"
+    pooled.write_text(single.read_text().replace('"workers": 1', '"workers": 2'))
     rng = random.Random(7)
     kills = 0
-    for _ in range(25):
-        proc = start(cfg, "--once", "--no-progress")
-        time.sleep(rng.uniform(0.1, 0.8))
+    for attempt in range(25):
+        proc = start(pooled if attempt % 2 else single, "--once", "--no-progress")
+        time.sleep(rng.uniform(0.2, 1.5))
         if proc.poll() is not None:
             break  # finished before we could kill it
         proc.kill()
         proc.wait()
         kills += 1
+    cfg = single
     final = start(cfg, "--once", "--no-progress")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
-    print(f"{kills} kills")
     assert kills >= 5, "the runs finished too fast to be killed mid-way"
+    shipped_last = int(err.split("shipped ")[1].split(" events")[0].replace(",", ""))
+    assert shipped_last < files * per_file, "no killed run got to commit anything"
     ids = output_ids(tmp_path)
     assert len(ids) == len(set(ids)), "an event was written twice"
     assert len(ids) == files * per_file, "an event was lost"
