@@ -168,7 +168,7 @@ class _Decoders:
                 yield work
             return
         inflight: deque[tuple[Chunk, int, Future[Any]]] = deque()
-        limit = self.workers + 2  # enough to keep every worker busy, no more: memory
+        limit = self.workers + 4  # workers stay busy while a batch is sent; bounded memory
         try:
             for chunk in chunks:
                 inflight.append((chunk, seq(), self._pool.submit(_decode, chunk)))
@@ -246,8 +246,8 @@ class Pipeline:
         self._candidates: dict[str, Candidate] = {}
         self._seq = 0  # commits made so far in this run
         self._recent: deque[tuple[int, set[EventKey]]] = deque()
-        self._committing: threading.Thread | None = None
-        self._commit_error: BaseException | None = None
+        self._delivering: threading.Thread | None = None
+        self._delivery_error: BaseException | None = None
 
     def stop(self) -> None:
         """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
@@ -291,8 +291,8 @@ class Pipeline:
             log.error("%s", e)
             self.summary.errors.append(str(e))
         finally:
-            if self._committing is not None:
-                self._committing.join()
+            if self._delivering is not None:
+                self._delivering.join()
             if hasattr(self, "_decoders"):
                 self._decoders.close()
             for out in outputs:
@@ -426,10 +426,39 @@ class Pipeline:
     # --- delivery ---------------------------------------------------------------------
 
     def _deliver(self, batch: _Batch) -> None:
-        """Send to every output until each has acknowledged, then commit (module docstring)."""
-        self._settle()  # the previous batch is committed before this one goes out
+        """Hand a batch to the delivery thread, once the previous one is committed.
+
+        Delivery (outputs, then the commit) runs beside the decoding of the next batch, so
+        that fsyncs and network round trips do not stall the decoders; one batch at a time,
+        so the order of commits is the order of the sources.
+        """
+        self._settle()
         if not batch.positions and not batch.quarantined:
             return
+        # Decoders that look ids up before this batch's commit is visible check these keys
+        # themselves: they carry the commit count from when they were handed their chunk.
+        self._recent.append((self._seq + 1, batch.keys))
+        self._delivering = threading.Thread(
+            target=self._deliver_now, args=(batch,), name="deliver", daemon=True
+        )
+        self._delivering.start()
+
+    def _deliver_now(self, batch: _Batch) -> None:
+        try:
+            states = self._send(batch)
+            if batch.quarantined:
+                self._quarantine_write(batch.quarantined)
+                states[QUARANTINE_STATE] = self._quarantine_state
+            self._store.commit(batch.positions.values(), batch.keys, states)
+        except BaseException as e:  # handed to the pipeline's thread by _settle
+            self._delivery_error = e
+            return
+        self.summary.events += len(batch.events)
+        self.summary.duplicates += batch.duplicates
+        self.summary.quarantined += len(batch.quarantined)
+
+    def _send(self, batch: _Batch) -> dict[str, dict[str, Any]]:
+        """Send to every output until each has acknowledged; returns their states."""
         states: dict[str, dict[str, Any]] = {}
         waiting = list(self._outputs) if len(batch.events) else []
         attempt = 0
@@ -453,37 +482,16 @@ class Pipeline:
             delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
             if self._stop.wait(delay) and attempt >= 3:
                 raise OutputFailed("stopped while outputs were unavailable; batch not committed")
-        if batch.quarantined:
-            self._quarantine_write(batch.quarantined)
-            states[QUARANTINE_STATE] = self._quarantine_state
-        # Decoders that looked up ids before this commit is visible must check these keys
-        # themselves: they carry the commit count from when they were handed their chunk.
-        self._recent.append((self._seq + 1, batch.keys))
-        # The commit runs beside the decoding of the next batch (SQLite does its work without
-        # the GIL); it must be done before that batch is sent (``_settle``).
-        self._committing = threading.Thread(
-            target=self._commit, args=(batch, states), name="commit", daemon=True
-        )
-        self._committing.start()
-
-    def _commit(self, batch: _Batch, states: dict[str, dict[str, Any]]) -> None:
-        try:
-            self._store.commit(batch.positions.values(), batch.keys, states)
-        except BaseException as e:  # handed to the pipeline's thread by _settle
-            self._commit_error = e
-            return
-        self.summary.events += len(batch.events)
-        self.summary.duplicates += batch.duplicates
-        self.summary.quarantined += len(batch.quarantined)
+        return states
 
     def _settle(self) -> None:
-        """Wait for the commit in progress, if any; re-raise its failure."""
-        if self._committing is not None:
-            self._committing.join()
-            self._committing = None
+        """Wait for the batch in delivery, if any; re-raise its failure."""
+        if self._delivering is not None:
+            self._delivering.join()
+            self._delivering = None
+            if self._delivery_error is not None:
+                raise self._delivery_error
             self._seq += 1
-            if self._commit_error is not None:
-                raise self._commit_error
 
     _quarantine_state: dict[str, Any]
     _quarantine_logged = 0
