@@ -13,7 +13,8 @@ The delivery rule, enforced here:
    file in the batch), the ids shipped, and the outputs' states. Quarantined lines are written
    and fsynced just before, their file's length committed the same way.
 
-Because one batch is committed before the next is sent, a crash at any moment loses nothing
+Delivery and commit run in a thread beside the decoding of the next batch, one batch at a time:
+a batch is committed before the next one is sent. So a crash at any moment loses nothing
 (uncommitted positions are read again) and duplicates nothing that an idempotent output or the
 id index can catch.
 """
