@@ -3,7 +3,10 @@
 A tenant's usage logs run to millions of records a day, so the per-record path must cost a few
 microseconds. Everything that depends only on the ``#Fields`` header is decided once, in
 ``RmsNormaliser.bind``; everything that repeats across records (user ids, client strings, IP
-addresses, dates, file names, request types) is parsed once and kept in bounded caches. Cached
+addresses, dates, file names, request types) is parsed once and kept in bounded caches, one per
+field: a cache keyed by a combination of fields would see a new key in a large share of records,
+and a miss costs more than not caching. Values that are new in most records (row ids, times,
+content ids, publication dates) are checked cheaply on every record and never cached. Cached
 pieces are immutable (tuples, strings) or are copied before they go into an event, so a caller
 that changes an event never changes the next one.
 
@@ -63,8 +66,9 @@ KNOWN_FIELDS: tuple[str, ...] = (
     "acting-as-user",
 )
 
-#: A cache that grows past this many entries is emptied (cheaper than LRU bookkeeping).
-CACHE_LIMIT = 100_000
+#: A cache that grows past this many entries is emptied (cheaper than LRU bookkeeping). Caches
+#: are per field; a tenant-day has a few thousand distinct users, addresses or file names.
+CACHE_LIMIT = 8192
 
 Event = dict[str, Any]
 BoundNormaliser = Callable[[list[str], str, int, str], Event]
@@ -162,6 +166,18 @@ def _parse_time(raw: str) -> str:
         raise RecordRejected(f"unparseable time {raw!r}")
     frac = frac.ljust(3, "0")[:9] if dot else "000"
     return f"{h:02d}:{m:02d}:{s:02d}.{frac}Z"
+
+
+# "HH:MM" and ":SS" as RMS writes them: "09:14:07" is valid when both halves are in these sets
+_HHMM = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_SS = frozenset(f":{s:02d}" for s in range(60))
+
+
+def _clock(raw: str) -> str:
+    """``_parse_time`` with the common ``HH:MM:SS`` checked by two set lookups, not parsed."""
+    if raw[:5] in _HHMM and raw[5:] in _SS:
+        return raw + ".000Z"
+    return _parse_time(raw)
 
 
 def _parse_principal(
@@ -328,8 +344,17 @@ def _json_str(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
-# bytes that may stand in a JSON string as they are (1) or must be escaped (0)
-_JSON_PLAIN = bytes(0 if b < 0x20 or b in b'"\\' else 1 for b in range(256))
+#: bind_json, per user-id: (``user`` members or None, related.user values, the same as JSON
+#: array items, ``,"principal":{...}`` or "")
+_UserJson = tuple[str | None, tuple[str, ...], str, str]
+#: bind_json, per e-mail value: (value or None, local part or None, value as JSON, local part as
+#: JSON, user.target as JSON, ``,"owner_email":...``, ``,"issuer":...``, both of them)
+_EmailJson = tuple[str | None, str | None, str, str, str, str, str, str]
+_NO_USER_JSON: _UserJson = (None, (), "", "")
+_NO_EMAIL_JSON: _EmailJson = (None, None, "", "", "", "", "", "")
+# ASCII that bind_json puts in JSON strings as it is (1), or not (0): what JSON escapes, and the
+# space and braces (a content-id with them inside its braces needs _parse_guid)
+_JSON_PLAIN = bytes(0 if b <= 0x20 or b >= 0x7F or b in b'"\\{}' else 1 for b in range(256))
 # `"ecs":...,"log":{"file":{"path":` -- the path and two closing braces follow
 _ECS_LOG = _members({"ecs": {"version": ECS_VERSION}}) + ',"log":{"file":{"path":'
 
@@ -356,22 +381,22 @@ class RmsNormaliser:
         self._request_types, self._default_request = _load_request_types()
         self._principal_ids, self._tenant_services = _load_service_principals()
         self._dates: dict[str, str] = {}
-        self._times: dict[str, str] = {}
         self._events: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str] | None]] = {}
         self._users: dict[str, tuple[Any, tuple[str, ...], Any]] = {}
         self._emails: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._agents: dict[str, tuple[Any, Any, Any]] = {}
         self._ips: dict[str, tuple[str | None, str | None]] = {}
         self._files: dict[str, dict[str, str]] = {}
-        self._guids: dict[str, str] = {}
-        self._published: dict[str, tuple[str, str] | tuple[()]] = {}
-        # bind_json: JSON text per request type and result, path, and per group of fields
-        # (see _fragments), keyed by the raw values
+        # bind_json: JSON text per request type and result, and per value of one field, keyed
+        # by the raw value (see the _*_json methods)
         self._event_json: dict[tuple[str, str], tuple[str, str]] = {}
         self._path_json: dict[str, str] = {}
-        self._people_json: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._user_json: dict[str, _UserJson] = {}
+        self._email_json: dict[str, _EmailJson] = {}
+        self._ip_json: dict[str, tuple[str, str]] = {}
         self._agent_json: dict[str, tuple[str, str]] = {}
-        self._what_json: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._file_json: dict[str, str] = {}
+        self._template_json: dict[str, str] = {}
         self._admin_json: dict[str, tuple[str, str]] = {}
 
     # --- cache misses ----------------------------------------------------------------------
@@ -413,8 +438,9 @@ class RmsNormaliser:
         return self._remember(self._event_json, key, pair)
 
     # --- fillers: put one group of fields into an event (doc) and its azure_rms (rms) --------
-    # ``bind`` calls them per record; ``bind_json`` once per distinct group of raw values, on an
-    # empty event, and keeps the result as JSON text (see _fragments).
+    # ``bind`` calls them per record; ``bind_json`` has its own pieces of JSON text per value of
+    # one field (the _*_fragment(s) methods), and calls _fill_agent and _fill_admin on an empty
+    # event through _fragments.
 
     def _fill_who(
         self, doc: Event, rms: dict[str, Any], user_id: str, acting_as: str, owner: str, issuer: str
@@ -520,32 +546,26 @@ class RmsNormaliser:
         template_id: str,
         date_published: str,
     ) -> None:
-        """file, azure_rms.content_id/template_id/date_published."""
-        remember, guids = self._remember, self._guids
+        """file, azure_rms.content_id/template_id/date_published.
+
+        Content ids and publication dates are per document: parsed every time, not cached.
+        """
         if file_name:
             file = self._files.get(file_name)
             if file is None:
-                file = remember(self._files, file_name, _parse_file_name(file_name))
+                file = self._remember(self._files, file_name, _parse_file_name(file_name))
             if file:
                 doc["file"] = file.copy()
         if content_id:
-            guid = guids.get(content_id)
-            if guid is None:
-                guid = remember(guids, content_id, _parse_guid(content_id))
+            guid = _parse_guid(content_id)
             if guid:
                 rms["content_id"] = guid
         if template_id:
-            guid = guids.get(template_id)
-            if guid is None:
-                guid = remember(guids, template_id, _parse_guid(template_id))
+            guid = _parse_guid(template_id)
             if guid:
                 rms["template_id"] = guid
         if date_published:
-            pub = self._published.get(date_published)
-            if pub is None:
-                pub = remember(
-                    self._published, date_published, _parse_date_published(date_published)
-                )
+            pub = _parse_date_published(date_published)
             if pub:
                 rms[pub[0]] = pub[1]
 
@@ -572,61 +592,292 @@ class RmsNormaliser:
         fill(doc, rms, *raw)
         return self._remember(cache, key, (_members(doc), _members(rms)))
 
+    def _user_fragments(self, raw: str) -> _UserJson:
+        """bind_json: a user-id's pieces (see ``_UserJson``)."""
+        user, related, principal = _parse_principal(raw, self._principal_ids, self._tenant_services)
+        if user is None:
+            entry = _NO_USER_JSON
+        else:
+            entry = (
+                _members(user)[1:],
+                related,
+                ",".join(_json_str(value) for value in related),
+                _members({"principal": principal}),
+            )
+        return self._remember(self._user_json, raw, entry)
+
+    def _email_fragments(self, raw: str) -> _EmailJson:
+        """bind_json: an owner-email, issuer or acting-as-user's pieces (see ``_EmailJson``)."""
+        value, local, domain = _parse_email(raw)
+        if value is None:
+            entry = _NO_EMAIL_JSON
+        else:
+            quoted = _json_str(value)
+            if local is not None:
+                target = {"email": value, "name": local, "domain": domain}
+                quoted_local = _json_str(local)
+            else:
+                target = {"name": value}
+                quoted_local = ""
+            entry = (
+                value,
+                local,
+                quoted,
+                quoted_local,
+                orjson.dumps(target).decode(),
+                ',"owner_email":' + quoted,
+                ',"issuer":' + quoted,
+                ',"owner_email":' + quoted + ',"issuer":' + quoted,
+            )
+        return self._remember(self._email_json, raw, entry)
+
+    def _ip_fragments(self, raw: str) -> tuple[str, str]:
+        """bind_json: c-ip -> (``,"source":{...},"related":{"ip":[...]`` (the related object left
+        open) or "", ``,"c_ip":...`` or "")."""
+        ip, other = _parse_ip(raw)
+        if ip is not None:
+            quoted = _json_str(ip)
+            entry = (',"source":{"ip":' + quoted + '},"related":{"ip":[' + quoted + "]", "")
+        elif other is not None:
+            entry = ("", ',"c_ip":' + _json_str(other))
+        else:
+            entry = ("", "")
+        return self._remember(self._ip_json, raw, entry)
+
+    def _file_fragment(self, raw: str) -> str:
+        """bind_json: file-name -> ``,"file":{...}`` or ""."""
+        file = _parse_file_name(raw)
+        return self._remember(self._file_json, raw, _members({"file": file}) if file else "")
+
+    def _template_fragment(self, raw: str) -> str:
+        """bind_json: template-id -> ``,"template_id":...`` or ""."""
+        value = _parse_guid(raw)
+        return self._remember(
+            self._template_json, raw, ',"template_id":' + _json_str(value) if value else ""
+        )
+
     # --- binding ---------------------------------------------------------------------------
 
     def bind(self, fields: list[str]) -> BoundNormaliser:
         """Return the per-record function for records under this ``#Fields`` header."""
-        return self._compile(fields, as_json=False)
+        return self._compile(fields)
 
     def bind_json(self, fields: list[str]) -> BoundJsonNormaliser:
         """Like ``bind``, but the function returns ``(event.id, @timestamp, event as JSON)``.
 
         ``orjson.loads`` of the JSON equals ``bind``'s event for the same arguments (keys in the
         same order, too), and the same records raise ``RecordRejected``. The JSON is spliced
-        from text made once per distinct request type, user, address, client, document and
-        path, so a record costs about half of building the dict and ``orjson.dumps`` of it.
+        from text made once per distinct value of a field (request type and result, user,
+        e-mail address, IP address, client, file name, path); the few values that change in
+        every record are checked for characters JSON must escape, and a record with any takes
+        ``bind`` and ``orjson.dumps``.
         """
-        return self._compile(fields, as_json=True)
-
-    def _compile(self, fields: list[str], as_json: bool) -> Callable[..., Any]:
-        names = [f.strip().lower() for f in fields]
-        position: dict[str, int] = {}
-        for i, name in enumerate(names):
-            position.setdefault(name, i)
-        missing_index = len(names)  # points at the "" appended to records when fields are absent
-        pad = any(name not in position for name in KNOWN_FIELDS)
-        getter = itemgetter(*(position.get(name, missing_index) for name in KNOWN_FIELDS))
-        extras = tuple(
-            (i, _extra_key(name))
-            for i, name in enumerate(names)
-            if name not in KNOWN_FIELDS and position[name] == i and name
-        )
-        no_clock = "date" not in position or "time" not in position
+        layout = _Layout(fields)
+        normalise = self._compile(fields, layout)
+        pad, getter, extras, no_clock = layout.pad, layout.getter, layout.extras, layout.no_clock
 
         keep_original = self.keep_original
-        dates, times, events = self._dates, self._times, self._events
+        date_get, remember = self._dates.get, self._remember
+        hhmm, ss, parse_time = _HHMM, _SS, _parse_time
+        parse_guid, published, fromisoformat = (
+            _parse_guid,
+            _parse_date_published,
+            datetime.fromisoformat,
+        )
+        plain = _JSON_PLAIN
+        empty = _EMPTY
+        # the caches' get methods (a full cache is cleared, never replaced)
+        event_get, event_fragments = self._event_json.get, self._event_fragments
+        path_get, path_json = self._path_json.get, self._path_json
+        user_get, user_fragments = self._user_json.get, self._user_fragments
+        email_get, email_fragments = self._email_json.get, self._email_fragments
+        ip_get, ip_fragments = self._ip_json.get, self._ip_fragments
+        agent_json, admin_json, fragments = self._agent_json, self._admin_json, self._fragments
+        agent_get, admin_get = agent_json.get, admin_json.get
+        fill_agent, fill_admin = self._fill_agent, self._fill_admin
+        file_get, file_fragment = self._file_json.get, self._file_fragment
+        template_get, template_fragment = self._template_json.get, self._template_fragment
+        dumps = orjson.dumps
+
+        def slow(values: list[str], path: str, offset: int, raw_line: str) -> Any:
+            """A record with something to escape in a value that is not cached."""
+            event = normalise(values, path, offset, raw_line)
+            return event["event"]["id"], event["@timestamp"], dumps(event)
+
+        def normalise_json(values: list[str], path: str, offset: int, raw_line: str) -> Any:
+            record = values
+            if pad:
+                if no_clock:
+                    raise RecordRejected("the #Fields header has no date or no time field")
+                record = [*values, ""]
+            (
+                d,
+                t,
+                row_id,
+                request,
+                user_id,
+                result,
+                correlation_id,
+                content_id,
+                owner,
+                issuer,
+                template_id,
+                file_name,
+                date_published,
+                c_info,
+                c_ip,
+                admin_action,
+                acting_as,
+            ) = getter(record)
+
+            prefix = date_get(d)
+            if prefix is None:
+                prefix = remember(self._dates, d, _parse_date(d))
+            if t[:5] in hhmm and t[5:] in ss:
+                ts = prefix + t + ".000Z"
+            else:
+                ts = prefix + parse_time(t)
+
+            # `len() > 2` spares hashing every id: only short values can be empty markers
+            if len(row_id) > 2 or row_id not in empty:
+                event_id = row_id
+                if len(correlation_id) > 2 or correlation_id not in empty:
+                    ids = ',"row_id":"' + row_id + '","correlation_id":"' + correlation_id + '"'
+                else:
+                    ids = ',"row_id":"' + row_id + '"'
+            elif correlation_id not in empty:
+                event_id = correlation_id
+                ids = ',"correlation_id":"' + correlation_id + '"'
+            else:
+                raise RecordRejected(
+                    "no row-id and no correlation-id: the record has no identity to dedupe on"
+                )
+
+            # what: values that are new in most records, checked here and never cached
+            # (the ids and content-id go into the JSON as they are: see `plain` below)
+            what = value = ""
+            if content_id:
+                # _parse_guid, inline: the same when the braces hold no space and no brace
+                if len(content_id) == 38 and content_id[0] == "{" and content_id[37] == "}":
+                    value = content_id[1:37].lower()
+                else:
+                    value = parse_guid(content_id)
+                if value:
+                    what = ',"content_id":"' + value + '"'
+            if template_id:  # a tenant has a few templates
+                what += template_get(template_id) or template_fragment(template_id)
+            if date_published:
+                # _published, inline: a value that fromisoformat takes is JSON text as it is
+                dp = date_published
+                if len(dp) == 19 and dp[10] == "T" and dp[4] == "-" and dp[7] == "-":
+                    try:
+                        if dp[18].isdigit():
+                            fromisoformat(dp)
+                            what += ',"date_published":"' + dp + '"'
+                            dp = ""
+                    except ValueError:
+                        pass
+                if dp:
+                    pub = published(dp)
+                    if pub:
+                        what += ',"' + pub[0] + '":' + _json_str(pub[1])
+            probe = row_id + correlation_id + value  # an empty marker is plain text too
+            if not probe.isascii() or 0 in probe.encode().translate(plain):
+                return slow(values, path, offset, raw_line)
+
+            head, error = event_get((request, result)) or event_fragments(request, result)
+
+            # who: user, related.user (values, and as JSON: rel), azure_rms.principal,
+            # owner_email and issuer
+            user, related, rel, rms_people = user_get(user_id) or user_fragments(user_id)
+            if acting_as:
+                entry = email_get(acting_as) or email_fragments(acting_as)
+                value = entry[0]
+                if value is not None:
+                    if value not in related:
+                        related += (value,)
+                        rel = rel + "," + entry[2] if rel else entry[2]
+                    local = entry[1]
+                    if local is not None and local not in related:
+                        related += (local,)
+                        rel = rel + "," + entry[3] if rel else entry[3]
+                    if user is None:
+                        user = '"target":' + entry[4]
+                    else:
+                        user += ',"target":' + entry[4]
+            if owner:
+                entry = email_get(owner) or email_fragments(owner)
+                value = entry[0]
+                if value is not None:
+                    # the same issuer adds nothing to related.user
+                    rms_people += entry[7] if issuer == owner else entry[5]
+                    if value not in related:
+                        related += (value,)
+                        rel = rel + "," + entry[2] if rel else entry[2]
+            if issuer and issuer != owner:
+                entry = email_get(issuer) or email_fragments(issuer)
+                value = entry[0]
+                if value is not None:
+                    rms_people += entry[6]
+                    if entry[1] is not None and value not in related:
+                        rel = rel + "," + entry[2] if rel else entry[2]
+            # from where: source.ip and related.ip, or azure_rms.c_ip
+            if c_ip:
+                near, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)
+            else:
+                near = rms_ip = ""
+            if near:
+                near += ',"user":[' + rel + "]}" if rel else "}"
+            elif rel:
+                near = ',"related":{"user":[' + rel + "]}"
+            if user is not None:
+                near = ',"user":{' + user + "}" + near
+
+            agent, rms_client = agent_get(c_info) or fragments(
+                agent_json, c_info, fill_agent, c_info
+            )
+            file = (file_get(file_name) or file_fragment(file_name)) if file_name else ""
+            if admin_action:
+                what += (
+                    admin_get(admin_action)
+                    or fragments(admin_json, admin_action, fill_admin, admin_action)
+                )[1]
+            if extras:
+                found = {}
+                for i, key in extras:
+                    value = record[i]
+                    if value not in empty:
+                        found[key] = value
+                what += _members(found)
+            where = path_get(path)  # ,"ecs":...,"log":{"file":{"path":...}}
+            if where is None:
+                where = remember(path_json, path, _ECS_LOG + _json_str(path) + "}}")
+            original = ',"original":' + _json_str(raw_line.rstrip("\r\n")) if keep_original else ""
+            data = (
+                f'{{"@timestamp":"{ts}","event":{{{head},"id":"{event_id}"{original}}}'
+                f"{where}{error}{near}{agent}{file}"
+                f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_ip}{rms_client}'
+                f"{what}}}}}"
+            )
+            return event_id, ts, data.encode()
+
+        return normalise_json
+
+    def _compile(self, fields: list[str], layout: _Layout | None = None) -> BoundNormaliser:
+        """``bind``: the per-record function that builds the event as a dict."""
+        if layout is None:
+            layout = _Layout(fields)
+        pad, getter, extras, no_clock = layout.pad, layout.getter, layout.extras, layout.no_clock
+
+        keep_original = self.keep_original
+        dates, events = self._dates, self._events
         remember = self._remember
         event_template = self._event_template
         fill_people, fill_agent = self._fill_people, self._fill_agent
         fill_what, fill_admin = self._fill_what, self._fill_admin
         empty = _EMPTY
-        # bind_json
-        fragments, event_fragments = self._fragments, self._event_fragments
-        event_json, path_json, people_json = self._event_json, self._path_json, self._people_json
-        agent_json = self._agent_json
-        what_json, admin_json = self._what_json, self._admin_json
-        plain = _JSON_PLAIN
-        ecs_log = _ECS_LOG
 
-        def extra_fields(values: list[str]) -> dict[str, str]:
-            found = {}
-            for i, key in extras:
-                value = values[i]
-                if value not in empty:
-                    found[key] = value
-            return found
-
-        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Any:
+        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Event:
             if pad:
                 if no_clock:
                     raise RecordRejected("the #Fields header has no date or no time field")
@@ -654,9 +905,7 @@ class RmsNormaliser:
             prefix = dates.get(d)
             if prefix is None:
                 prefix = remember(dates, d, _parse_date(d))
-            clock = times.get(t)
-            if clock is None:
-                clock = remember(times, t, _parse_time(t))
+            clock = _clock(t)
 
             # from here on an id that is absent (an empty marker) is ""
             # `len() > 2` spares hashing every id: only short values can be empty markers
@@ -671,49 +920,6 @@ class RmsNormaliser:
                 raise RecordRejected(
                     "no row-id and no correlation-id: the record has no identity to dedupe on"
                 )
-
-            if as_json:
-                head, error = event_json.get((request, result)) or event_fragments(request, result)
-                key = (user_id, acting_as, owner, issuer, c_ip)
-                people, rms_people = people_json.get(key) or fragments(
-                    people_json, key, fill_people, *key
-                )
-                agent, rms_client = agent_json.get(c_info) or fragments(
-                    agent_json, c_info, fill_agent, c_info
-                )
-                key = (file_name, content_id, template_id, date_published)
-                file, rms_what = what_json.get(key) or fragments(what_json, key, fill_what, *key)
-                rms_admin = (
-                    admin_json.get(admin_action)
-                    or fragments(admin_json, admin_action, fill_admin, admin_action)
-                )[1]
-                where = path_json.get(path)
-                if where is None:
-                    where = remember(path_json, path, _json_str(path))
-                probe = row_id + correlation_id  # the values that are new in every record
-                if probe.isascii() and 0 not in probe.encode().translate(plain):
-                    quoted_id = event_id
-                    if correlation_id and row_id:
-                        ids = f',"row_id":"{row_id}","correlation_id":"{correlation_id}"'
-                    elif row_id:
-                        ids = f',"row_id":"{row_id}"'
-                    else:
-                        ids = f',"correlation_id":"{correlation_id}"'
-                else:  # something to escape (or not to be encoded at all: let orjson say so)
-                    quoted_id = _json_str(event_id)[1:-1]
-                    present = {"row_id": row_id, "correlation_id": correlation_id}
-                    ids = _members({k: v for k, v in present.items() if v})
-                original = (
-                    ',"original":' + _json_str(raw_line.rstrip("\r\n")) if keep_original else ""
-                )
-                ts = prefix + clock
-                data = (
-                    f'{{"@timestamp":"{ts}","event":{{{head},"id":"{quoted_id}"{original}}}'
-                    f"{ecs_log}{where}}}}}{error}{people}{agent}{file}"
-                    f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_client}'
-                    f"{rms_what}{rms_admin}{_members(extra_fields(values)) if extras else ''}}}}}"
-                )
-                return event_id, ts, data.encode()
 
             cached = events.get((request, result))
             if cached is None:
@@ -744,8 +950,35 @@ class RmsNormaliser:
             if admin_action:
                 fill_admin(doc, rms, admin_action)
             if extras:
-                rms.update(extra_fields(values))
+                for i, key in extras:
+                    value = values[i]
+                    if value not in empty:
+                        rms[key] = value
             doc["azure_rms"] = rms
             return doc
 
         return normalise
+
+
+class _Layout:
+    """What a ``#Fields`` header decides: where each known field is, and the unknown ones."""
+
+    __slots__ = ("pad", "getter", "extras", "no_clock")
+
+    def __init__(self, fields: list[str]) -> None:
+        names = [f.strip().lower() for f in fields]
+        position: dict[str, int] = {}
+        for i, name in enumerate(names):
+            position.setdefault(name, i)
+        missing_index = len(names)  # points at the "" appended to records when fields are absent
+        #: True when a known field is absent: records get a "" appended for it
+        self.pad = any(name not in position for name in KNOWN_FIELDS)
+        #: record -> the known fields' values, in KNOWN_FIELDS order
+        self.getter = itemgetter(*(position.get(name, missing_index) for name in KNOWN_FIELDS))
+        #: (index, azure_rms key) of each unknown field
+        self.extras = tuple(
+            (i, _extra_key(name))
+            for i, name in enumerate(names)
+            if name not in KNOWN_FIELDS and position[name] == i and name
+        )
+        self.no_clock = "date" not in position or "time" not in position

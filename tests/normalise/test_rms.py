@@ -595,6 +595,30 @@ JSON_EDGE_CASES: list[tuple[str, dict[str, str]]] = [
     ("US date-published", {"date-published": "12/17/2022 11:12:26 PM"}),
     ("fraction of a second", {"time": "21:59:28.1234567891"}),
     ("rejected: bad time", {"time": "25:99:00"}),
+    ("rejected: bad seconds", {"time": "09:14:60"}),
+    ("time without leading zero", {"time": "9:14:07"}),
+    ("time with a fraction", {"time": "09:14:07.5"}),
+    ("braces and spaces in ids", {"row-id": "{r 1}", "correlation-id": "c}"}),
+    (
+        "content-id with spaces inside its braces",
+        {"content-id": "{ 271B6308-150D-49D2-8D1B-77789 }"},
+    ),
+    ("content-id with doubled braces", {"content-id": "{{271b6308-150d-49d2-8d1b-7778}}"}),
+    ("content-id in quotes", {"content-id": "'{271B6308-150D-49D2-8D1B-777891F8C298}'"}),
+    ("bare content-id", {"content-id": "271B6308-150D-49D2-8D1B-777891F8C298"}),
+    ("empty-marker correlation-id", {"correlation-id": '""'}),
+    ("empty-marker content-id", {"content-id": "'-'", "template-id": "-"}),
+    ("date-published with an offset", {"date-published": "2022-12-17T11:12+01"}),
+    ("date-published in UTC", {"date-published": "2022-12-17T11:12:2Z"}),
+    ("date-published as a week date", {"date-published": "2022-W50-6T11:12:2"}),
+    ("date-published with a space", {"date-published": "2022-12-17 11:12:26"}),
+    ("date-published out of range", {"date-published": "2022-13-17T11:12:26"}),
+    ("owner is the user, issuer differs", {"owner-email": "rupert.jackson@contoso.com"}),
+    ("issuer without @", {"issuer": "Aadrm_S-1-7-0", "owner-email": ""}),
+    ("owner and issuer without @", {"issuer": "svc", "owner-email": "svc"}),
+    ("acting as the user", {"acting-as-user": "rupert.jackson@contoso.com"}),
+    ("acting as someone, no IP", {"acting-as-user": "x@y.z", "c-ip": ""}),
+    ("not an IP, no users", {"c-ip": "unknown", "user-id": "''", "owner-email": "", "issuer": ""}),
     ("rejected: bad date", {"date": "2024-02-30"}),
     ("rejected: no identity", {"row-id": "''", "correlation-id": "-"}),
 ]
@@ -636,6 +660,56 @@ def test_bind_json_rejects_like_bind() -> None:
     for bind in (RmsNormaliser().bind, RmsNormaliser().bind_json):
         with pytest.raises(RecordRejected, match="no row-id and no correlation-id"):
             bind(FIELDS_17)(values, "p", 0, "")
+
+
+def cache_sizes(normaliser: RmsNormaliser) -> dict[str, int]:
+    """Entries per cache (every dict on the instance but the mapping tables)."""
+    tables = {"_request_types", "_principal_ids", "_tenant_services"}
+    return {
+        k: len(v) for k, v in vars(normaliser).items() if isinstance(v, dict) and k not in tables
+    }
+
+
+def test_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shipper.normalise.rms.CACHE_LIMIT", 3)
+    normaliser = RmsNormaliser()
+    for i in range(20):
+        record = {
+            **BASE,
+            "user-id": f"u{i}@x.com",
+            "owner-email": f"o{i}@x.com",
+            "issuer": f"i{i}@x.com",
+            "acting-as-user": f"a{i}@x.com",
+            "file-name": f"f{i}.txt",
+            "c-ip": f"10.0.0.{i}",
+            "c-info": f"'MSIPC;AppName=A{i}'",
+            "template-id": f"{{t{i}}}",
+            "request-type": f"R{i}",
+            "admin-action": f"x{i}",
+            "date": f"2024-03-{i + 1:02d}",
+        }
+        values = [record[f] for f in FIELDS_17]
+        check_json_equals_dict(normaliser, FIELDS_17, values, f"/p{i}", i, "")
+    sizes = cache_sizes(normaliser)
+    assert len(sizes) >= 10 and all(size <= 3 for size in sizes.values()), sizes
+
+
+def test_values_new_in_every_record_are_not_cached() -> None:
+    """Row ids, times, content ids and publication dates never grow a cache."""
+    normaliser = RmsNormaliser()
+    for fields in (FIELDS_17, FIELDS_15):
+        bound = normaliser.bind_json(fields)
+        for i in range(500):
+            record = {
+                **BASE,
+                "row-id": f"row-{i}",
+                "correlation-id": f"corr-{i}",
+                "time": f"{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
+                "content-id": f"{{{i:08x}-150d-49d2-8d1b-777891f8c298}}",
+                "date-published": f"2022-12-17T11:{i // 60 % 60:02d}:{i % 60:02d}",
+            }
+            bound([record[f] for f in fields], "/logs/000000001", i, "")
+    assert sum(cache_sizes(normaliser).values()) < 20, cache_sizes(normaliser)
 
 
 def test_bind_json_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
