@@ -53,6 +53,8 @@ POOL_THRESHOLD = 8 * 1024 * 1024
 #: in --once mode, give up on an output that keeps asking to retry after this many attempts
 ONCE_MAX_ATTEMPTS = 8
 QUARANTINE_STATE = "quarantine"
+#: chunks at least this big are re-read by the worker rather than sent to it
+REREAD_MIN = 64 * 1024
 
 
 @dataclass
@@ -187,6 +189,8 @@ class _Decoders:
         try:
             for chunk in chunks:
                 size = len(chunk.payload)
+                if size < REREAD_MIN:  # small chunks travel faster than a file opens
+                    size = 0
                 lean = dataclasses.replace(chunk, payload=b"") if size else chunk
                 inflight.append((chunk, seq(), self._pool.submit(_decode, lean, size)))
                 while len(inflight) >= limit:

@@ -40,8 +40,9 @@ class Chunk:
 
     ``payload`` holds exactly the file's bytes from ``start`` to ``end`` (or nothing, for
     formats whose decoder reads the file itself, such as .evtx); worker processes re-read
-    those bytes from the file rather than receive them through a pipe; ``options`` carries the per-input settings the decoder needs
-    (time zone, whether to keep ``event.original``) so that a worker needs no config.
+    those bytes from the file rather than receive them through a pipe. ``options`` carries the
+    per-input settings the decoder needs (time zone, whether to keep ``event.original``) so
+    that a worker needs no config.
     """
 
     format: str
