@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import from_datetime
+from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
     byte_length,
@@ -141,13 +141,6 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-@cache
-def _normalise() -> Any:
-    from shipper.normalise.winlog import normalise
-
-    return normalise
-
-
 def local_time(value: str, fmt: str, zone: str) -> str:
     """A date in the exporting machine's format and zone as ISO UTC; clear error if no match."""
     value = value.strip().replace("\u200e", "").replace("\u200f", "")  # bidi marks (Event Viewer)
@@ -236,7 +229,6 @@ def decode(chunk: Chunk) -> Decoded:
     text = to_text(chunk.payload, enc)
     fmt = str(chunk.options.get("date_format") or DEFAULT_DATE_FORMAT)
     zone = str(chunk.options.get("timezone") or "UTC")
-    normalise = _normalise()
     out = Decoded()
     cols, kind = st["cols"], st["kind"]
     if cols is None:  # the first chunk: the header is in it

@@ -16,13 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from functools import cache
 from typing import Any, BinaryIO
 
 import orjson
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import from_datetime, iso_utc
+from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
     byte_length,
@@ -126,13 +125,6 @@ class EventJson:
 EVENT_JSON = EventJson()
 
 
-@cache
-def _normalise() -> Any:
-    from shipper.normalise.winlog import normalise
-
-    return normalise
-
-
 def _time(value: Any) -> str:
     if isinstance(value, dict):  # a DateTime with PowerShell's extended members
         value = value.get("value") or value.get("DateTime")
@@ -220,7 +212,6 @@ def decode(chunk: Chunk) -> Decoded:
     enc = st["enc"]
     text = to_text(chunk.payload, enc)
     keep = bool(chunk.options.get("keep_original", False))
-    normalise = _normalise()
     out = Decoded()
     for s, e in records(text, st["base"]):
         raw = text[s:e]

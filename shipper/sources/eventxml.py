@@ -18,11 +18,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from functools import cache
 from typing import Any, BinaryIO
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import iso_utc
+from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
     byte_length,
@@ -273,20 +272,12 @@ class EventXml:
 EVENT_XML = EventXml()
 
 
-@cache
-def _normalise() -> Any:
-    from shipper.normalise.winlog import normalise
-
-    return normalise
-
-
 def decode(chunk: Chunk) -> Decoded:
     """Parse and normalise every ``<Event>`` in the chunk; a malformed one is quarantined."""
     st = load_state(chunk.state_in, enc="utf-8", line=1)
     enc = st["enc"]
     text = to_text(chunk.payload, enc)
     keep = bool(chunk.options.get("keep_original", False))
-    normalise = _normalise()
     out = Decoded()
     line = chunk.first_line
     prev = 0

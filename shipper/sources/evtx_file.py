@@ -23,13 +23,12 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator
-from functools import cache
 from typing import Any, BinaryIO
 
 import orjson
 from evtx import PyEvtxParser
 
-from shipper.normalise.winlog import iso_utc
+from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventxml import _guid, _int, parse_event_xml
 from shipper.sources.text import emit, quarantine
@@ -85,13 +84,6 @@ class EvtxFile:
 EVTX = EvtxFile()
 
 
-@cache
-def _normalise() -> Any:
-    from shipper.normalise.winlog import normalise
-
-    return normalise
-
-
 def _records(chunk: Chunk) -> tuple[bytes, int]:
     with open(chunk.path, "rb") as f:
         header = f.read(HEADER)
@@ -118,7 +110,6 @@ def decode(chunk: Chunk) -> Decoded:
         out.refused = f"{chunk.path}: not an .evtx file (no ElfFile header)"
         return out
     keep = bool(chunk.options.get("keep_original", False))
-    normalise = _normalise()
     parser = PyEvtxParser(io.BytesIO(data), number_of_threads=1, indent=False)
     records = parser.records() if keep else parser.records_json()
     xml_view = _XmlView(data)
