@@ -59,7 +59,7 @@ MERGE_AT = 250_000
 _ID_TABLES = ("shipped_ids", "recent_ids")
 
 #: SQLite's default limit on bound parameters is 32766 since 3.32; stay well below it.
-_IN_CHUNK = 5000
+_IN_CHUNK = 4000  # bound twice per query
 
 
 EventKey = tuple[int, int]
@@ -112,7 +112,7 @@ class Store:
         if readonly:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            self._db.execute("PRAGMA cache_size=-16384")
+            self._db.execute("PRAGMA cache_size=-4096")
             self._read = self._db
             self._last_prune = float("-inf")
             return
@@ -162,11 +162,12 @@ class Store:
         for i in range(0, len(firsts), _IN_CHUNK):
             part = firsts[i : i + _IN_CHUNK]
             marks = ",".join("?" * len(part))
-            for table in _ID_TABLES:
-                rows = self._read.execute(
-                    f"SELECT k1, k2 FROM {table} WHERE k1 IN ({marks})", part
-                ).fetchall()
-                found.update(rows)
+            rows = self._read.execute(
+                f"SELECT k1, k2 FROM shipped_ids WHERE k1 IN ({marks})"
+                f" UNION ALL SELECT k1, k2 FROM recent_ids WHERE k1 IN ({marks})",
+                part + part,
+            ).fetchall()
+            found.update(rows)
         if found:
             found.intersection_update(keys)  # both halves must match
         return found
