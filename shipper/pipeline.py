@@ -261,7 +261,7 @@ class Pipeline:
         self.summary = Summary()
         self._stop = threading.Event()
         workers = config.pipeline.workers
-        self._workers = os.cpu_count() or 1 if workers == "auto" else int(workers)
+        self._workers = (os.cpu_count() or 1) if workers == "auto" else int(workers)
         self._opened: dict[str, FileState] = {}
         self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
         self._candidates: dict[str, Candidate] = {}
