@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from filelock import FileLock, Timeout
 
 from shipper.config import Config, NdjsonOutput
-from shipper.errors import OutputFailed, RetryLater
+from shipper.errors import ConfigError, OutputFailed, RetryLater
 from shipper.outputs import EventBatch, Output, build_output
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
@@ -279,6 +280,22 @@ class Pipeline:
     def run(self) -> Summary:
         started = time.monotonic()
         data_dir = self.config.data_path
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Two shippers on one checkpoint would each commit the other's uncommitted work away.
+        lock = FileLock(data_dir / "shipper.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise ConfigError(
+                f"data_dir {data_dir} is in use by another shipper (lock: {lock.lock_file});"
+                " give each running shipper its own data_dir"
+            ) from None
+        try:
+            return self._run(data_dir, started)
+        finally:
+            lock.release()
+
+    def _run(self, data_dir: Path, started: float) -> Summary:
         store = Store(data_dir)
         outputs: list[Output] = []
         quarantine = NdjsonFileOutput(NdjsonOutput(path=str(quarantine_path(data_dir))))

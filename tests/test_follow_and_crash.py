@@ -111,3 +111,20 @@ def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, wr
     ids = output_ids(tmp_path)
     assert len(ids) == len(set(ids)), "an event was written twice"
     assert len(ids) == files * per_file, "an event was lost"
+
+
+def test_a_second_shipper_on_the_same_data_dir_is_refused(tmp_path, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(5))
+    cfg = config(tmp_path)
+    first = start(cfg)
+    try:
+        wait_for(lambda: len(output_ids(tmp_path)) == 5)
+        second = start(cfg, "--once")
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert "in use by another shipper" in err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+    assert len(output_ids(tmp_path)) == 5
