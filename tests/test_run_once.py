@@ -153,3 +153,27 @@ def test_output_passes_the_ecs_checker(tmp_path, repo, shared, cli):
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_rotated_output_files_hold_every_event_once(tmp_path, write_rms, cli):
+    logs = tmp_path / "logs"
+    for i in range(4):
+        write_rms(logs / f"{i:09d}", range(i * 500, (i + 1) * 500))
+    cfg = tmp_path / "shipper.yaml"
+    out = tmp_path / "out" / "events.ndjson"
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "inputs": [{"type": "rms_usage", "paths": [str(logs / "*")]}],
+                "outputs": [{"type": "ndjson", "path": str(out), "max_bytes": "100KB"}],
+                "pipeline": {"batch_events": 100},
+            }
+        )
+    )
+    result = cli("run", "--once", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    files = sorted(out.parent.glob("events.ndjson*"))
+    assert len(files) > 3  # it did rotate
+    ids = [json.loads(line)["event"]["id"] for f in files for line in f.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 2000
