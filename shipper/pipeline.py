@@ -415,8 +415,7 @@ class Pipeline:
     def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
         with open(cand.path, "rb") as f:
             where = open_position(f, cand)
-            if where.reason == "resumed":
-                where.state = self._store.file_state(cand.key)
+            state = self._store.file_state(cand.key) if where.reason == "resumed" else ""
             fmt_name = where.format
             if fmt_name is None:
                 f.seek(0)
@@ -436,7 +435,7 @@ class Pipeline:
                 cand.path,
                 fmt_name,
                 where.start,
-                where.state,
+                state,
                 where.head_len,
                 where.head_hash,
                 cand.size,
@@ -446,9 +445,7 @@ class Pipeline:
             self.summary.files_read += 1
             options = self._options(cand.input)
             final = self.once
-            yield from FORMATS[fmt_name].chunks(
-                f, cand.path, where.start, where.state, final, options
-            )
+            yield from FORMATS[fmt_name].chunks(f, cand.path, where.start, state, final, options)
 
     def _options(self, inp: Any) -> dict[str, object]:
         options = dict(inp.options())

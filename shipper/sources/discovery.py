@@ -81,10 +81,10 @@ def scan(inputs: Iterable[Any], known: dict[str, FileState]) -> Scan:
 
 @dataclass(slots=True)
 class Opened:
-    """Where to start reading an open file, and why."""
+    """Where to start reading an open file, and why (a resumed file's reader state is in the
+    store: the scan does not load it for every file)."""
 
     start: int
-    state: str  # empty: the caller fetches a resumed file's state from the store
     format: str | None
     head_len: int
     head_hash: str
@@ -97,10 +97,10 @@ def open_position(f: BinaryIO, cand: Candidate) -> Opened:
     head = head_hash(f, head_len)
     prev = cand.known
     if prev is None:
-        return Opened(0, "", None, head_len, head, "new")
+        return Opened(0, None, head_len, head, "new")
     if cand.size < prev.offset:
-        return Opened(0, "", None, head_len, head, "truncated")
+        return Opened(0, None, head_len, head, "truncated")
     same = head if prev.head_len == head_len else head_hash(f, prev.head_len)
     if same != prev.head_hash:
-        return Opened(0, "", None, head_len, head, "replaced")
-    return Opened(prev.offset, "", prev.format, head_len, head, "resumed")
+        return Opened(0, None, head_len, head, "replaced")
+    return Opened(prev.offset, prev.format, head_len, head, "resumed")
