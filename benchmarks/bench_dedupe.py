@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shipper.state import Store, event_key  # noqa: E402
+from shipper.state import Store, event_keys  # noqa: E402
 
 
 def main() -> None:
@@ -34,17 +34,18 @@ def main() -> None:
             c_cpu = c_wall = 0.0
             n = 0
             while n < 1_000_000:
-                keys = [event_key(str(uuid.uuid4())) for _ in range(a.batch)]
+                ids = [str(uuid.uuid4()) for _ in range(a.batch)]
+                keys = list(event_keys(ids))
                 t0, w0 = time.process_time(), time.perf_counter()
                 store.commit([], keys, {})
                 c_cpu += time.process_time() - t0
                 c_wall += time.perf_counter() - w0
                 n += a.batch
-                last = keys
+                last = ids
             total += n
-            probe = last[: a.batch // 2] + [
-                event_key(str(uuid.uuid4())) for _ in range(a.batch // 2)
-            ]
+            probe = event_keys(
+                last[: a.batch // 2] + [str(uuid.uuid4()) for _ in range(a.batch // 2)]
+            )
             t0 = time.process_time()
             for _ in range(5):
                 found = store.shipped(probe)

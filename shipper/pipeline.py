@@ -45,7 +45,7 @@ from shipper.outputs import EventBatch, Output, build_output
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
-from shipper.state import EventKey, FileState, Store, event_key
+from shipper.state import FileState, Keys, Store, by_bucket, event_keys, search_buckets
 
 log = logging.getLogger("shipper")
 
@@ -92,24 +92,30 @@ class Progress:
 class _Work:
     """A decoded chunk, packed to cross process boundaries cheaply.
 
-    Documents travel as one NDJSON run; ``shipped`` holds the keys the decoder found already
-    committed when it looked; ``seq`` is the number of commits made before the chunk was handed
-    out, so the pipeline knows which later commits the decoder could not have seen.
+    Documents travel as one NDJSON run and dedupe keys as two arrays, so that a chunk of
+    thousands of events pickles as a handful of buffers; ``shipped`` holds the keys (their
+    ``hi`` halves) the decoder found already committed when it looked; ``seq`` is the number
+    of commits made before the chunk was handed out, so the pipeline knows which later commits
+    the decoder could not have seen.
     """
 
     __slots__ = (
-        "chunk", "run", "ids", "datasets", "timestamps", "quarantined", "refused",
-        "keys", "shipped", "seq",
+        "chunk", "run", "count", "ids", "datasets", "timestamps", "quarantined", "refused",
+        "keys", "groups", "shipped", "seq",
     )  # fmt: skip
 
     def __init__(self, chunk: Chunk, decoded: Decoded, store: Store) -> None:
         self.chunk = chunk
         chunk.payload = b""  # not needed any more, and not worth sending back
-        self.run = b"\n".join(decoded.docs) + b"\n" if decoded.docs else b""
+        docs = decoded.docs
+        self.count = len(docs)
+        self.run = b"\n".join(docs) + b"\n" if docs else b""
         self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
         self.quarantined, self.refused = decoded.quarantined, decoded.refused
-        self.keys = [event_key(i) for i in decoded.ids]
-        self.shipped = store.shipped(self.keys) if self.keys else set()
+        self.keys = event_keys(decoded.ids)
+        exact = FORMATS[chunk.format].exact_time
+        self.groups = by_bucket(self.keys, decoded.timestamps, exact)
+        self.shipped = store.shipped(self.keys, search_buckets(self.groups, exact))
         self.seq = 0
 
 
@@ -217,34 +223,61 @@ class _Decoders:
 class _Batch:
     def __init__(self) -> None:
         self.events = EventBatch()
-        self.keys: set[EventKey] = set()
+        self.keys: dict[int, int] = {}  # hi -> lo of the key of every event in the batch
+        self.groups: dict[str, Keys] = {}  # the same keys by bucket, for the store
         self.positions: dict[str, FileState] = {}
         self.quarantined: list[Quarantine] = []
         self.duplicates = 0
 
-    def add(self, work: _Work, shipped: set[EventKey]) -> None:
-        ev, keys = self.events, work.keys
-        if not shipped and self.keys.isdisjoint(keys) and len(set(keys)) == len(keys):
+    def add(self, work: _Work, shipped: set[int]) -> None:
+        """Add a chunk's events, less those in ``shipped`` (keys' ``hi``) or already here.
+
+        The usual chunk has no duplicate at all, which set operations over its key array
+        establish in C; only a chunk with one is taken apart event by event.
+        """
+        ev, mine = self.events, self.keys
+        hi, lo = work.keys.hi, work.keys.lo
+        if not shipped and mine.keys().isdisjoint(hi) and len(set(hi)) == len(hi):
             if work.run:
-                ev.add_ndjson(work.run)
+                ev.add_ndjson(work.run, work.count)
             ev.ids += work.ids
             ev.datasets += work.datasets
             ev.timestamps += work.timestamps
-            self.keys.update(keys)
+            mine.update(zip(hi, lo))
+            self._file(work.groups)
             return
         docs = work.run.split(b"\n")[:-1]
-        kept = []
-        for i, k in enumerate(keys):
-            if k in shipped or k in self.keys:
+        kept, kept_at = [], []
+        for i, h in enumerate(hi):
+            if h in shipped or mine.get(h) == lo[i]:
                 self.duplicates += 1
                 continue
-            self.keys.add(k)
+            mine[h] = lo[i]
             kept.append(docs[i])
+            kept_at.append(i)
             ev.ids.append(work.ids[i])
             ev.datasets.append(work.datasets[i])
             ev.timestamps.append(work.timestamps[i])
         if kept:
-            ev.add_ndjson(b"\n".join(kept) + b"\n")
+            ev.add_ndjson(b"\n".join(kept) + b"\n", len(kept))
+        # file the kept keys, each once (a key repeated within the chunk is in its group twice)
+        fresh = {(hi[i], lo[i]) for i in kept_at}
+        groups = {}
+        for name, keys in work.groups.items():
+            pairs = [p for p in keys if p in fresh]
+            fresh.difference_update(pairs)
+            if pairs:
+                groups[name] = Keys.of(pairs)
+        self._file(groups)
+
+    def _file(self, groups: dict[str, Keys]) -> None:
+        for name, keys in groups.items():
+            group = self.groups.get(name)
+            if group is None:
+                self.groups[name] = Keys(keys.hi[:], keys.lo[:])
+            else:
+                group.hi.extend(keys.hi)
+                group.lo.extend(keys.lo)
 
 
 class Pipeline:
@@ -267,7 +300,7 @@ class Pipeline:
         self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
         self._candidates: dict[str, Candidate] = {}
         self._seq = 0  # commits made so far in this run
-        self._recent: deque[tuple[int, set[EventKey]]] = deque()
+        self._recent: deque[tuple[int, dict[int, int]]] = deque()
         self._delivering: threading.Thread | None = None
         self._delivery_error: BaseException | None = None
 
@@ -312,7 +345,7 @@ class Pipeline:
             if first is not None:
                 initial[QUARANTINE_STATE] = first
             if initial:  # where our writing starts, before any of it happens
-                store.commit([], [], initial)
+                store.commit([], {}, initial)
             self._quarantine_state = states.get(QUARANTINE_STATE) or initial[QUARANTINE_STATE]
             self._store, self._outputs, self._quarantine = store, outputs, quarantine
             self._decoders = _Decoders(self._workers, store)
@@ -371,7 +404,7 @@ class Pipeline:
             while recent and recent[0][0] <= work.seq:
                 recent.popleft()  # seen by this decoder's lookup, so by every later one's
             for _, keys in recent:
-                shipped |= keys.intersection(work.keys)
+                shipped |= _committed(keys, work.keys)
             batch.add(work, shipped)
             batch.quarantined += work.quarantined
             opened = self._opened[chunk.path]
@@ -387,7 +420,7 @@ class Pipeline:
                 opened.mtime_ns,
             )
             p.bytes_done += chunk.end - chunk.start
-            p.records += len(work.ids)
+            p.records += work.count
             self._on_progress()
             if len(batch.events) >= limit or len(batch.quarantined) >= limit:
                 self._deliver(batch)
@@ -484,7 +517,7 @@ class Pipeline:
             if batch.quarantined:
                 self._quarantine_write(batch.quarantined)
                 states[QUARANTINE_STATE] = self._quarantine_state
-            self._store.commit(batch.positions.values(), batch.keys, states)
+            self._store.commit(batch.positions.values(), batch.groups, states)
         except BaseException as e:  # handed to the pipeline's thread by _settle
             self._delivery_error = e
             return
@@ -555,6 +588,13 @@ class Pipeline:
         ack = self._quarantine.send(EventBatch(docs=docs))
         assert ack.state is not None
         self._quarantine_state = ack.state
+
+
+def _committed(committed: dict[int, int], keys: Keys) -> set[int]:
+    """The ``hi`` halves of ``keys`` that are among the ``committed`` keys (hi -> lo)."""
+    if committed.keys().isdisjoint(keys.hi):
+        return set()
+    return {h for h, low in zip(keys.hi, keys.lo) if committed.get(h) == low}
 
 
 def quarantine_path(data_dir: Path) -> Path:

@@ -40,10 +40,11 @@ def start(cfg: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def output_ids(tmp_path: Path) -> list[str]:
-    out = tmp_path / "out" / "events.ndjson"
-    if not out.exists():
-        return []
-    return [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+    """Event ids in the output, rotated files (``events.ndjson.N``) included."""
+    ids = []
+    for out in sorted((tmp_path / "out").glob("events.ndjson*")):
+        ids += [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+    return ids
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:
@@ -82,7 +83,7 @@ def test_follow_picks_up_new_files_and_appended_lines_and_waits_for_partial_ones
 
 
 def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, write_rms):
-    files, per_file = 48, 3000
+    files, per_file = 96, 3000
     for i in range(files):
         write_rms(tmp_path / "logs" / f"{i + 1:09d}", range(i * per_file, (i + 1) * per_file))
     # a re-download overlapping two blobs, so dedupe is exercised across crashes too

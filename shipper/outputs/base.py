@@ -26,7 +26,7 @@ class EventBatch:
     them one by one.
     """
 
-    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs")
+    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs", "_in_runs")
 
     def __init__(
         self,
@@ -40,10 +40,13 @@ class EventBatch:
         self.timestamps: list[str] = [] if timestamps is None else timestamps
         self._docs: list[bytes] = [] if docs is None else docs
         self._runs: list[bytes] = []
+        self._in_runs = 0  # documents in _runs
 
-    def add_ndjson(self, run: bytes) -> None:
-        """Append documents given as NDJSON (each line a document, ending in a line break)."""
+    def add_ndjson(self, run: bytes, count: int) -> None:
+        """Append ``count`` documents given as NDJSON (each line a document, ending in a line
+        break)."""
         self._runs.append(run)
+        self._in_runs += count
 
     @property
     def docs(self) -> list[bytes]:
@@ -51,6 +54,7 @@ class EventBatch:
             for run in self._runs:
                 self._docs += run.split(b"\n")[:-1]
             self._runs = []
+            self._in_runs = 0
         return self._docs
 
     def ndjson(self) -> list[bytes]:
@@ -59,7 +63,7 @@ class EventBatch:
         return head + self._runs
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._docs) + self._in_runs
 
 
 @dataclass(slots=True)

@@ -79,6 +79,10 @@ class Format(Protocol):
     """A file format: registered by name in ``shipper.sources.FORMATS``."""
 
     name: str
+    #: True when every copy of an event carries exactly the same ``@timestamp`` (a field of
+    #: the record, in UTC); False when it may differ by a time zone (a rendered local time).
+    #: Dedupe keys are filed by event time, and looked up more widely when this is False.
+    exact_time: bool
 
     def sniff(self, head: bytes, path: str) -> bool:
         """True when the first bytes of a file look like this format."""

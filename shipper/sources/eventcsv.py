@@ -90,6 +90,7 @@ class EventCsv:
     """The ``event_csv`` format."""
 
     name = "event_csv"
+    exact_time = False  # copies in other export formats may carry a local time
 
     def sniff(self, head: bytes, path: str) -> bool:
         line = _header_line(head_text(head))

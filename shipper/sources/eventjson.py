@@ -79,6 +79,7 @@ class EventJson:
     """The ``event_json`` format."""
 
     name = "event_json"
+    exact_time = False  # copies in other export formats may carry a local time
 
     def sniff(self, head: bytes, path: str) -> bool:
         return bool(_SNIFF.match(head_text(head)))

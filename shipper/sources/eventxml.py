@@ -231,6 +231,7 @@ class EventXml:
     """The ``event_xml`` format."""
 
     name = "event_xml"
+    exact_time = False  # copies in other export formats may carry a local time
 
     def sniff(self, head: bytes, path: str) -> bool:
         return bool(_SNIFF.match(head_text(head)))

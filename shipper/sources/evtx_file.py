@@ -44,6 +44,7 @@ class EvtxFile:
     """The ``evtx`` format."""
 
     name = "evtx"
+    exact_time = False  # copies in other export formats may carry a local time
 
     def sniff(self, head: bytes, path: str) -> bool:
         return head.startswith(MAGIC)

@@ -122,6 +122,7 @@ class W3cRms:
     """The ``w3c_rms`` format: chunking in the main process, ``decode`` in workers."""
 
     name = "w3c_rms"
+    exact_time = True  # date and time are fields of the record, in UTC
 
     def sniff(self, head: bytes, path: str) -> bool:
         enc, skip = _sniff_encoding(head)

@@ -11,6 +11,25 @@ readers (``shipper status``) never block the writer. SQLite rather than a hand-m
 it gives atomic multi-table commits, crash recovery and an on-disk index for millions of ids.
 """
 
-from shipper.state.store import EventKey, FileState, Store, event_key
+from shipper.state.keys import (
+    EventKey,
+    Keys,
+    bucket,
+    by_bucket,
+    event_key,
+    event_keys,
+    search_buckets,
+)
+from shipper.state.store import FileState, Store
 
-__all__ = ["EventKey", "FileState", "Store", "event_key"]
+__all__ = [
+    "EventKey",
+    "FileState",
+    "Keys",
+    "Store",
+    "bucket",
+    "by_bucket",
+    "event_key",
+    "event_keys",
+    "search_buckets",
+]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shipper.state import FileState, Store, event_key
+from shipper.state import FileState, Keys, Store, event_keys
 
 
 def pos(key: str, offset: int) -> FileState:
@@ -27,19 +27,42 @@ def reopen(request, tmp_path):
     return get
 
 
+HOUR = "2024-03-05T10"
+
+
+def filed(ids: list[str], bucket: str = HOUR) -> dict[str, Keys]:
+    return {bucket: event_keys(ids)}
+
+
+def found(store: Store, ids: list[str], buckets: tuple[str, ...] = (HOUR,)) -> set[str]:
+    """Which of ``ids`` the store says were shipped, looking in ``buckets``."""
+    keys = event_keys(ids)
+    shipped = store.shipped(keys, set(buckets))
+    return {i for i, hi in zip(ids, keys.hi) if hi in shipped}
+
+
 def test_commit_keeps_positions_ids_and_output_states_together(tmp_path, reopen):
     store = Store(tmp_path)
-    store.commit([pos("a", 100)], [event_key("id-1")], {"ndjson:x": {"length": 5}})
+    store.commit([pos("a", 100)], filed(["id-1"]), {"ndjson:x": {"length": 5}})
     store = reopen(store)
     assert store.files()["a"].offset == 100
-    assert store.shipped([event_key("id-1"), event_key("id-2")]) == {event_key("id-1")}
+    assert found(store, ["id-1", "id-2"]) == {"id-1"}
     assert store.output_states() == {"ndjson:x": {"length": 5}}
+
+
+def test_ids_are_found_only_under_the_time_they_were_filed_by(tmp_path, reopen):
+    store = Store(tmp_path)
+    store.commit([], {HOUR: event_keys(["a"]), "2024-03-05T11": event_keys(["b"])}, {})
+    store = reopen(store)
+    assert found(store, ["a", "b"]) == {"a"}
+    assert found(store, ["a", "b"], (HOUR, "2024-03-05T11")) == {"a", "b"}
+    assert found(store, ["a", "b"], ("2024-03-06T10",)) == set()
 
 
 def test_a_later_commit_moves_the_position_forward(tmp_path, reopen):
     store = Store(tmp_path)
-    store.commit([pos("a", 100)], [], {})
-    store.commit([pos("a", 250), pos("b", 7)], [], {})
+    store.commit([pos("a", 100)], {}, {})
+    store.commit([pos("a", 250), pos("b", 7)], {}, {})
     store = reopen(store)
     assert {k: s.offset for k, s in store.files().items()} == {"a": 250, "b": 7}
 
@@ -48,40 +71,64 @@ def test_prune_expires_ids_by_when_they_were_shipped_not_event_time(tmp_path, re
     store = Store(tmp_path)
     day = 86400
     now = time.time()
-    store.commit([], [event_key("old")], {}, now=now - 100 * day)
-    store.commit([], [event_key("recent")], {}, now=now - 1 * day)
+    store.commit([], filed(["old"]), {}, now=now - 100 * day)
+    store.commit([], filed(["recent"]), {}, now=now - 1 * day)
     assert store.prune(90 * day, now=now) == 1
     store = reopen(store)
-    assert store.shipped([event_key("old"), event_key("recent")]) == {event_key("recent")}
+    assert found(store, ["old", "recent"]) == {"recent"}
 
 
 def test_forgotten_files_lose_their_position_but_ids_stay(tmp_path, reopen):
     store = Store(tmp_path)
-    store.commit([pos("a", 1), pos("b", 2)], [event_key("x")], {})
+    store.commit([pos("a", 1), pos("b", 2)], filed(["x"]), {})
     store.forget_files(["a"])
     store = reopen(store)
     assert set(store.files()) == {"b"}
-    assert store.shipped([event_key("x")]) == {event_key("x")}
+    assert found(store, ["x"]) == {"x"}
 
 
 def test_many_ids_are_looked_up_in_one_call(tmp_path):
     store = Store(tmp_path)
-    ids = [event_key(f"id-{i}") for i in range(30000)]
-    store.commit([], ids[::2], {})
-    assert store.shipped(ids) == set(ids[::2])
+    ids = [f"id-{i}" for i in range(30000)]
+    store.commit([], filed(ids[::2]), {})
+    assert found(store, ids) == set(ids[::2])
     assert store.id_count() == 15000
 
 
-def test_ids_stay_found_across_merges_into_the_main_index(tmp_path, reopen, monkeypatch):
+def test_only_a_full_128_bit_match_is_a_duplicate(tmp_path):
+    store = Store(tmp_path)
+    store.commit([], {HOUR: Keys.of([(7, 1)])}, {})
+    assert store.shipped(Keys.of([(7, 2), (7, 1), (8, 1)]), {HOUR}) == {7}
+    assert store.shipped(Keys.of([(7, 2)]), {HOUR}) == set()
+
+
+def test_ids_stay_found_when_many_small_commits_are_merged(tmp_path, reopen, monkeypatch):
     import shipper.state.store as store_mod
 
-    monkeypatch.setattr(store_mod, "MERGE_AT", 100)
+    monkeypatch.setattr(store_mod, "COMPACT_AT", 4)
     store = Store(tmp_path)
-    ids = [event_key(f"id-{i}") for i in range(1000)]
-    for i in range(0, 1000, 70):  # commits of 70: merges happen between some of them
-        store.commit([], ids[i : i + 70], {})
+    ids = [f"id-{i}" for i in range(1000)]
+    now = time.time()
+    for n, i in enumerate(range(0, 1000, 70)):  # commits of 70: merges happen between some
+        store.commit([], filed(ids[i : i + 70]), {}, now=now - 1000 + n)
+    rows = store._read.execute("SELECT count(*) FROM id_runs").fetchone()[0]
+    assert rows < 4
     store = reopen(store)
-    assert store.shipped(ids) == set(ids)
+    assert found(store, ids) == set(ids)
     assert store.id_count() == 1000
+    assert store.prune(0, now=now - 1000 + 5) == 0  # a merged row keeps its newest time
     assert store.prune(0, now=time.time() + 10) == 1000
-    assert store.shipped(ids) == set()
+    assert found(store, ids) == set()
+
+
+def test_a_checkpoint_from_the_old_id_index_is_refused_clearly(tmp_path):
+    import sqlite3
+
+    from shipper.errors import ConfigError
+
+    db = sqlite3.connect(tmp_path / "checkpoint.sqlite")
+    db.execute("CREATE TABLE shipped_ids (k1 INTEGER PRIMARY KEY, k2, shipped_at)")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="earlier development version"):
+        Store(tmp_path)
