@@ -243,7 +243,7 @@ class _Batch:
             ev.ids += work.ids
             ev.datasets += work.datasets
             ev.timestamps += work.timestamps
-            mine.update(zip(hi, lo))
+            mine.update(zip(hi, lo, strict=True))
             self._file(work.groups)
             return
         docs = work.run.split(b"\n")[:-1]
@@ -594,7 +594,7 @@ def _committed(committed: dict[int, int], keys: Keys) -> set[int]:
     """The ``hi`` halves of ``keys`` that are among the ``committed`` keys (hi -> lo)."""
     if committed.keys().isdisjoint(keys.hi):
         return set()
-    return {h for h, low in zip(keys.hi, keys.lo) if committed.get(h) == low}
+    return {h for h, low in zip(keys.hi, keys.lo, strict=True) if committed.get(h) == low}
 
 
 def quarantine_path(data_dir: Path) -> Path:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import sys
 from array import array
-from datetime import date, timedelta
-from itertools import groupby
 from binascii import unhexlify
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, timedelta
+from itertools import groupby
 
 EventKey = tuple[int, int]
 
@@ -75,7 +75,7 @@ class Keys:
         return len(self.hi)
 
     def __iter__(self) -> Iterator[EventKey]:
-        return zip(self.hi, self.lo)
+        return zip(self.hi, self.lo, strict=True)
 
     @classmethod
     def of(cls, pairs: Iterable[EventKey]) -> Keys:

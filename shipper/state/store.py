@@ -160,8 +160,10 @@ class Store:
         common = set(keys.hi).intersection(his)
         if not common:
             return set()
-        stored = {h: low for h, low in zip(his, los) if h in common}
-        return {h for h, low in zip(keys.hi, keys.lo) if stored.get(h) == low}  # all 128 bits
+        stored = {h: low for h, low in zip(his, los, strict=True) if h in common}
+        return {
+            h for h, low in zip(keys.hi, keys.lo, strict=True) if stored.get(h) == low
+        }  # all 128 bits
 
     def id_count(self) -> int:
         row = self._read.execute("SELECT coalesce(sum(length(hi)), 0) FROM id_runs").fetchone()
@@ -255,9 +257,7 @@ class Store:
 
     def _check_schema(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        old = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'shipped_ids'"
-        ).fetchone()
+        old = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'shipped_ids'").fetchone()
         if version < SCHEMA_VERSION and old:
             raise ConfigError(
                 f"{self.path} was written by an earlier development version of shipper whose"

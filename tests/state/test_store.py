@@ -38,7 +38,7 @@ def found(store: Store, ids: list[str], buckets: tuple[str, ...] = (HOUR,)) -> s
     """Which of ``ids`` the store says were shipped, looking in ``buckets``."""
     keys = event_keys(ids)
     shipped = store.shipped(keys, set(buckets))
-    return {i for i, hi in zip(ids, keys.hi) if hi in shipped}
+    return {i for i, hi in zip(ids, keys.hi, strict=True) if hi in shipped}
 
 
 def test_commit_keeps_positions_ids_and_output_states_together(tmp_path, reopen):
