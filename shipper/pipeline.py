@@ -22,9 +22,11 @@ id index can catch.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -41,7 +43,8 @@ from filelock import FileLock, Timeout
 
 from shipper.config import Config, NdjsonOutput
 from shipper.errors import ConfigError, OutputFailed, RetryLater
-from shipper.outputs import EventBatch, Output, build_output
+from shipper.outputs import EventBatch, Output, Spooled, build_output
+from shipper.outputs.base import write_all
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
@@ -104,29 +107,46 @@ class _Work:
         "keys", "groups", "shipped", "seq",
     )  # fmt: skip
 
-    def __init__(self, chunk: Chunk, decoded: Decoded, store: Store) -> None:
+    def __init__(
+        self, chunk: Chunk, decoded: Decoded, store: Store, spool: Path | None = None
+    ) -> None:
         self.chunk = chunk
         chunk.payload = b""  # not needed any more, and not worth sending back
         docs = decoded.docs
         self.count = len(docs)
-        self.run = b"\n".join(docs) + b"\n" if docs else b""
+        run = b"\n".join(docs) + b"\n" if docs else b""
+        self.run: bytes | Spooled = run
+        if spool is not None and run:  # in a worker process: hand the documents over in a file
+            path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+            try:
+                write_all(fd, run)
+            finally:
+                os.close(fd)
+            self.run = Spooled(path, len(run))
         self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
         self.quarantined, self.refused = decoded.quarantined, decoded.refused
         self.keys = event_keys(decoded.ids)
         exact = FORMATS[chunk.format].exact_time
         self.groups = by_bucket(self.keys, decoded.timestamps, exact)
         self.shipped = store.shipped(self.keys, search_buckets(self.groups, exact))
+        if not chunk.options.get("metadata", True):  # no output needs them
+            self.ids, self.datasets, self.timestamps = [], [], []
         self.seq = 0
 
 
 _worker_store: Store | None = None
+_worker_spool: Path | None = None
+_spooled = itertools.count()
+_O_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def _init_worker(data_dir: Path) -> None:
     # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_store
+    global _worker_store, _worker_spool
     _worker_store = Store(data_dir, readonly=True)
+    _worker_spool = spool_path(data_dir)
 
 
 def _decode_chunk(chunk: Chunk) -> Decoded:
@@ -164,7 +184,7 @@ def _decode(chunk: Chunk, size: int) -> _Work:
                 Decoded(refused=f"{chunk.path}: shrank while it was being read"),
                 _worker_store,
             )
-    return _Work(chunk, _decode_chunk(chunk), _worker_store)
+    return _Work(chunk, _decode_chunk(chunk), _worker_store, _worker_spool)
 
 
 class _Decoders:
@@ -246,7 +266,13 @@ class _Batch:
             mine.update(zip(hi, lo, strict=True))
             self._file(work.groups)
             return
-        docs = work.run.split(b"\n")[:-1]
+        run = work.run
+        if isinstance(run, Spooled):
+            data = run.read()
+            run.remove()
+        else:
+            data = run
+        docs = data.split(b"\n")[:-1]
         kept, kept_at = [], []
         for i, h in enumerate(hi):
             if h in shipped or mine.get(h) == lo[i]:
@@ -255,9 +281,10 @@ class _Batch:
             mine[h] = lo[i]
             kept.append(docs[i])
             kept_at.append(i)
-            ev.ids.append(work.ids[i])
-            ev.datasets.append(work.datasets[i])
-            ev.timestamps.append(work.timestamps[i])
+            if work.ids:
+                ev.ids.append(work.ids[i])
+                ev.datasets.append(work.datasets[i])
+                ev.timestamps.append(work.timestamps[i])
         if kept:
             ev.add_ndjson(b"\n".join(kept) + b"\n", len(kept))
         # file the kept keys, each once (a key repeated within the chunk is in its group twice)
@@ -303,6 +330,7 @@ class Pipeline:
         self._recent: deque[tuple[int, dict[int, int]]] = deque()
         self._delivering: threading.Thread | None = None
         self._delivery_error: BaseException | None = None
+        self._metadata = True  # whether some output reads ids, datasets and timestamps
 
     def stop(self) -> None:
         """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
@@ -329,6 +357,9 @@ class Pipeline:
             lock.release()
 
     def _run(self, data_dir: Path, started: float) -> Summary:
+        spool = spool_path(data_dir)
+        shutil.rmtree(spool, ignore_errors=True)  # a crash's leftovers: never committed
+        spool.mkdir()
         store = Store(data_dir)
         outputs: list[Output] = []
         quarantine = NdjsonFileOutput(NdjsonOutput(path=str(quarantine_path(data_dir))))
@@ -348,6 +379,7 @@ class Pipeline:
                 store.commit([], {}, initial)
             self._quarantine_state = states.get(QUARANTINE_STATE) or initial[QUARANTINE_STATE]
             self._store, self._outputs, self._quarantine = store, outputs, quarantine
+            self._metadata = any(out.needs_metadata for out in outputs)
             self._decoders = _Decoders(self._workers, store)
             while True:
                 if store.prune_due():
@@ -483,6 +515,7 @@ class Pipeline:
     def _options(self, inp: Any) -> dict[str, object]:
         options = dict(inp.options())
         options["keep_original"] = self.config.pipeline.keep_original
+        options["metadata"] = self._metadata
         return options
 
     def _refuse(self, cand: Candidate | None, reason: str) -> None:
@@ -518,6 +551,7 @@ class Pipeline:
                 self._quarantine_write(batch.quarantined)
                 states[QUARANTINE_STATE] = self._quarantine_state
             self._store.commit(batch.positions.values(), batch.groups, states)
+            batch.events.release()
         except BaseException as e:  # handed to the pipeline's thread by _settle
             self._delivery_error = e
             return
@@ -595,6 +629,11 @@ def _committed(committed: dict[int, int], keys: Keys) -> set[int]:
     if committed.keys().isdisjoint(keys.hi):
         return set()
     return {h for h, low in zip(keys.hi, keys.lo, strict=True) if committed.get(h) == low}
+
+
+def spool_path(data_dir: Path) -> Path:
+    """Where decoder processes leave their documents (see ``Spooled``)."""
+    return data_dir / "spool"
 
 
 def quarantine_path(data_dir: Path) -> Path:

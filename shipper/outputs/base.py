@@ -13,20 +13,74 @@ pipeline stores it in the same transaction as the positions and hands it back to
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """A run of NDJSON that a decoder process wrote to a file of its own (``length`` bytes).
+
+    Decoded events are about a kilobyte each; sending them back through a pipe means pickling,
+    two kernel copies and unpickling, several gigabytes of copying per million events. A spool
+    file costs one write, and a file output moves it into place with ``sendfile`` (see
+    ``copy_spooled``), inside the kernel. The pipeline deletes it once the batch is committed.
+    """
+
+    path: str
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def copy_spooled(run: Spooled, fd: int) -> None:
+    """Append ``run`` to the file open as ``fd`` at its current position."""
+    with open(run.path, "rb") as src:
+        done = 0
+        sendfile = getattr(os, "sendfile", None)
+        if sendfile is not None:
+            try:
+                while done < run.length:
+                    sent = sendfile(fd, src.fileno(), done, run.length - done)
+                    if sent == 0:
+                        break
+                    done += sent
+            except OSError:
+                pass  # not between these two files here: copy through memory
+        src.seek(done)
+        while done < run.length:
+            block = src.read(min(run.length - done, 1 << 20))
+            if not block:
+                raise OSError(f"{run.path}: spool file shorter than {run.length} bytes")
+            write_all(fd, block)
+            done += len(block)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class EventBatch:
     """Encoded events in source order; ``ids[i]``, ``datasets[i]``... belong to ``docs[i]``.
 
-    Decoders hand over their documents as runs of NDJSON (one ``bytes`` per chunk), which is
-    what file outputs write and far cheaper to move between processes than one object per
-    event. ``docs`` splits them into single documents on first use, for outputs that need
-    them one by one.
+    Decoders hand over their documents as runs of NDJSON (one ``bytes`` per chunk, or a
+    ``Spooled`` file from a decoder process), which is what file outputs write and far cheaper
+    to move between processes than one object per event. ``docs`` splits them into single
+    documents on first use, for outputs that need them one by one.
     """
 
-    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs", "_in_runs")
+    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs", "_in_runs", "_spooled")
 
     def __init__(
         self,
@@ -39,28 +93,42 @@ class EventBatch:
         self.datasets: list[str] = [] if datasets is None else datasets
         self.timestamps: list[str] = [] if timestamps is None else timestamps
         self._docs: list[bytes] = [] if docs is None else docs
-        self._runs: list[bytes] = []
+        self._runs: list[bytes | Spooled] = []
         self._in_runs = 0  # documents in _runs
+        self._spooled: list[Spooled] = []
 
-    def add_ndjson(self, run: bytes, count: int) -> None:
+    def add_ndjson(self, run: bytes | Spooled, count: int) -> None:
         """Append ``count`` documents given as NDJSON (each line a document, ending in a line
         break)."""
         self._runs.append(run)
         self._in_runs += count
+        if isinstance(run, Spooled):
+            self._spooled.append(run)
 
     @property
     def docs(self) -> list[bytes]:
         if self._runs:
             for run in self._runs:
-                self._docs += run.split(b"\n")[:-1]
+                data = run.read() if isinstance(run, Spooled) else run
+                self._docs += data.split(b"\n")[:-1]
             self._runs = []
             self._in_runs = 0
         return self._docs
 
     def ndjson(self) -> list[bytes]:
-        """The documents as NDJSON pieces to write in order, without copying them."""
-        head = [b"\n".join(self._docs) + b"\n"] if self._docs else []
+        """The documents as NDJSON pieces to write in order."""
+        return [r.read() if isinstance(r, Spooled) else r for r in self.ndjson_runs()]
+
+    def ndjson_runs(self) -> list[bytes | Spooled]:
+        """Like ``ndjson``, leaving spooled runs in their files (for ``copy_spooled``)."""
+        head: list[bytes | Spooled] = [b"\n".join(self._docs) + b"\n"] if self._docs else []
         return head + self._runs
+
+    def release(self) -> None:
+        """Delete the spool files; called once the batch is committed."""
+        for run in self._spooled:
+            run.remove()
+        self._spooled = []
 
     def __len__(self) -> int:
         return len(self._docs) + self._in_runs
@@ -78,6 +146,10 @@ class Ack:
 
 class Output(Protocol):
     name: str
+    #: whether ``send`` reads the batch's ``ids``, ``datasets`` and ``timestamps``; when no
+    #: output does, decoders do not send them across processes (a file output needs only the
+    #: documents)
+    needs_metadata: bool
 
     def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         """Called once before the first ``send`` with the state committed last (or None).

@@ -10,6 +10,10 @@ sending the next, so at that moment the whole active file is committed and can b
 ``<name>.1`` (older ones shift up; the oldest beyond ``keep_files`` is deleted). The active
 file's identity is part of the state, so a crash between a rotation and the next commit is
 recognised: the renamed file is complete, and the new active file is cut to zero.
+
+The file is written through a plain descriptor, not in append mode: runs that decoders spooled
+to files are moved in with ``sendfile``, which refuses an ``O_APPEND`` target. One shipper owns
+a data dir (and so its output), so nothing else appends meanwhile.
 """
 
 from __future__ import annotations
@@ -20,22 +24,30 @@ from typing import Any
 
 from shipper.config import NdjsonOutput
 from shipper.errors import OutputFailed
-from shipper.outputs.base import Ack, EventBatch
+from shipper.outputs.base import Ack, EventBatch, Spooled, copy_spooled, write_all
 from shipper.sources.identity import file_key
 
 
 class NdjsonFileOutput:
+    needs_metadata = False
+
     def __init__(self, settings: NdjsonOutput) -> None:
         self.name = f"ndjson:{settings.path}"
         self.path = Path(settings.path)
         self.max_bytes = settings.max_bytes
         self.keep_files = settings.keep_files
-        self._f: Any = None
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        os.lseek(fd, 0, os.SEEK_END)
+        self._fd = fd
+        return fd
 
     def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "ab")
-        size = self._f.seek(0, os.SEEK_END)
+        fd = self._open()
+        size = os.lseek(fd, 0, os.SEEK_END)
         if state is None:
             length = size  # a file we did not write: append to it, never cut it
         elif state["file"] == self._identity():
@@ -43,30 +55,37 @@ class NdjsonFileOutput:
         else:
             length = 0  # rotated after the last commit: all of it is uncommitted
         if size > length:
-            self._f.truncate(length)
-            self._f.seek(length)
-            os.fsync(self._f.fileno())
+            os.ftruncate(fd, length)
+            os.lseek(fd, length, os.SEEK_SET)
+            os.fsync(fd)
         return {"length": length, "file": self._identity()} if state is None else None
 
     def send(self, batch: EventBatch) -> Ack:
+        assert self._fd is not None
         try:
-            if self._f.tell() >= self.max_bytes:
+            if os.lseek(self._fd, 0, os.SEEK_CUR) >= self.max_bytes:
                 self._rotate()
-            self._f.writelines(batch.ndjson())
-            self._f.flush()
-            os.fsync(self._f.fileno())
+            fd = self._fd
+            for run in batch.ndjson_runs():
+                if isinstance(run, Spooled):
+                    copy_spooled(run, fd)
+                else:
+                    write_all(fd, run)
+            os.fsync(fd)
         except OSError as e:
-            raise OutputFailed(f"{self.path}: cannot write: {e.strerror}") from e
+            raise OutputFailed(f"{self.path}: cannot write: {e.strerror or e}") from e
         return Ack(
             delivered=len(batch),
-            state={"length": self._f.tell(), "file": self._identity()},
+            state={"length": os.lseek(fd, 0, os.SEEK_CUR), "file": self._identity()},
         )
 
     def _identity(self) -> str:
-        return file_key(os.fstat(self._f.fileno()), str(self.path))
+        assert self._fd is not None
+        return file_key(os.fstat(self._fd), str(self.path))
 
     def _rotate(self) -> None:
-        self._f.close()
+        assert self._fd is not None
+        os.close(self._fd)
         for i in range(self.keep_files, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
@@ -75,9 +94,9 @@ class NdjsonFileOutput:
                 else:
                     older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._f = open(self.path, "ab")
+        self._open()
 
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -14,6 +14,7 @@ from shipper.outputs.base import Ack, EventBatch
 
 class StdoutOutput:
     name = "stdout"
+    needs_metadata = False
 
     def restore(self, state: dict[str, Any] | None) -> None:
         return None

@@ -118,6 +118,23 @@ def _last_newline(block: bytes, enc: str, base: int) -> int:
         end = i + 1
 
 
+def _has_directive(payload: bytes, enc: str) -> bool:
+    """Whether a line of ``payload`` starts with ``#``.
+
+    ``#`` is rare inside records, so looking for it alone (memchr) and checking what precedes
+    each hit is much faster than searching for newline-then-``#``.
+    """
+    if enc != "utf-8":
+        nl = _NL[enc]
+        return payload.startswith(nl.replace(b"\n", b"#")) or (nl + "#".encode(enc)) in payload
+    i = payload.find(b"#")
+    while i >= 0:
+        if i == 0 or payload[i - 1] == 0x0A:
+            return True
+        i = payload.find(b"#", i + 1)
+    return False
+
+
 class W3cRms:
     """The ``w3c_rms`` format: chunking in the main process, ``decode`` in workers."""
 
@@ -172,7 +189,7 @@ class W3cRms:
                 return  # a partial line: wait until it is complete
             payload = block[:cut]
             state_in = header.dump()
-            if payload.startswith(nl.replace(b"\n", b"#")) or (nl + "#".encode(enc)) in payload:
+            if _has_directive(payload, enc):
                 for text in payload.decode(enc, errors="replace").split("\n"):
                     if text.startswith("#"):
                         header.apply(text.rstrip("\r"))
@@ -256,53 +273,127 @@ def _lines(chunk: Chunk, enc: str) -> Iterator[tuple[str | None, bytes, int]]:
 
 
 def decode(chunk: Chunk) -> Decoded:
-    """Parse, normalise and encode a chunk of W3C lines. Bad lines are quarantined, not fatal."""
-    header = _Header.load(chunk.state_in)
-    keep = bool(chunk.options.get("keep_original", False))
-    out = Decoded()
-    ids, docs, stamps, quarantined = out.ids, out.docs, out.timestamps, out.quarantined
-    path = chunk.path
-    offset, line = chunk.start, chunk.first_line
-    problem = header.problem()
-    bind = _bound(keep, tuple(header.fields)) if problem is None and header.fields else None
-    nfields = len(header.fields) if header.fields else 0
+    """Parse, normalise and encode a chunk of W3C lines. Bad lines are quarantined, not fatal.
 
-    def reject(reason: str, raw: str) -> None:
-        quarantined.append(Quarantine(path, line, offset, reason, raw))
+    A UTF-8 chunk that decodes as a whole (nearly all of them) is split into lines as one
+    string; anything else goes line by line, so that an undecodable line costs only itself.
+    """
+    state = _Decoding(chunk)
+    if state.header.encoding == "utf-8":
+        try:
+            text = chunk.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return _decode_text(state, text)
+    return _decode_lines(state)
 
-    for text, raw, size in _lines(chunk, header.encoding):
-        if text is None:
-            reject(
-                f"bytes that are not {header.encoding} text",
-                raw.decode(header.encoding, "backslashreplace"),
+
+class _Decoding:
+    """What a chunk's decoding knows: the active header, its bound normaliser, the results."""
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.chunk = chunk
+        self.header = _Header.load(chunk.state_in)
+        self.keep = bool(chunk.options.get("keep_original", False))
+        self.out = Decoded()
+        self.bind: Callable[..., tuple[str, str, bytes]] | None = None
+        self.nfields = 0
+        self._bind()
+
+    def _bind(self) -> None:
+        header = self.header
+        self.problem = header.problem()
+        if self.problem is None and header.fields:
+            self.bind = _bound(self.keep, tuple(header.fields))
+            self.nfields = len(header.fields)
+        else:
+            self.bind = None
+
+    def reject(self, line: int, offset: int, reason: str, raw: str) -> None:
+        self.out.quarantined.append(Quarantine(self.chunk.path, line, offset, reason, raw))
+
+    def other(self, line: int, offset: int, text: str) -> None:
+        """A line that is not a record of the right shape: blank, a directive, or bad."""
+        if not text:
+            return
+        if text[0] == "#":
+            self.header.apply(text)
+            self._bind()
+        elif self.bind is None:
+            self.reject(line, offset, f"record under an unusable header: {self.problem}", text)
+        else:
+            found = text.count("\t") + 1
+            self.reject(
+                line, offset, f"expected {self.nfields} tab-separated fields, found {found}", text
             )
+
+    def done(self) -> Decoded:
+        self.out.datasets = ["azure_rms.usage"] * len(self.out.docs)
+        return self.out
+
+
+def _decode_text(state: _Decoding, text: str) -> Decoded:
+    """The hot loop: one pass over the chunk's lines, a record taking the shortest path."""
+    chunk, out = state.chunk, state.out
+    path, first, offset = chunk.path, chunk.first_line, chunk.start
+    ids, stamps, docs = out.ids.append, out.timestamps.append, out.docs.append
+    bind, nfields = state.bind, state.nfields
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    crlf = "\r" in text
+    for i, line in enumerate(lines):
+        size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+        if crlf and line[-1:] == "\r":
+            line = line[:-1]
+        if bind is not None and line and line[0] != "#":
+            values = line.split("\t")
+            if len(values) == nfields:
+                try:
+                    event_id, stamp, doc = bind(values, path, offset, line)
+                except RecordRejected as e:
+                    state.reject(first + i, offset, str(e), line)
+                else:
+                    ids(event_id)
+                    stamps(stamp)
+                    docs(doc)
+                offset += size
+                continue
+        state.other(first + i, offset, line)
+        bind, nfields = state.bind, state.nfields  # a directive may have changed them
+        offset += size
+    return state.done()
+
+
+def _decode_lines(state: _Decoding) -> Decoded:
+    """Line by line, for UTF-16 and for chunks with bytes that are not text."""
+    chunk, out = state.chunk, state.out
+    enc = state.header.encoding
+    offset, line = chunk.start, chunk.first_line
+    for text, raw, size in _lines(chunk, enc):
+        if text is None:
+            reason = f"bytes that are not {enc} text"
+            state.reject(line, offset, reason, raw.decode(enc, "backslashreplace"))
         else:
             if text.endswith("\r"):
                 text = text[:-1]
-            if not text:
-                pass
-            elif text[0] == "#":
-                header.apply(text)
-                problem = header.problem()
-                if problem is None and header.fields:
-                    bind = _bound(keep, tuple(header.fields))
-                    nfields = len(header.fields)
-            elif bind is None or problem is not None:
-                reject(f"record under an unusable header: {problem}", text)
-            else:
+            bind = state.bind
+            if bind is not None and text and text[0] != "#":
                 values = text.split("\t")
-                if len(values) != nfields:
-                    reject(f"expected {nfields} tab-separated fields, found {len(values)}", text)
-                else:
+                if len(values) == state.nfields:
                     try:
-                        event_id, stamp, doc = bind(values, path, offset, text)
+                        event_id, stamp, doc = bind(values, chunk.path, offset, text)
                     except RecordRejected as e:
-                        reject(str(e), text)
+                        state.reject(line, offset, str(e), text)
                     else:
-                        ids.append(event_id)
-                        stamps.append(stamp)
-                        docs.append(doc)
+                        out.ids.append(event_id)
+                        out.timestamps.append(stamp)
+                        out.docs.append(doc)
+                    offset += size
+                    line += 1
+                    continue
+            state.other(line, offset, text)
         offset += size
         line += 1
-    out.datasets = ["azure_rms.usage"] * len(docs)
-    return out
+    return state.done()

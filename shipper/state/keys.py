@@ -124,7 +124,7 @@ def by_bucket(keys: Keys, timestamps: Sequence[str], exact: bool) -> dict[str, K
     groups: dict[str, Keys] = {}
     start = 0
     for name, run in groupby(names):  # records mostly come in time order: few, long runs
-        end = start + sum(1 for _ in run)
+        end = start + len(list(run))
         group = groups.get(name)
         if group is None:
             groups[name] = Keys(keys.hi[start:end], keys.lo[start:end])

@@ -53,6 +53,8 @@ class _Progress:
 
 
 class BulkOutput:
+    needs_metadata = True  # _id, the data stream and the index date
+
     def __init__(
         self,
         settings: ElasticsearchOutput,
