@@ -243,29 +243,31 @@ class _Decoders:
 class _Batch:
     def __init__(self) -> None:
         self.events = EventBatch()
-        self.keys: dict[int, int] = {}  # hi -> lo of the key of every event in the batch
-        self.groups: dict[str, Keys] = {}  # the same keys by bucket, for the store
+        self.his: set[int] = set()  # the hi half of the key of every event in the batch
+        self.groups: dict[str, Keys] = {}  # the whole keys by bucket, for the store
         self.positions: dict[str, FileState] = {}
         self.quarantined: list[Quarantine] = []
         self.duplicates = 0
 
-    def add(self, work: _Work, shipped: set[int]) -> None:
+    def add(self, work: _Work, shipped: set[int], his: set[int]) -> None:
         """Add a chunk's events, less those in ``shipped`` (keys' ``hi``) or already here.
 
-        The usual chunk has no duplicate at all, which set operations over its key array
-        establish in C; only a chunk with one is taken apart event by event.
+        ``his`` is the set of the chunk's ``hi`` halves. The usual chunk has no duplicate at
+        all, which set operations establish in C; only a chunk with one (or with a ``hi`` in
+        common, which the full key then decides) is taken apart event by event.
         """
-        ev, mine = self.events, self.keys
+        ev = self.events
         hi, lo = work.keys.hi, work.keys.lo
-        if not shipped and mine.keys().isdisjoint(hi) and len(set(hi)) == len(hi):
+        if not shipped and len(his) == len(hi) and self.his.isdisjoint(his):
             if work.run:
                 ev.add_ndjson(work.run, work.count)
             ev.ids += work.ids
             ev.datasets += work.datasets
             ev.timestamps += work.timestamps
-            mine.update(zip(hi, lo, strict=True))
+            self.his |= his
             self._file(work.groups)
             return
+        mine = _exact(self.groups)
         run = work.run
         if isinstance(run, Spooled):
             data = run.read()
@@ -279,6 +281,7 @@ class _Batch:
                 self.duplicates += 1
                 continue
             mine[h] = lo[i]
+            self.his.add(h)
             kept.append(docs[i])
             kept_at.append(i)
             if work.ids:
@@ -327,7 +330,8 @@ class Pipeline:
         self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
         self._candidates: dict[str, Candidate] = {}
         self._seq = 0  # commits made so far in this run
-        self._recent: deque[tuple[int, dict[int, int]]] = deque()
+        # (commit number, hi set, keys by bucket) of the batches committed lately
+        self._recent: deque[tuple[int, set[int], dict[str, Keys]]] = deque()
         self._delivering: threading.Thread | None = None
         self._delivery_error: BaseException | None = None
         self._metadata = True  # whether some output reads ids, datasets and timestamps
@@ -435,9 +439,11 @@ class Pipeline:
             recent = self._recent
             while recent and recent[0][0] <= work.seq:
                 recent.popleft()  # seen by this decoder's lookup, so by every later one's
-            for _, keys in recent:
-                shipped |= _committed(keys, work.keys)
-            batch.add(work, shipped)
+            his = set(work.keys.hi)
+            for _, committed, groups in recent:
+                if not committed.isdisjoint(his):
+                    shipped |= _committed(groups, work.keys)
+            batch.add(work, shipped, his)
             batch.quarantined += work.quarantined
             opened = self._opened[chunk.path]
             batch.positions[chunk.path] = FileState(
@@ -538,7 +544,7 @@ class Pipeline:
             return
         # Decoders that look ids up before this batch's commit is visible check these keys
         # themselves: they carry the commit count from when they were handed their chunk.
-        self._recent.append((self._seq + 1, batch.keys))
+        self._recent.append((self._seq + 1, batch.his, batch.groups))
         self._delivering = threading.Thread(
             target=self._deliver_now, args=(batch,), name="deliver", daemon=True
         )
@@ -624,11 +630,15 @@ class Pipeline:
         self._quarantine_state = ack.state
 
 
-def _committed(committed: dict[int, int], keys: Keys) -> set[int]:
-    """The ``hi`` halves of ``keys`` that are among the ``committed`` keys (hi -> lo)."""
-    if committed.keys().isdisjoint(keys.hi):
-        return set()
-    return {h for h, low in zip(keys.hi, keys.lo, strict=True) if committed.get(h) == low}
+def _exact(groups: dict[str, Keys]) -> dict[int, int]:
+    """hi -> lo of every key in ``groups``."""
+    return {h: low for keys in groups.values() for h, low in keys}
+
+
+def _committed(groups: dict[str, Keys], keys: Keys) -> set[int]:
+    """The ``hi`` halves of ``keys`` that are among the keys in ``groups`` (all 128 bits)."""
+    exact = _exact(groups)
+    return {h for h, low in keys if exact.get(h) == low}
 
 
 def spool_path(data_dir: Path) -> Path:
