@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import struct
 import sys
 import time
 from array import array
@@ -71,6 +72,22 @@ def _packed(values: array[int]) -> bytes:
         values = array("q", values)
         values.byteswap()
     return values.tobytes()
+
+
+#: chunks with at most this many keys are looked up key by key (see ``Store.shipped``)
+_FEW_KEYS = 32
+_INT64 = struct.Struct("<q")
+
+
+def _packed_pair(his: bytes, los: bytes, hi: int) -> int | None:
+    """The ``lo`` stored beside ``hi`` in the packed arrays, or None."""
+    needle = _INT64.pack(hi)
+    at = his.find(needle)
+    while at >= 0:
+        if at % 8 == 0:
+            return _INT64.unpack_from(los, at)[0]
+        at = his.find(needle, at + 1)
+    return None
 
 
 def _unpacked(blob: bytes, into: array[int]) -> None:
@@ -150,20 +167,31 @@ class Store:
     # --- ids --------------------------------------------------------------------------
 
     def shipped(self, keys: Keys, buckets: Collection[str]) -> set[int]:
-        """The ``hi`` halves of those ``keys`` already committed under one of ``buckets``."""
+        """The ``hi`` halves of those ``keys`` already committed under one of ``buckets``.
+
+        A big chunk is matched against the buckets' keys as sets; a chunk of a few events
+        (a small appended piece, a tiny file) looks for each key in the packed bytes instead,
+        which costs a ``memmem`` per key rather than building a set of the whole bucket.
+        """
         if not len(keys) or not buckets:
             return set()
-        his, los = array("q"), array("q")
+        his, los = [], []
         for hi, lo in self._read.execute(_LOOKUP, (orjson.dumps(sorted(buckets)),)):
-            _unpacked(hi, his)
-            _unpacked(lo, los)
-        common = set(keys.hi).intersection(his)
+            his.append(hi)
+            los.append(lo)
+        if not his:
+            return set()
+        packed_his, packed_los = b"".join(his), b"".join(los)
+        if len(keys) <= _FEW_KEYS:
+            return {h for h, low in keys if _packed_pair(packed_his, packed_los, h) == low}
+        stored_his, stored_los = array("q"), array("q")
+        _unpacked(packed_his, stored_his)
+        _unpacked(packed_los, stored_los)
+        common = set(keys.hi).intersection(stored_his)
         if not common:
             return set()
-        stored = {h: low for h, low in zip(his, los, strict=True) if h in common}
-        return {
-            h for h, low in zip(keys.hi, keys.lo, strict=True) if stored.get(h) == low
-        }  # all 128 bits
+        stored = {h: low for h, low in zip(stored_his, stored_los, strict=True) if h in common}
+        return {h for h, low in keys if stored.get(h) == low}  # all 128 bits
 
     def id_count(self) -> int:
         row = self._read.execute("SELECT coalesce(sum(length(hi)), 0) FROM id_runs").fetchone()

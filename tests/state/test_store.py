@@ -100,6 +100,17 @@ def test_only_a_full_128_bit_match_is_a_duplicate(tmp_path):
     store.commit([], {HOUR: Keys.of([(7, 1)])}, {})
     assert store.shipped(Keys.of([(7, 2), (7, 1), (8, 1)]), {HOUR}) == {7}
     assert store.shipped(Keys.of([(7, 2)]), {HOUR}) == set()
+    many = Keys.of([(7, 2), (7, 1)] + [(100 + i, i) for i in range(200)])  # matched as sets
+    assert store.shipped(many, {HOUR}) == {7}
+
+
+def test_a_key_is_found_only_at_a_whole_key_position_in_the_packed_index(tmp_path):
+    store = Store(tmp_path)
+    # 0 and 0x11223344 packed side by side (little-endian) hold 0x1122334400000000's bytes
+    # at offset 4: a match there is half of one key and half of another
+    store.commit([], {HOUR: Keys.of([(0, 5), (0x11223344, 6)])}, {})
+    assert store.shipped(Keys.of([(0x1122334400000000, 5)]), {HOUR}) == set()
+    assert store.shipped(Keys.of([(0x11223344, 6), (0, 5)]), {HOUR}) == {0, 0x11223344}
 
 
 def test_ids_stay_found_when_many_small_commits_are_merged(tmp_path, reopen, monkeypatch):
