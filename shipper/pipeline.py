@@ -49,6 +49,7 @@ from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
 from shipper.state import FileState, Keys, Store, by_bucket, event_keys, search_buckets
+from shipper.state.lookup import MAX_AGE, SnapshotLookup
 
 log = logging.getLogger("shipper")
 
@@ -97,18 +98,24 @@ class _Work:
 
     Documents travel as one NDJSON run and dedupe keys as two arrays, so that a chunk of
     thousands of events pickles as a handful of buffers; ``shipped`` holds the keys (their
-    ``hi`` halves) the decoder found already committed when it looked; ``seq`` is the number
-    of commits made before the chunk was handed out, so the pipeline knows which later commits
-    the decoder could not have seen.
+    ``hi`` halves) the decoder found already committed; ``seq`` is the number of commits made
+    when the chunk was handed out, and ``as_of`` the number that lookup covered (it may reuse
+    a slightly older snapshot, see ``SnapshotLookup``), so the pipeline knows which later
+    commits to check itself.
     """
 
     __slots__ = (
         "chunk", "run", "count", "ids", "datasets", "timestamps", "quarantined", "refused",
-        "keys", "groups", "shipped", "seq",
+        "keys", "groups", "shipped", "seq", "as_of",
     )  # fmt: skip
 
     def __init__(
-        self, chunk: Chunk, decoded: Decoded, store: Store, spool: Path | None = None
+        self,
+        chunk: Chunk,
+        decoded: Decoded,
+        lookup: SnapshotLookup,
+        seq: int,
+        spool: Path | None = None,
     ) -> None:
         self.chunk = chunk
         chunk.payload = b""  # not needed any more, and not worth sending back
@@ -129,13 +136,15 @@ class _Work:
         self.keys = event_keys(decoded.ids)
         exact = FORMATS[chunk.format].exact_time
         self.groups = by_bucket(self.keys, decoded.timestamps, exact)
-        self.shipped = store.shipped(self.keys, search_buckets(self.groups, exact))
+        self.seq = seq
+        self.shipped, self.as_of = lookup.shipped(
+            self.keys, search_buckets(self.groups, exact), seq
+        )
         if not chunk.options.get("metadata", True):  # no output needs them
             self.ids, self.datasets, self.timestamps = [], [], []
-        self.seq = 0
 
 
-_worker_store: Store | None = None
+_worker_lookup: SnapshotLookup | None = None
 _worker_spool: Path | None = None
 _spooled = itertools.count()
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -144,8 +153,8 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 def _init_worker(data_dir: Path) -> None:
     # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_store, _worker_spool
-    _worker_store = Store(data_dir, readonly=True)
+    global _worker_lookup, _worker_spool
+    _worker_lookup = SnapshotLookup(Store(data_dir, readonly=True))
     _worker_spool = spool_path(data_dir)
 
 
@@ -164,7 +173,7 @@ def _decode_chunk(chunk: Chunk) -> Decoded:
         )
 
 
-def _decode(chunk: Chunk, size: int) -> _Work:
+def _decode(chunk: Chunk, size: int, seq: int) -> _Work:
     """Worker entry point: decode, compute dedupe keys, and look them up in the store.
 
     The chunk arrives without its payload when it had one of ``size`` bytes: the worker reads
@@ -173,7 +182,7 @@ def _decode(chunk: Chunk, size: int) -> _Work:
     read-only connection per worker, takes that cost off the process that commits; the
     pipeline then checks only the commits this lookup could not see.
     """
-    assert _worker_store is not None
+    assert _worker_lookup is not None
     if size:
         with open(chunk.path, "rb") as f:
             f.seek(chunk.start)
@@ -182,9 +191,10 @@ def _decode(chunk: Chunk, size: int) -> _Work:
             return _Work(
                 chunk,
                 Decoded(refused=f"{chunk.path}: shrank while it was being read"),
-                _worker_store,
+                _worker_lookup,
+                seq,
             )
-    return _Work(chunk, _decode_chunk(chunk), _worker_store, _worker_spool)
+    return _Work(chunk, _decode_chunk(chunk), _worker_lookup, seq, _worker_spool)
 
 
 class _Decoders:
@@ -193,6 +203,7 @@ class _Decoders:
     def __init__(self, workers: int, store: Store) -> None:
         self.workers = workers
         self._store = store
+        self._lookup = SnapshotLookup(store)  # for decoding in this process
         self._pool: ProcessPoolExecutor | None = None
 
     def use_pool(self, pending_bytes: int) -> None:
@@ -207,11 +218,9 @@ class _Decoders:
     def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[_Work]:
         if self._pool is None:
             for chunk in chunks:
-                work = _Work(chunk, _decode_chunk(chunk), self._store)
-                work.seq = seq()
-                yield work
+                yield _Work(chunk, _decode_chunk(chunk), self._lookup, seq())
             return
-        inflight: deque[tuple[Chunk, int, Future[Any]]] = deque()
+        inflight: deque[tuple[Chunk, Future[Any]]] = deque()
         limit = self.workers + 4  # workers stay busy while a batch is sent; bounded memory
         try:
             for chunk in chunks:
@@ -219,19 +228,19 @@ class _Decoders:
                 if size < REREAD_MIN:  # small chunks travel faster than a file opens
                     size = 0
                 lean = dataclasses.replace(chunk, payload=b"") if size else chunk
-                inflight.append((chunk, seq(), self._pool.submit(_decode, lean, size)))
+                inflight.append((chunk, self._pool.submit(_decode, lean, size, seq())))
                 while len(inflight) >= limit:
                     yield self._result(*inflight.popleft())
             while inflight:
                 yield self._result(*inflight.popleft())
         finally:
-            for _, _, fut in inflight:
+            for _, fut in inflight:
                 fut.cancel()
 
     @staticmethod
-    def _result(chunk: Chunk, seq: int, fut: Future[_Work]) -> _Work:
+    def _result(chunk: Chunk, fut: Future[_Work]) -> _Work:
         work = fut.result()
-        work.chunk, work.seq = chunk, seq
+        work.chunk = chunk
         return work
 
     def close(self) -> None:
@@ -437,11 +446,11 @@ class Pipeline:
                 continue
             shipped = work.shipped
             recent = self._recent
-            while recent and recent[0][0] <= work.seq:
-                recent.popleft()  # seen by this decoder's lookup, so by every later one's
+            while recent and recent[0][0] <= work.seq - MAX_AGE:
+                recent.popleft()  # covered by this lookup, and by every later one's
             his = set(work.keys.hi)
-            for _, committed, groups in recent:
-                if not committed.isdisjoint(his):
+            for number, committed, groups in recent:
+                if number > work.as_of and not committed.isdisjoint(his):
                     shipped |= _committed(groups, work.keys)
             batch.add(work, shipped, his)
             batch.quarantined += work.quarantined

@@ -1,9 +1,12 @@
-"""Pipeline behaviour that needs a fault no real file produces: a decoder that crashes."""
+"""Pipeline behaviour that needs the pipeline in hand: a crashing decoder, forced workers."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
+import shipper.pipeline
 from shipper.config import parse_config
 from shipper.pipeline import Pipeline
 from shipper.sources import FORMATS
@@ -40,3 +43,31 @@ def test_a_crashing_decoder_costs_that_file_only(tmp_path, write_rms, monkeypatc
     monkeypatch.setattr(w3c, "decode", real)  # fixed: the refused file ships next time
     again = Pipeline(cfg, once=True).run()
     assert again.ok and again.events == 50
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_many_small_files_in_one_hour_with_overlaps_ship_each_record_once(
+    tmp_path, write_rms, monkeypatch, workers
+):
+    """Many commits into one event hour: lookups reuse a snapshot of it across commits, and
+    the pipeline must still catch a duplicate committed after that snapshot was taken."""
+    monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)  # workers even for tiny input
+    logs = tmp_path / "logs"
+    for i in range(300):  # a record each, all in the same hour, a commit each
+        write_rms(logs / f"tiny-{i:04d}.log", [i])
+        if i % 10 == 9:  # right after it, a re-download of the last four files
+            write_rms(logs / f"tiny-{i:04d}b.log", range(i - 3, i + 1))
+    cfg = parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "inputs": [{"type": "rms_usage", "paths": [str(logs / "*")]}],
+            "outputs": [{"type": "ndjson", "path": str(tmp_path / "out.ndjson")}],
+            "pipeline": {"workers": workers, "batch_events": 1},
+        }
+    )
+    summary = Pipeline(cfg, once=True).run()
+    assert summary.ok
+    ids = [json.loads(x)["event"]["id"] for x in (tmp_path / "out.ndjson").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 300
+    assert summary.duplicates == 30 * 4
+    assert not list((tmp_path / "data" / "spool").iterdir())  # every spool file was removed

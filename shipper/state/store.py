@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS output_state (
 COMPACT_AT = 32
 SCHEMA_VERSION = 2
 
-_LOOKUP = "SELECT hi, lo FROM id_runs WHERE bucket IN (SELECT value FROM json_each(?))"
+_LOOKUP = "SELECT bucket, hi, lo FROM id_runs WHERE bucket IN (SELECT value FROM json_each(?))"
 _SWAP = sys.byteorder != "little"
 
 
@@ -74,9 +74,29 @@ def _packed(values: array[int]) -> bytes:
     return values.tobytes()
 
 
-#: chunks with at most this many keys are looked up key by key (see ``Store.shipped``)
+#: at most this many keys are looked up one by one (see ``match``)
 _FEW_KEYS = 32
 _INT64 = struct.Struct("<q")
+
+
+def match(keys: Keys, his: bytes, los: bytes) -> set[int]:
+    """The ``hi`` halves of ``keys`` found, all 128 bits, in the packed arrays ``his``/``los``.
+
+    Many keys are matched as sets; a few (a small appended piece, a tiny file) are looked for
+    one by one in the packed bytes, a ``memmem`` each, rather than building a set of them all.
+    """
+    if not len(keys) or not his:
+        return set()
+    if len(keys) <= _FEW_KEYS:
+        return {h for h, low in keys if _packed_pair(his, los, h) == low}
+    stored_his, stored_los = array("q"), array("q")
+    _unpacked(his, stored_his)
+    _unpacked(los, stored_los)
+    common = set(keys.hi).intersection(stored_his)
+    if not common:
+        return set()
+    stored = {h: low for h, low in zip(stored_his, stored_los, strict=True) if h in common}
+    return {h for h, low in keys if stored.get(h) == low}
 
 
 def _packed_pair(his: bytes, los: bytes, hi: int) -> int | None:
@@ -167,31 +187,22 @@ class Store:
     # --- ids --------------------------------------------------------------------------
 
     def shipped(self, keys: Keys, buckets: Collection[str]) -> set[int]:
-        """The ``hi`` halves of those ``keys`` already committed under one of ``buckets``.
+        """The ``hi`` halves of those ``keys`` already committed under one of ``buckets``."""
+        found: set[int] = set()
+        for his, los in self.packed(buckets).values():
+            found |= match(keys, his, los)
+        return found
 
-        A big chunk is matched against the buckets' keys as sets; a chunk of a few events
-        (a small appended piece, a tiny file) looks for each key in the packed bytes instead,
-        which costs a ``memmem`` per key rather than building a set of the whole bucket.
-        """
-        if not len(keys) or not buckets:
-            return set()
-        his, los = [], []
-        for hi, lo in self._read.execute(_LOOKUP, (orjson.dumps(sorted(buckets)),)):
+    def packed(self, buckets: Collection[str]) -> dict[str, tuple[bytes, bytes]]:
+        """The committed keys of each of ``buckets`` that has any, as packed (hi, lo) arrays."""
+        if not buckets:
+            return {}
+        parts: dict[str, tuple[list[bytes], list[bytes]]] = {}
+        for name, hi, lo in self._read.execute(_LOOKUP, (orjson.dumps(sorted(buckets)),)):
+            his, los = parts.setdefault(name, ([], []))
             his.append(hi)
             los.append(lo)
-        if not his:
-            return set()
-        packed_his, packed_los = b"".join(his), b"".join(los)
-        if len(keys) <= _FEW_KEYS:
-            return {h for h, low in keys if _packed_pair(packed_his, packed_los, h) == low}
-        stored_his, stored_los = array("q"), array("q")
-        _unpacked(packed_his, stored_his)
-        _unpacked(packed_los, stored_los)
-        common = set(keys.hi).intersection(stored_his)
-        if not common:
-            return set()
-        stored = {h: low for h, low in zip(stored_his, stored_los, strict=True) if h in common}
-        return {h for h, low in keys if stored.get(h) == low}  # all 128 bits
+        return {name: (b"".join(his), b"".join(los)) for name, (his, los) in parts.items()}
 
     def id_count(self) -> int:
         row = self._read.execute("SELECT coalesce(sum(length(hi)), 0) FROM id_runs").fetchone()
