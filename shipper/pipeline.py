@@ -60,6 +60,8 @@ ONCE_MAX_ATTEMPTS = 8
 QUARANTINE_STATE = "quarantine"
 #: chunks at least this big are re-read by the worker rather than sent to it
 REREAD_MIN = 64 * 1024
+#: decoded runs at least this big come back from a worker in a spool file (see ``Spooled``)
+SPOOL_MIN = 64 * 1024
 
 
 @dataclass
@@ -123,7 +125,9 @@ class _Work:
         self.count = len(docs)
         run = b"\n".join(docs) + b"\n" if docs else b""
         self.run: bytes | Spooled = run
-        if spool is not None and run:  # in a worker process: hand the documents over in a file
+        # in a worker process, hand a big run over in a file; a small one costs less to pickle
+        # than a file costs to create
+        if spool is not None and len(run) >= SPOOL_MIN:
             path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
             try:

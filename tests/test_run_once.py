@@ -133,6 +133,9 @@ def test_big_input_is_decoded_by_worker_processes_with_the_same_result(tmp_path,
     ids = [e["event"]["id"] for e in events(tmp_path)]
     assert len(ids) == len(set(ids)) == 3 * 12000 + 500
     assert summary_counts(result.stderr)["duplicates"] == 1000
+    # the workers handed their documents over in spool files, all removed once committed
+    assert (tmp_path / "data" / "spool").is_dir()
+    assert not list((tmp_path / "data" / "spool").iterdir())
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses the shared ECS checker via python3")
