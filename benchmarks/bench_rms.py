@@ -35,7 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 GEN_RMS = SHARED / "bench" / "gen_rms.py"
-SAMPLE_EVERY = 0.05  # seconds between /proc samples
+# seconds between /proc samples; reading smaps_rollup of every process in the tree costs CPU
+# the shipper would otherwise have (peaks per process come from VmHWM, exact at any interval)
+SAMPLE_EVERY = 0.2
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MB = 1024 * 1024
 
@@ -287,6 +289,7 @@ def ship(job: str, records: int, corpus: Path, data_dir: Path, out_dir: Path, wo
     run = Run(job, records)
     seen_workers: set[int] = set()
     not_workers: set[int] = set()
+    os.sync()  # the previous run's output is written back now, not during this run
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=data_dir.parent, env=env, stdout=subprocess.DEVNULL,

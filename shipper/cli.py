@@ -3,6 +3,10 @@
 Exit codes: 0 when everything went; 1 when a file was refused, an output failed or a check
 found a problem; 2 when the configuration is unusable. The run summary and all logging go to
 standard error, so that ``outputs: [{type: stdout}]`` can be piped.
+
+The configuration models and the pipeline are imported by the commands that use them, not at
+the top: decoder processes start by importing the program's main module again (that is how
+``spawn`` works), and should not carry the configuration's pydantic models in memory.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shipper.config import Config, load_config
 from shipper.errors import ConfigError, ShipperError
-from shipper.pipeline import Pipeline, Progress, Summary
+
+if TYPE_CHECKING:
+    from shipper.config import Config
+    from shipper.pipeline import Progress, Summary
 
 log = logging.getLogger("shipper")
 
@@ -40,6 +46,8 @@ def _setup_logging(verbose: bool, rich_console: Any = None) -> None:
 
 
 def _load(path: str) -> Config:
+    from shipper.config import load_config
+
     try:
         return load_config(path)
     except ConfigError as e:
@@ -60,6 +68,8 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def run(config: str, once: bool, no_progress: bool, verbose: bool) -> None:
     """Follow the inputs until SIGINT/SIGTERM (or, with --once, ship what is there and exit)."""
+    from shipper.pipeline import Pipeline, Progress
+
     cfg = _load(config)
     show_progress = once and not no_progress and sys.stderr.isatty()
     console = None

@@ -22,12 +22,10 @@ id index can catch.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import random
 import shutil
-import signal
 import threading
 import time
 from collections import deque
@@ -42,13 +40,14 @@ import orjson
 from filelock import FileLock, Timeout
 
 from shipper.config import Config, NdjsonOutput
+from shipper.decoding import Work, decode_chunk, decode_in_worker, init_worker, spool_path
 from shipper.errors import ConfigError, OutputFailed, RetryLater
-from shipper.outputs import EventBatch, Output, Spooled, build_output
-from shipper.outputs.base import write_all
+from shipper.outputs import EventBatch, Output, build_output
 from shipper.outputs.ndjson import NdjsonFileOutput
-from shipper.sources import FORMATS, Chunk, Decoded, FileRefused, Quarantine
+from shipper.sources import FORMATS, Chunk, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
-from shipper.state import FileState, Keys, Store, by_bucket, event_keys, search_buckets
+from shipper.spool import Spooled
+from shipper.state import FileState, Keys, Store
 from shipper.state.lookup import MAX_AGE, SnapshotLookup
 
 log = logging.getLogger("shipper")
@@ -60,8 +59,6 @@ ONCE_MAX_ATTEMPTS = 8
 QUARANTINE_STATE = "quarantine"
 #: chunks at least this big are re-read by the worker rather than sent to it
 REREAD_MIN = 64 * 1024
-#: decoded runs at least this big come back from a worker in a spool file (see ``Spooled``)
-SPOOL_MIN = 64 * 1024
 
 
 @dataclass
@@ -95,112 +92,6 @@ class Progress:
     records: int = 0
 
 
-class _Work:
-    """A decoded chunk, packed to cross process boundaries cheaply.
-
-    Documents travel as one NDJSON run and dedupe keys as two arrays, so that a chunk of
-    thousands of events pickles as a handful of buffers; ``shipped`` holds the keys (their
-    ``hi`` halves) the decoder found already committed; ``seq`` is the number of commits made
-    when the chunk was handed out, and ``as_of`` the number that lookup covered (it may reuse
-    a slightly older snapshot, see ``SnapshotLookup``), so the pipeline knows which later
-    commits to check itself.
-    """
-
-    __slots__ = (
-        "chunk", "run", "count", "ids", "datasets", "timestamps", "quarantined", "refused",
-        "keys", "groups", "shipped", "seq", "as_of",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        chunk: Chunk,
-        decoded: Decoded,
-        lookup: SnapshotLookup,
-        seq: int,
-        spool: Path | None = None,
-    ) -> None:
-        self.chunk = chunk
-        chunk.payload = b""  # not needed any more, and not worth sending back
-        docs = decoded.docs
-        self.count = len(docs)
-        run = b"\n".join(docs) + b"\n" if docs else b""
-        self.run: bytes | Spooled = run
-        # in a worker process, hand a big run over in a file; a small one costs less to pickle
-        # than a file costs to create
-        if spool is not None and len(run) >= SPOOL_MIN:
-            path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
-            try:
-                write_all(fd, run)
-            finally:
-                os.close(fd)
-            self.run = Spooled(path, len(run))
-        self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
-        self.quarantined, self.refused = decoded.quarantined, decoded.refused
-        self.keys = event_keys(decoded.ids)
-        exact = FORMATS[chunk.format].exact_time
-        self.groups = by_bucket(self.keys, decoded.timestamps, exact)
-        self.seq = seq
-        self.shipped, self.as_of = lookup.shipped(
-            self.keys, search_buckets(self.groups, exact), seq
-        )
-        if not chunk.options.get("metadata", True):  # no output needs them
-            self.ids, self.datasets, self.timestamps = [], [], []
-
-
-_worker_lookup: SnapshotLookup | None = None
-_worker_spool: Path | None = None
-_spooled = itertools.count()
-_O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def _init_worker(data_dir: Path) -> None:
-    # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _worker_lookup, _worker_spool
-    _worker_lookup = SnapshotLookup(Store(data_dir, readonly=True))
-    _worker_spool = spool_path(data_dir)
-
-
-def _decode_chunk(chunk: Chunk) -> Decoded:
-    """Decode, turning a decoder's unexpected failure into a refusal of that file.
-
-    Readers quarantine the bad records they know about; anything else that goes wrong while
-    decoding must cost that file, never the run (or, in follow mode, the service).
-    """
-    try:
-        return FORMATS[chunk.format].decode(chunk)
-    except Exception as e:
-        return Decoded(
-            refused=f"{chunk.path}: cannot decode bytes {chunk.start}-{chunk.end}:"
-            f" {type(e).__name__}: {e}"
-        )
-
-
-def _decode(chunk: Chunk, size: int, seq: int) -> _Work:
-    """Worker entry point: decode, compute dedupe keys, and look them up in the store.
-
-    The chunk arrives without its payload when it had one of ``size`` bytes: the worker reads
-    those bytes from the file itself (from the page cache, as the pipeline just read them),
-    which spares pushing every byte of input through a pipe. Looking ids up here, in a
-    read-only connection per worker, takes that cost off the process that commits; the
-    pipeline then checks only the commits this lookup could not see.
-    """
-    assert _worker_lookup is not None
-    if size:
-        with open(chunk.path, "rb") as f:
-            f.seek(chunk.start)
-            chunk.payload = f.read(size)
-        if len(chunk.payload) != size:
-            return _Work(
-                chunk,
-                Decoded(refused=f"{chunk.path}: shrank while it was being read"),
-                _worker_lookup,
-                seq,
-            )
-    return _Work(chunk, _decode_chunk(chunk), _worker_lookup, seq, _worker_spool)
-
-
 class _Decoders:
     """Ordered decoding, in worker processes when it pays, with a bounded number in flight."""
 
@@ -215,14 +106,14 @@ class _Decoders:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=get_context("spawn"),
-                initializer=_init_worker,
+                initializer=init_worker,
                 initargs=(self._store.data_dir,),
             )
 
-    def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[_Work]:
+    def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[Work]:
         if self._pool is None:
             for chunk in chunks:
-                yield _Work(chunk, _decode_chunk(chunk), self._lookup, seq())
+                yield Work(chunk, decode_chunk(chunk), self._lookup, seq())
             return
         inflight: deque[tuple[Chunk, Future[Any]]] = deque()
         limit = self.workers + 4  # workers stay busy while a batch is sent; bounded memory
@@ -232,7 +123,7 @@ class _Decoders:
                 if size < REREAD_MIN:  # small chunks travel faster than a file opens
                     size = 0
                 lean = dataclasses.replace(chunk, payload=b"") if size else chunk
-                inflight.append((chunk, self._pool.submit(_decode, lean, size, seq())))
+                inflight.append((chunk, self._pool.submit(decode_in_worker, lean, size, seq())))
                 while len(inflight) >= limit:
                     yield self._result(*inflight.popleft())
             while inflight:
@@ -242,7 +133,7 @@ class _Decoders:
                 fut.cancel()
 
     @staticmethod
-    def _result(chunk: Chunk, fut: Future[_Work]) -> _Work:
+    def _result(chunk: Chunk, fut: Future[Work]) -> Work:
         work = fut.result()
         work.chunk = chunk
         return work
@@ -262,7 +153,7 @@ class _Batch:
         self.quarantined: list[Quarantine] = []
         self.duplicates = 0
 
-    def add(self, work: _Work, shipped: set[int], his: set[int]) -> None:
+    def add(self, work: Work, shipped: set[int], his: set[int]) -> None:
         """Add a chunk's events, less those in ``shipped`` (keys' ``hi``) or already here.
 
         ``his`` is the set of the chunk's ``hi`` halves. The usual chunk has no duplicate at
@@ -652,11 +543,6 @@ def _committed(groups: dict[str, Keys], keys: Keys) -> set[int]:
     """The ``hi`` halves of ``keys`` that are among the keys in ``groups`` (all 128 bits)."""
     exact = _exact(groups)
     return {h for h, low in keys if exact.get(h) == low}
-
-
-def spool_path(data_dir: Path) -> Path:
-    """Where decoder processes leave their documents (see ``Spooled``)."""
-    return data_dir / "spool"
 
 
 def quarantine_path(data_dir: Path) -> Path:

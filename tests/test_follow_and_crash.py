@@ -47,6 +47,27 @@ def output_ids(tmp_path: Path) -> list[str]:
     return ids
 
 
+def children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def wait_for(predicate, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,19 +115,23 @@ def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, wr
     pooled.write_text(single.read_text().replace('"workers": 1', '"workers": 2'))
     rng = random.Random(7)
     kills = 0
+    orphans: set[int] = set()
     for attempt in range(25):
         proc = start(pooled if attempt % 2 else single, "--once", "--no-progress")
         time.sleep(rng.uniform(0.2, 1.5))
         if proc.poll() is not None:
             break  # finished before we could kill it
+        left = children(proc.pid)  # decoder processes, in the runs that started them
         proc.kill()
         proc.wait()
         kills += 1
+        orphans.update(left)
     cfg = single
     final = start(cfg, "--once", "--no-progress")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
     assert kills >= 5, "the runs finished too fast to be killed mid-way"
+    wait_for(lambda: not any(alive(p) for p in orphans), timeout=10)  # none outlives its run
     shipped_last = int(err.split("shipped ")[1].split(" events")[0].replace(",", ""))
     assert shipped_last < files * per_file, "no killed run got to commit anything"
     ids = output_ids(tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shipper.outputs import elasticsearch
-from shipper.outputs.base import Ack, EventBatch, Output, Spooled
+from shipper.outputs.base import Ack, EventBatch, Output
 from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.outputs.stdout import StdoutOutput
 
@@ -28,4 +28,4 @@ def build_output(settings: Any, data_dir: Path) -> Output:
     return BUILDERS[settings.type](settings, data_dir)
 
 
-__all__ = ["BUILDERS", "Ack", "EventBatch", "Output", "Spooled", "build_output"]
+__all__ = ["BUILDERS", "Ack", "EventBatch", "Output", "build_output"]

@@ -24,8 +24,9 @@ from typing import Any
 
 from shipper.config import NdjsonOutput
 from shipper.errors import OutputFailed
-from shipper.outputs.base import Ack, EventBatch, Spooled, copy_spooled, write_all
+from shipper.outputs.base import Ack, EventBatch
 from shipper.sources.identity import file_key
+from shipper.spool import Spooled, copy_spooled, write_all
 
 
 class NdjsonFileOutput:

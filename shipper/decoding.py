@@ -1,0 +1,147 @@
+"""The decoding side of the pipeline: what runs in decoder processes (and in-process).
+
+A chunk is decoded (parsed, normalised, encoded), its events' dedupe keys are computed, filed by
+event time and looked up, and the whole travels back as a ``Work``: documents as one NDJSON run
+(in a spool file when big), keys as arrays. Kept apart from ``shipper.pipeline`` so that a
+decoder process imports only sources, normalisers and the id index, not the configuration,
+outputs or command line (pydantic models alone are ten megabytes a process).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
+import threading
+from pathlib import Path
+
+from shipper.sources import FORMATS, Chunk, Decoded
+from shipper.spool import Spooled, write_all
+from shipper.state import Store, by_bucket, event_keys, search_buckets
+from shipper.state.lookup import SnapshotLookup
+
+#: decoded runs at least this big come back from a worker in a spool file (see ``Spooled``)
+SPOOL_MIN = 64 * 1024
+
+
+class Work:
+    """A decoded chunk, packed to cross process boundaries cheaply.
+
+    Documents travel as one NDJSON run and dedupe keys as two arrays, so that a chunk of
+    thousands of events pickles as a handful of buffers; ``shipped`` holds the keys (their
+    ``hi`` halves) the decoder found already committed; ``seq`` is the number of commits made
+    when the chunk was handed out, and ``as_of`` the number that lookup covered (it may reuse
+    a slightly older snapshot, see ``SnapshotLookup``), so the pipeline knows which later
+    commits to check itself.
+    """
+
+    __slots__ = (
+        "chunk", "run", "count", "ids", "datasets", "timestamps", "quarantined", "refused",
+        "keys", "groups", "shipped", "seq", "as_of",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        chunk: Chunk,
+        decoded: Decoded,
+        lookup: SnapshotLookup,
+        seq: int,
+        spool: Path | None = None,
+    ) -> None:
+        self.chunk = chunk
+        chunk.payload = b""  # not needed any more, and not worth sending back
+        docs = decoded.docs
+        self.count = len(docs)
+        run = b"\n".join(docs) + b"\n" if docs else b""
+        self.run: bytes | Spooled = run
+        # in a worker process, hand a big run over in a file; a small one costs less to pickle
+        # than a file costs to create
+        if spool is not None and len(run) >= SPOOL_MIN:
+            path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+            try:
+                write_all(fd, run)
+            finally:
+                os.close(fd)
+            self.run = Spooled(path, len(run))
+        self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
+        self.quarantined, self.refused = decoded.quarantined, decoded.refused
+        self.keys = event_keys(decoded.ids)
+        exact = FORMATS[chunk.format].exact_time
+        self.groups = by_bucket(self.keys, decoded.timestamps, exact)
+        self.seq = seq
+        self.shipped, self.as_of = lookup.shipped(
+            self.keys, search_buckets(self.groups, exact), seq
+        )
+        if not chunk.options.get("metadata", True):  # no output needs them
+            self.ids, self.datasets, self.timestamps = [], [], []
+
+
+_worker_lookup: SnapshotLookup | None = None
+_worker_spool: Path | None = None
+_spooled = itertools.count()
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def init_worker(data_dir: Path) -> None:
+    # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A pool's workers hold their own task queue open, so they would wait on it forever once
+    # the pipeline is killed (kill -9, a crash): leave with it instead.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    global _worker_lookup, _worker_spool
+    _worker_lookup = SnapshotLookup(Store(data_dir, readonly=True))
+    _worker_spool = spool_path(data_dir)
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(1)
+
+
+def decode_chunk(chunk: Chunk) -> Decoded:
+    """Decode, turning a decoder's unexpected failure into a refusal of that file.
+
+    Readers quarantine the bad records they know about; anything else that goes wrong while
+    decoding must cost that file, never the run (or, in follow mode, the service).
+    """
+    try:
+        return FORMATS[chunk.format].decode(chunk)
+    except Exception as e:
+        return Decoded(
+            refused=f"{chunk.path}: cannot decode bytes {chunk.start}-{chunk.end}:"
+            f" {type(e).__name__}: {e}"
+        )
+
+
+def decode_in_worker(chunk: Chunk, size: int, seq: int) -> Work:
+    """Worker entry point: decode, compute dedupe keys, and look them up in the store.
+
+    The chunk arrives without its payload when it had one of ``size`` bytes: the worker reads
+    those bytes from the file itself (from the page cache, as the pipeline just read them),
+    which spares pushing every byte of input through a pipe. Looking ids up here, in a
+    read-only connection per worker, takes that cost off the process that commits; the
+    pipeline then checks only the commits this lookup could not see.
+    """
+    assert _worker_lookup is not None
+    if size:
+        with open(chunk.path, "rb") as f:
+            f.seek(chunk.start)
+            chunk.payload = f.read(size)
+        if len(chunk.payload) != size:
+            return Work(
+                chunk,
+                Decoded(refused=f"{chunk.path}: shrank while it was being read"),
+                _worker_lookup,
+                seq,
+            )
+    return Work(chunk, decode_chunk(chunk), _worker_lookup, seq, _worker_spool)
+
+
+def spool_path(data_dir: Path) -> Path:
+    """Where decoder processes leave their documents (see ``Spooled``)."""
+    return data_dir / "spool"
