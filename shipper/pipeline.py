@@ -123,7 +123,8 @@ class _Decoders:
                 if size < REREAD_MIN:  # small chunks travel faster than a file opens
                     size = 0
                 lean = dataclasses.replace(chunk, payload=b"") if size else chunk
-                inflight.append((chunk, self._pool.submit(decode_in_worker, lean, size, seq())))
+                # keep the lean chunk: its bytes are the worker's business now
+                inflight.append((lean, self._pool.submit(decode_in_worker, lean, size, seq())))
                 while len(inflight) >= limit:
                     yield self._result(*inflight.popleft())
             while inflight:
