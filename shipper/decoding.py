@@ -39,7 +39,7 @@ class Work:
 
     __slots__ = (
         "chunk", "run", "count", "ids", "datasets", "timestamps", "quarantined", "refused",
-        "keys", "groups", "shipped", "seq", "as_of",
+        "keys", "groups", "searched", "shipped", "seq", "as_of",
     )  # fmt: skip
 
     def __init__(
@@ -72,9 +72,9 @@ class Work:
         exact = FORMATS[chunk.format].exact_time
         self.groups = by_bucket(self.keys, decoded.timestamps, exact)
         self.seq = seq
-        self.shipped, self.as_of = lookup.shipped(
-            self.keys, search_buckets(self.groups, exact), seq
-        )
+        #: the buckets where copies of these events would be filed
+        self.searched = search_buckets(self.groups, exact)
+        self.shipped, self.as_of = lookup.shipped(self.keys, self.searched, seq)
         if not chunk.options.get("metadata", True):  # no output needs them
             self.ids, self.datasets, self.timestamps = [], [], []
 

@@ -346,7 +346,12 @@ class Pipeline:
                 recent.popleft()  # covered by this lookup, and by every later one's
             his = set(work.keys.hi)
             for number, committed, groups in recent:
-                if number > work.as_of and not committed.isdisjoint(his):
+                # a copy of an event is filed under the same bucket (or a searched neighbour)
+                if (
+                    number > work.as_of
+                    and not work.searched.isdisjoint(groups)
+                    and not committed.isdisjoint(his)
+                ):
                     shipped |= _committed(groups, work.keys)
             batch.add(work, shipped, his)
             batch.quarantined += work.quarantined

@@ -116,11 +116,18 @@ def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, wr
     rng = random.Random(7)
     kills = 0
     orphans: set[int] = set()
-    for attempt in range(25):
+    for attempt in range(40):
+        if kills == 10:
+            break
         proc = start(pooled if attempt % 2 else single, "--once", "--no-progress")
         time.sleep(rng.uniform(0.2, 1.5))
-        if proc.poll() is not None:
-            break  # finished before we could kill it
+        if proc.poll() is not None:  # finished before the kill: new downloads arrive
+            for i in range(files, files + 10):
+                write_rms(
+                    tmp_path / "logs" / f"{i + 1:09d}", range(i * per_file, (i + 1) * per_file)
+                )
+            files += 10
+            continue
         left = children(proc.pid)  # decoder processes, in the runs that started them
         proc.kill()
         proc.wait()
@@ -130,7 +137,7 @@ def test_kill_9_at_any_moment_still_ships_every_record_exactly_once(tmp_path, wr
     final = start(cfg, "--once", "--no-progress")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
-    assert kills >= 5, "the runs finished too fast to be killed mid-way"
+    assert kills == 10, "the runs finished too fast to be killed mid-way"
     wait_for(lambda: not any(alive(p) for p in orphans), timeout=10)  # none outlives its run
     shipped_last = int(err.split("shipped ")[1].split(" events")[0].replace(",", ""))
     assert shipped_last < files * per_file, "no killed run got to commit anything"
