@@ -742,7 +742,7 @@ class RmsNormaliser:
             if len(row_id) > 2 or row_id not in empty:
                 event_id = row_id
                 if len(correlation_id) > 2 or correlation_id not in empty:
-                    ids = ',"row_id":"' + row_id + '","correlation_id":"' + correlation_id + '"'
+                    ids = f',"row_id":"{row_id}","correlation_id":"{correlation_id}"'
                 else:
                     ids = ',"row_id":"' + row_id + '"'
             elif correlation_id not in empty:
@@ -796,11 +796,11 @@ class RmsNormaliser:
                 if value is not None:
                     if value not in related:
                         related += (value,)
-                        rel = rel + "," + entry[2] if rel else entry[2]
+                        rel = f"{rel},{entry[2]}" if rel else entry[2]
                     local = entry[1]
                     if local is not None and local not in related:
                         related += (local,)
-                        rel = rel + "," + entry[3] if rel else entry[3]
+                        rel = f"{rel},{entry[3]}" if rel else entry[3]
                     if user is None:
                         user = '"target":' + entry[4]
                     else:
@@ -813,25 +813,25 @@ class RmsNormaliser:
                     rms_people += entry[7] if issuer == owner else entry[5]
                     if value not in related:
                         related += (value,)
-                        rel = rel + "," + entry[2] if rel else entry[2]
+                        rel = f"{rel},{entry[2]}" if rel else entry[2]
             if issuer and issuer != owner:
                 entry = email_get(issuer) or email_fragments(issuer)
                 value = entry[0]
                 if value is not None:
                     rms_people += entry[6]
                     if entry[1] is not None and value not in related:
-                        rel = rel + "," + entry[2] if rel else entry[2]
+                        rel = f"{rel},{entry[2]}" if rel else entry[2]
             # from where: source.ip and related.ip, or azure_rms.c_ip
             if c_ip:
                 near, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)
             else:
                 near = rms_ip = ""
             if near:
-                near += ',"user":[' + rel + "]}" if rel else "}"
+                near = f'{near},"user":[{rel}]}}' if rel else near + "}"
             elif rel:
-                near = ',"related":{"user":[' + rel + "]}"
+                near = f',"related":{{"user":[{rel}]}}'
             if user is not None:
-                near = ',"user":{' + user + "}" + near
+                near = f',"user":{{{user}}}{near}'
 
             agent, rms_client = agent_get(c_info) or fragments(
                 agent_json, c_info, fill_agent, c_info

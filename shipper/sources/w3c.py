@@ -337,7 +337,8 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
     """The hot loop: one pass over the chunk's lines, a record taking the shortest path."""
     chunk, out = state.chunk, state.out
     path, first, offset = chunk.path, chunk.first_line, chunk.start
-    ids, stamps, docs = out.ids.append, out.timestamps.append, out.docs.append
+    done: list[tuple[str, str, bytes]] = []  # (id, @timestamp, document) of each record
+    keep = done.append
     bind, nfields = state.bind, state.nfields
     lines = text.split("\n")
     if lines and not lines[-1]:
@@ -351,18 +352,17 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
             values = line.split("\t")
             if len(values) == nfields:
                 try:
-                    event_id, stamp, doc = bind(values, path, offset, line)
+                    keep(bind(values, path, offset, line))
                 except RecordRejected as e:
                     state.reject(first + i, offset, str(e), line)
-                else:
-                    ids(event_id)
-                    stamps(stamp)
-                    docs(doc)
                 offset += size
                 continue
         state.other(first + i, offset, line)
         bind, nfields = state.bind, state.nfields  # a directive may have changed them
         offset += size
+    if done:
+        ids, stamps, docs = zip(*done, strict=True)
+        out.ids, out.timestamps, out.docs = list(ids), list(stamps), list(docs)
     return state.done()
 
 
