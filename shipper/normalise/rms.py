@@ -734,7 +734,7 @@ class RmsNormaliser:
             if prefix is None:
                 prefix = remember(self._dates, d, _parse_date(d))
             if t[:5] in hhmm and t[5:] in ss:
-                ts = prefix + t + ".000Z"
+                ts = f"{prefix}{t}.000Z"
             else:
                 ts = prefix + parse_time(t)
 
@@ -744,10 +744,10 @@ class RmsNormaliser:
                 if len(correlation_id) > 2 or correlation_id not in empty:
                     ids = f',"row_id":"{row_id}","correlation_id":"{correlation_id}"'
                 else:
-                    ids = ',"row_id":"' + row_id + '"'
+                    ids = f',"row_id":"{row_id}"'
             elif correlation_id not in empty:
                 event_id = correlation_id
-                ids = ',"correlation_id":"' + correlation_id + '"'
+                ids = f',"correlation_id":"{correlation_id}"'
             else:
                 raise RecordRejected(
                     "no row-id and no correlation-id: the record has no identity to dedupe on"
@@ -763,7 +763,7 @@ class RmsNormaliser:
                 else:
                     value = parse_guid(content_id)
                 if value:
-                    what = ',"content_id":"' + value + '"'
+                    what = f',"content_id":"{value}"'
             if template_id:  # a tenant has a few templates
                 what += template_get(template_id) or template_fragment(template_id)
             if date_published:
@@ -773,7 +773,7 @@ class RmsNormaliser:
                     try:
                         if dp[18].isdigit():
                             fromisoformat(dp)
-                            what += ',"date_published":"' + dp + '"'
+                            what = f'{what},"date_published":"{dp}"'
                             dp = ""
                     except ValueError:
                         pass
