@@ -180,6 +180,40 @@ def test_the_same_records_in_another_format_ship_nothing_new(tmp_path, examples,
     assert len(events(tmp_path)) == 8
 
 
+def test_an_export_read_with_another_time_zone_still_matches_its_records(tmp_path, examples, cli):
+    """Export-Csv writes local times; read with a time zone 19 hours off, its records fall on
+    the day before, and dedupe (which files ids by event day) must still find them."""
+    first_dir, later = tmp_path / "first", tmp_path / "later"
+    first_dir.mkdir()
+    later.mkdir()
+    shutil.move(examples / "ecma2host_wevtutil_ps5.xml", first_dir)  # 1201..1208, UTC times
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "inputs": [
+                    {"type": "windows_events", "paths": [str(first_dir / "*")], **NEW_YORK},
+                    {
+                        "type": "windows_events",
+                        "paths": [str(later / "*")],
+                        "timezone": "Pacific/Kiritimati",  # UTC+14, not the exporter's zone
+                        "date_format": NEW_YORK["date_format"],
+                    },
+                ],
+                "outputs": [{"type": "ndjson", "path": str(output(tmp_path))}],
+                "pipeline": {"workers": 1},
+            }
+        )
+    )
+    assert run(cli, tmp_path, cfg)["events"] == 8
+    shutil.copy(examples / "ecma2host_export-csv_pwsh7.csv", later)  # 1205..1208, local times
+    got = run(cli, tmp_path, cfg)  # looked up in the store, not among events in flight
+    assert (got["events"], got["duplicates"]) == (0, 4)
+    stamps = {e["event"]["id"]: e["@timestamp"] for e in events(tmp_path)}
+    assert all(t.startswith("2024-03-04") for t in stamps.values())  # the XML's copies shipped
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside the repository")
 def test_output_passes_the_ecs_checker(tmp_path, examples, cli):
     cfg = write_config(tmp_path, [str(examples / "*")])
