@@ -43,6 +43,7 @@ MB = 1024 * 1024
 
 # reference figures and targets (../shared/README.md and the project's goals)
 RSYSLOG_EPS = 179_000
+PY_LOOP_EPS = 364_000  # ../shared/README.md: split, dict, orjson.dumps to /dev/null
 TARGET_EPS = 180_000
 TARGET_RSS_MB = 150
 TARGET_RESUME_S = 10.0
@@ -53,6 +54,32 @@ FIELDS_17 = (
 ).split()
 TINY_MARKER = ".bench_rms_tiny.json"
 CORPUS_MARKER = ".bench_rms_corpus.json"
+
+
+def python_loop(corpus: Path) -> float:
+    """events/s of the reference loop of ../shared/README.md over the corpus, in this process.
+
+    This machine's speed drifts by 10-20 % over an hour (shared hosts); the loop, measured
+    beside the shipper, says how fast the machine is right now compared with when the
+    reference figures were taken.
+    """
+    import orjson  # a dependency of the project
+
+    n = 0
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as out:
+        for path in sorted(p for p in corpus.iterdir() if not p.name.startswith(".")):
+            fields: list[str] = []
+            with open(path, encoding="utf-8-sig") as f:
+                for line in f:
+                    if line[0] == "#":
+                        if line.startswith("#Fields:"):
+                            fields = line[8:].split()
+                        continue
+                    values = line.rstrip("\n").split("\t")
+                    out.write(orjson.dumps(dict(zip(fields, values, strict=False))))
+                    n += 1
+    return n / (time.perf_counter() - start)
 
 
 def fail(msg: str) -> None:
@@ -450,6 +477,13 @@ def main() -> None:
         how = f"built in {took:.1f} s" if took else "reused"
         print(f"corpus: {a.records:,} records in {a.files} files, {size / 1e6:,.0f} MB ({how})")
         print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+        loop = python_loop(corpus)
+        print(
+            f"machine speed now: the reference Python loop (split, dict, orjson.dumps) runs"
+            f" {loop:,.0f} events/s; ../shared/README.md measured {PY_LOOP_EPS:,} (x"
+            f"{loop / PY_LOOP_EPS:.2f})",
+            flush=True,
+        )
 
         runs = []
         for i in range(a.runs):
