@@ -54,7 +54,8 @@ class Work:
         chunk.payload = b""  # not needed any more, and not worth sending back
         docs = decoded.docs
         self.count = len(docs)
-        run = b"\n".join(docs) + b"\n" if docs else b""
+        # joined with an empty last piece for the final line break: `+ b"\n"` would copy it all
+        run = b"\n".join([*docs, b""]) if docs else b""
         self.run: bytes | Spooled = run
         # in a worker process, hand a big run over in a file; a small one costs less to pickle
         # than a file costs to create

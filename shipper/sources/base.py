@@ -51,7 +51,7 @@ class Chunk:
     end: int
     state_in: str
     state_out: str
-    payload: bytes = b""
+    payload: bytes | bytearray = b""
     first_line: int = 1
     options: dict[str, object] = field(default_factory=dict)
 

@@ -99,7 +99,7 @@ def _sniff_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
-def _last_newline(block: bytes, enc: str, base: int) -> int:
+def _last_newline(block: bytes | bytearray, enc: str, base: int) -> int:
     """End (exclusive) of the last complete line in ``block``, 0 if none.
 
     For UTF-16 the newline's two bytes must sit on a code-unit boundary (``base`` is the
@@ -118,7 +118,7 @@ def _last_newline(block: bytes, enc: str, base: int) -> int:
         end = i + 1
 
 
-def _has_directive(payload: bytes, enc: str) -> bool:
+def _has_directive(payload: bytes | bytearray, enc: str) -> bool:
     """Whether a line of ``payload`` starts with ``#``.
 
     ``#`` is rare inside records, so looking for it alone (memchr) and checking what precedes
@@ -172,8 +172,10 @@ class W3cRms:
         size = os.fstat(f.fileno()).st_size
         while True:
             f.seek(pos)
-            # never ask for more than is there: a 2 MiB buffer per tiny file adds up
-            block = f.read(max(min(BLOCK, size - pos), 1))
+            # never ask for more than is there: a 2 MiB buffer per tiny file adds up. A
+            # bytearray, so that cutting it at the last line break below copies nothing
+            block = bytearray(max(min(BLOCK, size - pos), 1))
+            del block[f.readinto(block) :]
             if not block:
                 return
             at_eof = len(block) < BLOCK
@@ -187,7 +189,8 @@ class W3cRms:
                 cut = len(block) - (len(block) % _UNIT[enc])  # EOF completes the last line
             if cut == 0:
                 return  # a partial line: wait until it is complete
-            payload = block[:cut]
+            del block[cut:]
+            payload = block
             state_in = header.dump()
             if _has_directive(payload, enc):
                 for text in payload.decode(enc, errors="replace").split("\n"):
