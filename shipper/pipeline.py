@@ -5,7 +5,9 @@ The delivery rule, enforced here:
 1. Files are cut into chunks in this process and decoded (parsed, normalised, encoded) in worker
    processes, results coming back in source order.
 2. Events whose id was already shipped (committed) or is already in the batch being built are
-   skipped and counted as duplicates: the same record from an overlapping re-download.
+   skipped and counted as duplicates: the same record from an overlapping re-download. The
+   decoder looks ids up in the store as of some commit (``Work.as_of``); the keys of the
+   commits made since, which it could not see, are checked here.
 3. A batch goes to every output; ``send`` returns only when the output holds it durably. An
    output that says "retry later" gets the same batch again after a backoff, and the sources
    wait meanwhile (backpressure); outputs that already acknowledged it are not sent it again.
