@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from shipper.config import NdjsonOutput
 from shipper.outputs import EventBatch
 from shipper.outputs.ndjson import NdjsonFileOutput
+from shipper.spool import Spooled
 
 
 def batch(*docs: bytes) -> EventBatch:
@@ -63,3 +68,35 @@ def test_crash_after_rotation_before_commit_empties_the_new_file(tmp_path):
     again.close()
     assert path.read_bytes() == b""
     assert (tmp_path / "events.ndjson.1").read_bytes() == b'{"n":1,"pad":"xxxxxxxx"}\n'
+
+
+def spooled(tmp_path, name: str, *docs: bytes) -> Spooled:
+    data = b"".join(d + b"\n" for d in docs)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return Spooled(str(path), len(data))
+
+
+@pytest.mark.parametrize("sendfile", [True, False])
+def test_spooled_runs_land_in_order_between_in_memory_ones(tmp_path, monkeypatch, sendfile):
+    if not sendfile:  # a platform or file system where sendfile cannot copy file to file
+
+        def refuse(*args: object) -> int:
+            raise OSError(22, "Invalid argument")
+
+        monkeypatch.setattr(os, "sendfile", refuse, raising=False)
+    path = tmp_path / "events.ndjson"
+    out = NdjsonFileOutput(NdjsonOutput(path=str(path)))
+    out.restore(None)
+    b = EventBatch()
+    b.add_ndjson(b'{"a":1}\n', 1)
+    b.add_ndjson(spooled(tmp_path, "w1", b'{"a":2}', b'{"a":3}'), 2)
+    b.add_ndjson(b'{"a":4}\n', 1)
+    b.add_ndjson(spooled(tmp_path, "w2", b'{"a":5}'), 1)
+    ack = out.send(b)
+    out.close()
+    assert path.read_bytes() == b"".join(b'{"a":%d}\n' % i for i in range(1, 6))
+    assert len(b) == ack.delivered == 5 and ack.state["length"] == path.stat().st_size
+    assert b.docs[1] == b'{"a":2}'  # outputs that take documents one by one read them too
+    b.release()  # once committed
+    assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
