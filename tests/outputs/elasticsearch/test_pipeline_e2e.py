@@ -295,3 +295,32 @@ def test_check_outputs_says_connection_refused_when_nothing_listens(tmp_path: Pa
     assert f"127.0.0.1:{port}" in line and "cannot connect" in line, check.stderr
     assert "connection refused" in line.lower(), check.stderr
     assert "Traceback" not in check.stderr
+
+
+def test_documents_from_decoder_processes_reach_the_engine_once(
+    engine_url: str, tmp_path: Path, write_rms, monkeypatch
+) -> None:
+    """With worker processes, big runs of documents come back in spool files; the engine
+    output reads them (ids, data streams and dates included) like the file output does."""
+    from shipper import pipeline as pipeline_module
+    from shipper.config import load_config
+    from shipper.pipeline import Pipeline
+    from shipper.spool import Spooled
+
+    monkeypatch.setattr(pipeline_module, "POOL_THRESHOLD", 0)  # workers even for this input
+    removed: list[str] = []
+    real_remove = Spooled.remove
+    monkeypatch.setattr(
+        Spooled, "remove", lambda self: (removed.append(self.path), real_remove(self))
+    )
+    logs = tmp_path / "logs"
+    write_rms(logs / "000000001", range(0, 2500))  # about 2.6 MB: chunks of 1 MiB, spooled
+    write_rms(logs / "000000002", range(2400, 2600))  # overlaps the first
+    cfg = write_config(tmp_path, engine_url, str(logs / "*"), workers=2)
+    summary = Pipeline(load_config(cfg), once=True).run()
+    assert summary.ok and summary.events == 2600 and summary.duplicates == 100
+    want = file_ids(tmp_path)
+    assert len(want) == len(set(want)) == 2600
+    got = engine_ids(engine_url)
+    assert len(got) == len(set(got)) and set(got) == set(want)
+    assert removed and not list((tmp_path / "data" / "spool").iterdir())  # spooled, then gone
