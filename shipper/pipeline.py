@@ -341,6 +341,8 @@ class Pipeline:
                 if chunk.path not in refused:
                     refused.add(chunk.path)
                     self._refuse(self._candidates.get(chunk.path), work.refused or "")
+                if isinstance(work.run, Spooled):  # a later chunk of a refused file
+                    work.run.remove()
                 continue
             shipped = work.shipped
             recent = self._recent
