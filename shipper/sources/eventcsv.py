@@ -29,14 +29,13 @@ from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
+    Cut,
     byte_length,
-    dump_state,
     emit,
     head_text,
     load_state,
     quarantine,
-    read_cuts,
-    sniff_encoding,
+    text_chunks,
     to_text,
 )
 
@@ -105,33 +104,33 @@ class EventCsv:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
-        st = load_state(state, enc="utf-8", line=1, cols=None, delim=",", kind=None)
-        if start == 0:
-            f.seek(0)
-            st["enc"], start = sniff_encoding(f.read(4))
-        for cut in read_cuts(f, start, st["enc"], final, _cut):
-            state_in = dump_state(st)
-            first = st["line"]
-            if st["cols"] is None:
-                line = _header_line(cut.text)
-                if line is not None:
-                    st["delim"], st["cols"] = _split_header(line)
-                    st["kind"] = _kind(st["cols"])
-            st["line"] += cut.text.count("\n")
-            yield Chunk(
-                format=self.name,
-                path=path,
-                start=cut.start,
-                end=cut.end,
-                state_in=state_in,
-                state_out=dump_state(st),
-                payload=cut.data,
-                first_line=first,
-                options=options,
-            )
+        return text_chunks(
+            self.name,
+            f,
+            path,
+            start,
+            state,
+            final,
+            options,
+            lambda st, text, at_eof: _cut(text, at_eof),
+            _learn_header,
+            line=1,
+            cols=None,
+            delim=",",
+            kind=None,
+        )
 
     def decode(self, chunk: Chunk) -> Decoded:
         return decode(chunk)
+
+
+def _learn_header(st: dict[str, Any], cut: Cut) -> None:
+    """The first chunk holds the header line: its columns decide how records are read."""
+    if st["cols"] is None:
+        line = _header_line(cut.text)
+        if line is not None:
+            st["delim"], st["cols"] = _split_header(line)
+            st["kind"] = _kind(st["cols"])
 
 
 EVENT_CSV = EventCsv()

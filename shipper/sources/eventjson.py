@@ -24,14 +24,13 @@ from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
+    Cut,
     byte_length,
-    dump_state,
     emit,
     head_text,
     load_state,
     quarantine,
-    read_cuts,
-    sniff_encoding,
+    text_chunks,
     to_text,
 )
 
@@ -93,34 +92,26 @@ class EventJson:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
-        st = load_state(state, enc="utf-8", base=0)
-        if start == 0:
-            f.seek(0)
-            st["enc"], start = sniff_encoding(f.read(4))
-
-        def cut(text: str, at_eof: bool) -> int:
-            last = (0, 0)
-            for last in records(text, st["base"]):  # noqa: B007 - the last one is wanted
-                pass
-            return last[1]
-
-        for piece in read_cuts(f, start, st["enc"], final, cut):
-            state_in = dump_state(st)
-            if st["base"] == 0 and piece.text.lstrip().startswith("["):
-                st["base"] = 1
-            yield Chunk(
-                format=self.name,
-                path=path,
-                start=piece.start,
-                end=piece.end,
-                state_in=state_in,
-                state_out=dump_state(st),
-                payload=piece.data,
-                options=options,
-            )
+        return text_chunks(
+            self.name, f, path, start, state, final, options, _cut, _learn_array, base=0
+        )
 
     def decode(self, chunk: Chunk) -> Decoded:
         return decode(chunk)
+
+
+def _cut(st: dict[str, Any], text: str, at_eof: bool) -> int:
+    """Just past the last complete record of ``text``."""
+    last = (0, 0)
+    for last in records(text, st["base"]):  # noqa: B007 - the last one is wanted
+        pass
+    return last[1]
+
+
+def _learn_array(st: dict[str, Any], cut: Cut) -> None:
+    """Whether the export is one JSON array (ConvertTo-Json of many events)."""
+    if st["base"] == 0 and cut.text.lstrip().startswith("["):
+        st["base"] = 1
 
 
 EVENT_JSON = EventJson()

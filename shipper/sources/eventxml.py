@@ -26,13 +26,11 @@ from shipper.sources.base import Chunk, Decoded
 from shipper.sources.text import (
     byte_length,
     clean,
-    dump_state,
     emit,
     head_text,
     load_state,
     quarantine,
-    read_cuts,
-    sniff_encoding,
+    text_chunks,
     to_text,
 )
 
@@ -245,26 +243,9 @@ class EventXml:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
-        st = load_state(state, enc="utf-8", line=1)
-        if start == 0:
-            f.seek(0)
-            st["enc"], start = sniff_encoding(f.read(4))
-        enc = st["enc"]
-        for cut in read_cuts(f, start, enc, final, _cut):
-            state_in = dump_state(st)
-            first = st["line"]
-            st["line"] += cut.text.count("\n")
-            yield Chunk(
-                format=self.name,
-                path=path,
-                start=cut.start,
-                end=cut.end,
-                state_in=state_in,
-                state_out=dump_state(st),
-                payload=cut.data,
-                first_line=first,
-                options=options,
-            )
+        return text_chunks(
+            self.name, f, path, start, state, final, options, lambda st, t, e: _cut(t, e), line=1
+        )
 
     def decode(self, chunk: Chunk) -> Decoded:
         return decode(chunk)

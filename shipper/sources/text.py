@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from shipper.errors import RecordRejected
-from shipper.sources.base import Decoded, Quarantine
+from shipper.sources.base import Chunk, Decoded, Quarantine
 
 BLOCK = 2 * 1024 * 1024
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
@@ -120,6 +120,49 @@ def read_cuts(
         pos += size
         if at_eof:
             return  # all consumed, or an unfinished last record waits for the writer
+
+
+def text_chunks(
+    name: str,
+    f: BinaryIO,
+    path: str,
+    start: int,
+    state: str,
+    final: bool,
+    options: dict[str, object],
+    cutter: Callable[[dict[str, Any], str, bool], int],
+    advance: Callable[[dict[str, Any], Cut], None] | None = None,
+    **defaults: Any,
+) -> Iterator[Chunk]:
+    """``Format.chunks`` for a text export: the readers differ only in where a record ends
+    (``cutter(state, text, at_eof)``) and in what a chunk teaches them for the next one
+    (``advance(state, cut)``: a CSV's header, whether JSON is an array).
+
+    The state is a dict (``defaults`` plus the encoding, sniffed at the start of the file);
+    with a ``line`` entry, lines are counted for quarantine reports.
+    """
+    st = load_state(state, enc="utf-8", **defaults)
+    if start == 0:
+        f.seek(0)
+        st["enc"], start = sniff_encoding(f.read(4))
+    for cut in read_cuts(f, start, st["enc"], final, lambda t, e: cutter(st, t, e)):
+        state_in = dump_state(st)
+        first = st.get("line", 1)
+        if advance is not None:
+            advance(st, cut)
+        if "line" in st:
+            st["line"] += cut.text.count("\n")
+        yield Chunk(
+            format=name,
+            path=path,
+            start=cut.start,
+            end=cut.end,
+            state_in=state_in,
+            state_out=dump_state(st),
+            payload=cut.data,
+            first_line=first,
+            options=options,
+        )
 
 
 def load_state(state: str, **defaults: Any) -> dict[str, Any]:
