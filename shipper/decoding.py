@@ -10,13 +10,12 @@ outputs or command line (pydantic models alone are ten megabytes a process).
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import multiprocessing.process
 import os
 import signal
-import threading
 from pathlib import Path
 
+from shipper.memory import return_big_blocks
+from shipper.pool import serve
 from shipper.sources import FORMATS, Chunk, Decoded
 from shipper.spool import Spooled, write_all
 from shipper.state import Store, by_bucket, event_keys, search_buckets
@@ -86,22 +85,19 @@ _spooled = itertools.count()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 
+def worker_main(data_dir: str) -> None:
+    """A decoder process (see ``shipper.pool``)."""
+    init_worker(Path(data_dir))
+    serve(decode_in_worker)
+
+
 def init_worker(data_dir: Path) -> None:
     # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A pool's workers hold their own task queue open, so they would wait on it forever once
-    # the pipeline is killed (kill -9, a crash): leave with it instead.
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    return_big_blocks()
     global _worker_lookup, _worker_spool
     _worker_lookup = SnapshotLookup(Store(data_dir, readonly=True))
     _worker_spool = spool_path(data_dir)
-
-
-def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
-    parent.join()
-    os._exit(1)
 
 
 def decode_chunk(chunk: Chunk) -> Decoded:

@@ -32,9 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +40,12 @@ import orjson
 from filelock import FileLock, Timeout
 
 from shipper.config import Config, NdjsonOutput
-from shipper.decoding import Work, decode_chunk, decode_in_worker, init_worker, spool_path
+from shipper.decoding import Work, decode_chunk, spool_path
 from shipper.errors import ConfigError, OutputFailed, RetryLater
+from shipper.memory import return_big_blocks
 from shipper.outputs import EventBatch, Output, build_output
 from shipper.outputs.ndjson import NdjsonFileOutput
+from shipper.pool import OrderedPool
 from shipper.sources import FORMATS, Chunk, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
 from shipper.spool import Spooled
@@ -101,23 +101,20 @@ class _Decoders:
         self.workers = workers
         self._store = store
         self._lookup = SnapshotLookup(store)  # for decoding in this process
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: OrderedPool | None = None
 
     def use_pool(self, pending_bytes: int) -> None:
         if self._pool is None and self.workers > 1 and pending_bytes >= POOL_THRESHOLD:
-            self._pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=get_context("spawn"),
-                initializer=init_worker,
-                initargs=(self._store.data_dir,),
-            )
+            main = "shipper.decoding:worker_main"
+            self._pool = OrderedPool(self.workers, main, str(self._store.data_dir))
 
     def map(self, chunks: Iterator[Chunk], seq: Callable[[], int]) -> Iterator[Work]:
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             for chunk in chunks:
                 yield Work(chunk, decode_chunk(chunk), self._lookup, seq())
             return
-        inflight: deque[tuple[Chunk, Future[Any]]] = deque()
+        sent: deque[Chunk] = deque()
         limit = self.workers + 4  # workers stay busy while a batch is sent; bounded memory
         try:
             for chunk in chunks:
@@ -126,24 +123,31 @@ class _Decoders:
                     size = 0
                 lean = dataclasses.replace(chunk, payload=b"") if size else chunk
                 # keep the lean chunk: its bytes are the worker's business now
-                inflight.append((lean, self._pool.submit(decode_in_worker, lean, size, seq())))
-                while len(inflight) >= limit:
-                    yield self._result(*inflight.popleft())
-            while inflight:
-                yield self._result(*inflight.popleft())
-        finally:
-            for _, fut in inflight:
-                fut.cancel()
+                sent.append(lean)
+                pool.call(lean, size, seq())
+                while len(sent) >= limit:
+                    yield self._answer(sent.popleft())
+            while sent:
+                yield self._answer(sent.popleft())
+        finally:  # stopped early: the answers still on their way must not reach the next pass
+            while sent and len(pool):
+                sent.popleft()
+                try:
+                    work = pool.answer()
+                except Exception:
+                    break
+                if isinstance(work.run, Spooled):
+                    work.run.remove()
 
-    @staticmethod
-    def _result(chunk: Chunk, fut: Future[Work]) -> Work:
-        work = fut.result()
+    def _answer(self, chunk: Chunk) -> Work:
+        assert self._pool is not None
+        work: Work = self._pool.answer()
         work.chunk = chunk
         return work
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
 
@@ -251,6 +255,7 @@ class Pipeline:
 
     def run(self) -> Summary:
         started = time.monotonic()
+        return_big_blocks()
         data_dir = self.config.data_path
         data_dir.mkdir(parents=True, exist_ok=True)
         # Two shippers on one checkpoint would each commit the other's uncommitted work away.

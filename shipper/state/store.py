@@ -142,7 +142,7 @@ class Store:
         if readonly:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
-            self._db.execute("PRAGMA cache_size=-4096")
+            self._db.execute("PRAGMA cache_size=-1024")
             self._read = self._db
             self._last_prune = float("-inf")
             return
