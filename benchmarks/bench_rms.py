@@ -274,7 +274,7 @@ def _pss(pid: int) -> int:
 def _is_worker(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"spawn_main" in f.read()
+            return b"shipper.decoding" in f.read()
     except OSError:
         return False
 

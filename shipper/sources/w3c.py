@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
 
-BLOCK = 1024 * 1024
+BLOCK = 512 * 1024
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _NL = {"utf-8": b"\n", "utf-16-le": b"\n\x00", "utf-16-be": b"\x00\n"}
 _UNIT = {"utf-8": 1, "utf-16-le": 2, "utf-16-be": 2}
