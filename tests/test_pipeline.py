@@ -45,18 +45,28 @@ def test_a_crashing_decoder_costs_that_file_only(tmp_path, write_rms, monkeypatc
     assert again.ok and again.events == 50
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("workers", "pooled_from"),
+    [(1, None), (2, 0), (2, 1000)],
+    ids=["in-process", "all-in-workers", "big-in-workers"],
+)
 def test_many_small_files_in_one_hour_with_overlaps_ship_each_record_once(
-    tmp_path, write_rms, monkeypatch, workers
+    tmp_path, write_rms, monkeypatch, workers, pooled_from
 ):
     """Many commits into one event hour: lookups reuse a snapshot of it across commits, and
-    the pipeline must still catch a duplicate committed after that snapshot was taken."""
+    the pipeline must still catch a duplicate committed after that snapshot was taken, whether
+    chunks are decoded in worker processes, here, or (the re-downloads being the bigger files)
+    alternately."""
     monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)  # workers even for tiny input
+    if pooled_from is not None:
+        monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", pooled_from)
     logs = tmp_path / "logs"
     for i in range(300):  # a record each, all in the same hour, a commit each
         write_rms(logs / f"tiny-{i:04d}.log", [i])
         if i % 10 == 9:  # right after it, a re-download of the last four files
             write_rms(logs / f"tiny-{i:04d}b.log", range(i - 3, i + 1))
+    sizes = {p.stat().st_size < 1000 for p in logs.iterdir()}
+    assert sizes == {True, False}  # so "big-in-workers" does split them
     cfg = parse_config(
         {
             "data_dir": str(tmp_path / "data"),

@@ -15,7 +15,7 @@ import fnmatch
 import glob
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -54,7 +54,9 @@ def _matches(inputs: Iterable[Any]) -> Iterator[tuple[str, Any]]:
                 yield path, inp
 
 
-def scan(inputs: Iterable[Any], known: dict[str, FileState]) -> Scan:
+def scan(inputs: Iterable[Any], known: Callable[[str], FileState | None]) -> Scan:
+    """The files matched that may have something to read; ``known`` gives a file's last
+    recorded state by key (a query, not a dict: 100,000 states would weigh 60 MB)."""
     candidates: list[Candidate] = []
     seen: set[str] = set()
     for path, inp in _matches(inputs):
@@ -68,7 +70,7 @@ def scan(inputs: Iterable[Any], known: dict[str, FileState]) -> Scan:
         if key in seen:
             continue  # matched by two patterns, or a hard link
         seen.add(key)
-        prev = known.get(key)
+        prev = known(key)
         if (
             prev is not None
             and prev.offset == st.st_size == prev.size

@@ -23,7 +23,7 @@ import struct
 import sys
 import time
 from array import array
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,19 @@ class Store:
             "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns FROM files"
         )
         return {r[0]: FileState(*r) for r in rows}
+
+    def file(self, key: str) -> FileState | None:
+        """One known file, without its resume ``state`` (see ``files``)."""
+        row = self._read.execute(
+            "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns"
+            " FROM files WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return FileState(*row) if row else None
+
+    def file_paths(self) -> Iterator[tuple[str, str]]:
+        """(key, path) of every known file."""
+        return iter(self._read.execute("SELECT key, path FROM files"))
 
     def file_state(self, key: str) -> str:
         row = self._read.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()

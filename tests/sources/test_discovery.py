@@ -16,7 +16,7 @@ def inputs(folder: Path) -> list[SimpleNamespace]:
 
 def read_all(folder: Path, known: dict[str, FileState]) -> dict[str, FileState]:
     """What the pipeline would commit after reading every candidate to its end."""
-    found = scan(inputs(folder), known)
+    found = scan(inputs(folder), known.get)
     out = dict(known)
     for c in found.candidates:
         with open(c.path, "rb") as f:
@@ -36,7 +36,7 @@ def read_all(folder: Path, known: dict[str, FileState]) -> dict[str, FileState]:
 
 
 def reasons(folder: Path, known: dict[str, FileState]) -> dict[str, tuple[str, int]]:
-    found = scan(inputs(folder), known)
+    found = scan(inputs(folder), known.get)
     result = {}
     for c in found.candidates:
         with open(c.path, "rb") as f:
@@ -48,7 +48,7 @@ def reasons(folder: Path, known: dict[str, FileState]) -> dict[str, tuple[str, i
 def test_unchanged_files_are_not_candidates(tmp_path, write_rms):
     write_rms(tmp_path / "000000001", range(10))
     known = read_all(tmp_path, {})
-    assert scan(inputs(tmp_path), known).candidates == []
+    assert scan(inputs(tmp_path), known.get).candidates == []
 
 
 def test_rename_keeps_the_position(tmp_path, write_rms):
@@ -101,11 +101,11 @@ def test_excluded_and_non_regular_files_are_skipped(tmp_path, write_rms):
     write_rms(tmp_path / "keep", range(1))
     write_rms(tmp_path / "skip.tmp", range(1))
     (tmp_path / "folder").mkdir()
-    names = {os.path.basename(c.path) for c in scan(inputs(tmp_path), {}).candidates}
+    names = {os.path.basename(c.path) for c in scan(inputs(tmp_path), {}.get).candidates}
     assert names == {"keep"}
 
 
 def test_candidate_for_unknown_file_reads_from_start(tmp_path, write_rms):
     write_rms(tmp_path / "a", range(1))
-    cands = scan(inputs(tmp_path), {}).candidates
+    cands = scan(inputs(tmp_path), {}.get).candidates
     assert isinstance(cands[0], Candidate) and cands[0].known is None
