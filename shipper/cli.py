@@ -5,8 +5,7 @@ found a problem; 2 when the configuration is unusable. The run summary and all l
 standard error, so that ``outputs: [{type: stdout}]`` can be piped.
 
 The configuration models and the pipeline are imported by the commands that use them, not at
-the top: decoder processes start by importing the program's main module again (that is how
-``spawn`` works), and should not carry the configuration's pydantic models in memory.
+the top, so that ``--help`` answers at once.
 """
 
 from __future__ import annotations

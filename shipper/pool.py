@@ -41,15 +41,14 @@ class OrderedPool:
         """Start ``processes`` workers, each running ``main(*args)``, ``main`` given as
         ``"module:function"``; that function calls ``serve``."""
         module, function = main.split(":")
-        code = f"from {module} import {function}; import sys; {function}(*sys.argv[1:])"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_IMPORT_ROOT, env.get("PYTHONPATH")]))
+        # last on the path: where nothing else provides shipper (a checkout run in place)
+        code = (
+            f"import sys; sys.path.append({_IMPORT_ROOT!r}); "
+            f"from {module} import {function}; {function}(*sys.argv[1:])"
+        )
         self._procs = [
             subprocess.Popen(
-                [sys.executable, "-c", code, *args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
+                [sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
             for _ in range(processes)
         ]
