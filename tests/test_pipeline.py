@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -10,6 +11,7 @@ import shipper.pipeline
 from shipper.config import parse_config
 from shipper.pipeline import Pipeline
 from shipper.sources import FORMATS
+from shipper.state import Store
 
 
 def test_a_crashing_decoder_costs_that_file_only(tmp_path, write_rms, monkeypatch):
@@ -81,3 +83,28 @@ def test_many_small_files_in_one_hour_with_overlaps_ship_each_record_once(
     assert len(ids) == len(set(ids)) == 300
     assert summary.duplicates == 30 * 4
     assert not list((tmp_path / "data" / "spool").iterdir())  # every spool file was removed
+
+
+def test_deleted_files_are_forgotten_and_renamed_ones_keep_their_place(tmp_path, write_rms):
+    logs = tmp_path / "logs"
+    for i in range(3):
+        write_rms(logs / f"{i + 1:09d}", range(i * 10, i * 10 + 10))
+    cfg = parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "inputs": [{"type": "rms_usage", "paths": [str(logs / "*")]}],
+            "outputs": [{"type": "ndjson", "path": str(tmp_path / "out.ndjson")}],
+            "pipeline": {"workers": 1},
+        }
+    )
+    assert Pipeline(cfg, once=True).run().events == 30
+    (logs / "000000001").unlink()
+    (logs / "000000002").rename(logs / "renamed.log")
+    again = Pipeline(cfg, once=True).run()
+    assert again.events == 0 and again.files_read == 0  # the renamed file is not read again
+    store = Store(tmp_path / "data")
+    try:
+        known = {os.path.basename(state.path) for state in store.files().values()}
+    finally:
+        store.close()
+    assert known == {"000000003", "000000002"}  # the path is updated when the file changes
