@@ -2,8 +2,8 @@
 
 The delivery rule, enforced here:
 
-1. Files are cut into chunks in this process and decoded (parsed, normalised, encoded) in worker
-   processes, results coming back in source order.
+1. Files are cut into chunks in this process and decoded (parsed, normalised, encoded), big
+   chunks in worker processes and small ones here, results taken in source order.
 2. Events whose id was already shipped (committed) or is already in the batch being built are
    skipped and counted as duplicates: the same record from an overlapping re-download. The
    decoder looks ids up in the store as of some commit (``Work.as_of``); the keys of the
