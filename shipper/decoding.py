@@ -17,7 +17,7 @@ from pathlib import Path
 from shipper.memory import return_big_blocks
 from shipper.pool import serve
 from shipper.sources import FORMATS, Chunk, Decoded
-from shipper.spool import Spooled, write_all
+from shipper.spool import Spooled, write_lines
 from shipper.state import Store, by_bucket, event_keys, search_buckets
 from shipper.state.lookup import SnapshotLookup
 
@@ -53,19 +53,19 @@ class Work:
         chunk.payload = b""  # not needed any more, and not worth sending back
         docs = decoded.docs
         self.count = len(docs)
-        # joined with an empty last piece for the final line break: `+ b"\n"` would copy it all
-        run = b"\n".join([*docs, b""]) if docs else b""
-        self.run: bytes | Spooled = run
+        self.run: bytes | Spooled
         # in a worker process, hand a big run over in a file; a small one costs less to pickle
         # than a file costs to create
-        if spool is not None and len(run) >= SPOOL_MIN:
+        if spool is not None and sum(map(len, docs)) + len(docs) >= SPOOL_MIN:
             path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
             try:
-                write_all(fd, run)
+                self.run = Spooled(path, write_lines(fd, docs))
             finally:
                 os.close(fd)
-            self.run = Spooled(path, len(run))
+        else:
+            # joined with an empty last piece for the final line break (`+ b"\n"` would copy)
+            self.run = b"\n".join([*docs, b""]) if docs else b""
         self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
         self.quarantined, self.refused = decoded.quarantined, decoded.refused
         self.keys = event_keys(decoded.ids)

@@ -9,7 +9,7 @@ import pytest
 from shipper.config import NdjsonOutput
 from shipper.outputs import EventBatch
 from shipper.outputs.ndjson import NdjsonFileOutput
-from shipper.spool import Spooled
+from shipper.spool import Spooled, write_lines
 
 
 def batch(*docs: bytes) -> EventBatch:
@@ -100,3 +100,22 @@ def test_spooled_runs_land_in_order_between_in_memory_ones(tmp_path, monkeypatch
     assert b.docs[1] == b'{"a":2}'  # outputs that take documents one by one read them too
     b.release()  # once committed
     assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
+
+
+@pytest.mark.parametrize("writev", [True, False], ids=["writev", "no-writev"])
+def test_a_decoder_spools_its_documents_as_lines_whatever_their_number(
+    tmp_path, monkeypatch, writev
+):
+    if not writev:  # as on Windows
+        monkeypatch.delattr(os, "writev", raising=False)
+    elif not hasattr(os, "writev"):
+        pytest.skip("no writev here")
+    docs = [f'{{"n":{i},"pad":"{"x" * (i % 97)}"}}'.encode() for i in range(1234)]
+    path = tmp_path / "run.ndjson"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0))
+    try:
+        length = write_lines(fd, docs)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(d + b"\n" for d in docs)
+    assert length == path.stat().st_size
