@@ -56,3 +56,10 @@ def test_secrets_never_leave_the_machine() -> None:
     assert redact("Server=a;Password=p@ss;Database=b") == "Server=a;Password=***;Database=b"
     assert redact("pwd = hunter2") == "pwd = ***"
     assert redact("the secret token did not match") == "the secret token did not match"
+    # as event XML exports write quotes: the raw text of a quarantined record
+    assert redact("<Data>Password=&quot;Winter 2024&quot; user=&apos;svc&apos;</Data>") == (
+        "<Data>Password=*** user=&apos;svc&apos;</Data>"
+    )
+    assert redact("connection string=&apos;Server=a;Pwd=x&apos; done") == (
+        "connection string=*** done"
+    )
