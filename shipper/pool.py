@@ -28,12 +28,14 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import IO, Any
 
+from shipper.errors import ShipperError
+
 #: the directory ``shipper`` is imported from, so that workers run the same code
 _IMPORT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-class WorkerDied(RuntimeError):
-    """A worker process ended while calls to it were outstanding."""
+class WorkerDied(ShipperError):
+    """A worker process ended while calls to it were outstanding (killed, out of memory)."""
 
 
 class OrderedPool:
@@ -90,7 +92,10 @@ class OrderedPool:
             why = f"exit code {code}" if code is not None else "its output ended"
             if self._send_error is not None:
                 why += f"; sending to it failed: {self._send_error}"
-            raise WorkerDied(f"decoder process {proc.pid} ended unexpectedly ({why})") from None
+            raise WorkerDied(
+                f"decoder process {proc.pid} ended unexpectedly ({why}); stopping. Nothing"
+                " uncommitted is lost: the next run reads it again"
+            ) from None
         if not ok:
             raise value
         return value

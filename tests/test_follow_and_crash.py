@@ -161,3 +161,21 @@ def test_a_second_shipper_on_the_same_data_dir_is_refused(tmp_path, write_rms):
         first.communicate(timeout=30)
     assert first.returncode == 0
     assert len(output_ids(tmp_path)) == 5
+
+
+def test_a_killed_decoder_process_stops_the_run_cleanly_and_loses_nothing(tmp_path, write_rms):
+    files, per_file = 80, 3000  # a few seconds' work
+    for i in range(files):
+        write_rms(tmp_path / "logs" / f"{i + 1:09d}", range(i * per_file, (i + 1) * per_file))
+    cfg = config(tmp_path, workers=2, batch_events=2000)
+    proc = start(cfg, "--once", "--no-progress")
+    wait_for(lambda: children(proc.pid), timeout=20)  # the decoder processes
+    os.kill(min(children(proc.pid)), signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "ended unexpectedly" in err and "Traceback" not in err
+    again = start(cfg, "--once", "--no-progress")
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    ids = output_ids(tmp_path)
+    assert len(ids) == len(set(ids)) == files * per_file
