@@ -137,7 +137,12 @@ def serve(function: Callable[..., Any]) -> None:
     """
     calls: IO[bytes] = sys.stdin.buffer
     answers: IO[bytes] = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no usable stderr (a service, say)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     while True:
         try:
             args = pickle.load(calls)

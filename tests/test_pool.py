@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,21 @@ def test_close_ends_every_worker(monkeypatch):
     procs = list(made._procs)
     made.close()
     assert all(p.returncode is not None for p in procs)
+
+
+def test_workers_run_without_a_stderr(tmp_path):
+    """A service may start the shipper with no standard error: workers must work anyway."""
+    script = (
+        "import os, sys\n"
+        "os.close(2)\n"
+        "from shipper.pool import OrderedPool\n"
+        "pool = OrderedPool(1, 'pool_worker:main', 'hi')\n"
+        "pool.call('print', 5)\n"
+        "print(pool.answer())\n"
+        "pool.close()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, str(Path(HERE).parent)]))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "5"
