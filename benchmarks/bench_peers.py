@@ -429,20 +429,6 @@ def row(run: Run, label: str) -> list[str]:
     ]
 
 
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEAD, *rows]) for i in range(len(HEAD))]
-    lines = []
-    for n, r in enumerate([HEAD, *rows]):
-        cells = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000, help="total records (1,000,000)")
@@ -541,7 +527,7 @@ def main() -> None:
 
     print()
     label = f" (median of {a.runs})" if a.runs > 1 else ""
-    print(table([row(r, job + label) for job, r in medians.items()]))
+    print(bench_rms.table([row(r, job + label) for job, r in medians.items()], HEAD))
     print()
     peer = medians["rsyslog + mmnormalize"]
     print(f"rsyslog + mmnormalize, JSON to a file, this machine now: {peer.eps:,.0f} events/s")

@@ -411,10 +411,10 @@ HEAD = ["job", "records", "wall s", "events/s", "CLI ev/s", "RSS main MB", "RSS 
         "PSS tree MB", "workers"]  # fmt: skip
 
 
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEAD, *rows]) for i in range(len(HEAD))]
+def table(rows: list[list[str]], head: list[str] = HEAD) -> str:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = []
-    for n, r in enumerate([HEAD, *rows]):
+    for n, r in enumerate([head, *rows]):
         cells = [
             c.ljust(w) if i == 0 else c.rjust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
