@@ -537,8 +537,8 @@ def main() -> None:
         f" today rsyslog/loop {peer.eps / loop:.2f}"
     )
     print(
-        f"  the target (>= rsyslog's {TARGET_EPS:,} events/s) against today's peer: bench_rms.py"
-        f" >= {peer.eps:,.0f} events/s (run it right after this, with the same --keep-corpus)"
+        "  compare with bench_rms.py's events/s run right after this, with the same"
+        " --keep-corpus; shipper's events also carry the file name and offset (--metadata)"
     )
     for w in warnings:
         print(f"WARNING: {w}")
