@@ -58,7 +58,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 RSYSLOG_EPS = bench_rms.RSYSLOG_EPS  # ../shared/README.md, measured on an earlier day
 PY_LOOP_EPS = bench_rms.PY_LOOP_EPS  # the reference loop, the same day as RSYSLOG_EPS
-TARGET_EPS = bench_rms.TARGET_EPS
 
 FIELDS_17 = bench_rms.FIELDS_17
 FIELDS_15 = FIELDS_17[:15]  # the legacy layout ends at c-ip
