@@ -20,7 +20,7 @@ from shipper.state.store import Store, match
 #: a bucket read this many commits ago is read again
 MAX_AGE = 4
 #: packed keys kept per decoder (16 bytes a key); the least recently used buckets go first
-MAX_BYTES = 2 * 1024 * 1024
+MAX_BYTES = 1024 * 1024
 
 
 class SnapshotLookup:

@@ -150,14 +150,14 @@ class Store:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA cache_size=-8192")
+        self._db.execute("PRAGMA cache_size=-4096")
         self._check_schema()
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         # Reads get their own connection: they see committed data only, and never wait for
         # (or interleave with) a commit that runs in another thread.
         self._read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._read.execute("PRAGMA cache_size=-4096")
+        self._read.execute("PRAGMA cache_size=-2048")
         self._last_prune = float("-inf")
 
     def close(self) -> None:
