@@ -103,20 +103,22 @@ class OrderedPool:
     def close(self) -> None:
         """Stop the workers; outstanding calls are abandoned."""
         self._outbox.put(None)
+        for proc in self._procs:
+            # first, so that a worker stuck writing an answer nobody will read gets a broken
+            # pipe and leaves, and the sender, stuck writing to it, gets one too
+            proc.stdout.close()  # type: ignore[union-attr]
         self._sender.join()
         for proc in self._procs:
-            assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.close()  # a worker leaves at the end of its input
+                proc.stdin.close()  # type: ignore[union-attr]  # a worker leaves at its end
             except OSError:
                 pass
         for proc in self._procs:
             try:
                 proc.wait(5)
-            except subprocess.TimeoutExpired:  # stuck in a call whose answer is not wanted
+            except subprocess.TimeoutExpired:  # busy with a call whose answer is not wanted
                 proc.kill()
                 proc.wait()
-            proc.stdout.close()  # type: ignore[union-attr]
 
     def _send_all(self) -> None:
         while (item := self._outbox.get()) is not None:

@@ -27,6 +27,8 @@ def _act(greeting: str, what: str, value: float) -> object:
         raise e
     if what == "exit":
         os._exit(3)
+    if what == "big":  # more than a pipe holds
+        return b"x" * int(value)
     if what == "pid":
         return os.getpid()
     raise AssertionError(what)

@@ -6,6 +6,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,20 @@ def test_a_worker_that_dies_is_named_not_waited_for_forever(pool):
     pool.call("exit", 0)
     with pytest.raises(WorkerDied, match=r"decoder process \d+ ended unexpectedly \(exit code 3\)"):
         pool.answer()
+
+
+def test_close_returns_while_workers_wait_to_hand_over_big_answers(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", HERE)
+    made = OrderedPool(2, "pool_worker:main", "hello")
+    for _ in range(6):  # answers nobody reads, each far bigger than a pipe's buffer
+        made.call("big", 4_000_000)
+    time.sleep(0.5)  # the workers are now blocked writing them
+    closing = threading.Thread(target=made.close)
+    closing.start()
+    closing.join(20)
+    assert not closing.is_alive(), "close() hung"
+    # they left on their own, not killed for being stuck
+    assert [p.returncode for p in made._procs] == [0, 0]
 
 
 def test_close_ends_every_worker(monkeypatch):
