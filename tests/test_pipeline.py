@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from shipper.config import parse_config
 from shipper.pipeline import Pipeline
 from shipper.sources import FORMATS
 from shipper.state import Store
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def test_a_crashing_decoder_costs_that_file_only(tmp_path, write_rms, monkeypatch):
@@ -108,3 +112,45 @@ def test_deleted_files_are_forgotten_and_renamed_ones_keep_their_place(tmp_path,
     finally:
         store.close()
     assert known == {"000000003", "000000002"}  # the path is updated when the file changes
+
+
+@pytest.mark.skipif(not (SHARED / "thirdparty" / "evtx").is_dir(), reason="../shared is absent")
+def test_windows_exports_decode_the_same_in_worker_processes(tmp_path, repo, monkeypatch):
+    """Every Windows format, .evtx included (whose chunks carry no bytes: a worker reads the
+    file itself), gives the same events and the same quarantine through decoder processes."""
+    shutil.copytree(repo / "examples" / "windows", tmp_path / "logs")
+    for name in (  # the peer's test files with events to ship, and some with damage
+        "post-Security.evtx",
+        "sample_with_a_bad_chunk_magic.evtx",
+        "sample-with-zero-data-size-event.evtx",
+    ):
+        shutil.copy(SHARED / "thirdparty" / "evtx" / name, tmp_path / "logs")
+
+    def ship(workers: int) -> tuple[list[str], list[str], int]:
+        run = tmp_path / f"run{workers}"
+        cfg = parse_config(
+            {
+                "data_dir": str(run / "data"),
+                "inputs": [
+                    {
+                        "type": "windows_events",
+                        "paths": [str(tmp_path / "logs" / "*")],
+                        "timezone": "America/New_York",
+                        "date_format": "%m/%d/%Y %I:%M:%S %p",
+                    }
+                ],
+                "outputs": [{"type": "ndjson", "path": str(run / "out.ndjson")}],
+                "pipeline": {"workers": workers},
+            }
+        )
+        summary = Pipeline(cfg, once=True).run()
+        docs = (run / "out.ndjson").read_text().splitlines()
+        quarantined = (run / "data" / "quarantine.jsonl").read_text().splitlines()
+        reasons = sorted(json.loads(q)["reason"] for q in quarantined)
+        return sorted(json.loads(d)["event"]["id"] for d in docs), reasons, summary.files_refused
+
+    in_process = ship(1)
+    monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)
+    monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", 0)  # every chunk to a worker
+    assert ship(2) == in_process
+    assert len(in_process[0]) > 700 and len(in_process[1]) == 3  # as the peer's tests count
