@@ -42,7 +42,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -451,23 +450,8 @@ def main() -> None:
         print("bench_peers: rsyslogd not found, nothing measured.\n")
         print(INSTALL_HINT)
         return
-    if not GEN_RMS.is_file():
-        fail(
-            f"{GEN_RMS.relative_to(REPO.parent)} not found: this benchmark needs the shared folder"
-            " next to the repository (../shared relative to the project root)"
-        )
     lines = a.records // a.files
-
-    scratch = Path(tempfile.mkdtemp(prefix="bench_peers_"))
-    if bench_rms._inside_repo(scratch):
-        shutil.rmtree(scratch, ignore_errors=True)
-        fail("the temporary folder is inside the repository; set TMPDIR elsewhere")
-    if a.keep_corpus is not None:
-        if bench_rms._inside_repo(a.keep_corpus):
-            fail("--keep-corpus must be outside the repository")
-        base = a.keep_corpus
-    else:
-        base = scratch / "corpus"
+    scratch, base = bench_rms.scratch_and_base("bench_peers_", a.keep_corpus)
     corpus = base / f"rms-{a.files}x{lines}-seed{a.seed}"
     jobs = [("rsyslog + mmnormalize", True, False)]
     if a.metadata:

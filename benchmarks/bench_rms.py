@@ -431,6 +431,26 @@ def median_run(runs: list[Run]) -> Run:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def scratch_and_base(prefix: str, keep_corpus: Path | None) -> tuple[Path, Path]:
+    """(a new temporary folder, the folder corpora go in): checks that ../shared is there and
+    that neither folder is inside the repository."""
+    if not GEN_RMS.is_file():
+        fail(
+            f"{GEN_RMS.relative_to(REPO.parent)} not found: this benchmark needs the shared folder"
+            " next to the repository (../shared relative to the project root)"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    if _inside_repo(scratch):
+        shutil.rmtree(scratch, ignore_errors=True)
+        fail("the temporary folder is inside the repository; set TMPDIR elsewhere")
+    if keep_corpus is None:
+        return scratch, scratch / "corpus"
+    if _inside_repo(keep_corpus):
+        shutil.rmtree(scratch, ignore_errors=True)
+        fail("--keep-corpus must be outside the repository")
+    return scratch, keep_corpus
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000, help="total records (1,000,000)")
@@ -451,22 +471,8 @@ def main() -> None:
         ap.error("--workers must be auto or a positive number")
     if sys.platform != "linux":
         fail("needs Linux (os.wait4 and /proc)")
-    if not GEN_RMS.is_file():
-        fail(
-            f"{GEN_RMS.relative_to(REPO.parent)} not found: this benchmark needs the shared folder"
-            " next to the repository (../shared relative to the project root)"
-        )
     lines = a.records // a.files
-
-    scratch = Path(tempfile.mkdtemp(prefix="bench_rms_"))
-    if _inside_repo(scratch):
-        fail("the temporary folder is inside the repository; set TMPDIR elsewhere")
-    if a.keep_corpus is not None:
-        if _inside_repo(a.keep_corpus):
-            fail("--keep-corpus must be outside the repository")
-        base = a.keep_corpus
-    else:
-        base = scratch / "corpus"
+    scratch, base = scratch_and_base("bench_rms_", a.keep_corpus)
     corpus = base / f"rms-{a.files}x{lines}-seed{a.seed}"
     tiny = base / f"tiny-{a.tiny_files}"
     warnings: list[str] = []
