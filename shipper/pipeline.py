@@ -61,6 +61,9 @@ ONCE_MAX_ATTEMPTS = 8
 QUARANTINE_STATE = "quarantine"
 #: chunks at least this big go to worker processes, which read them from the file themselves
 REREAD_MIN = 64 * 1024
+#: in follow mode, scanning the inputs takes at most this share of the time: a folder of 100,000
+#: files takes a second to scan, and re-scanning it every second would keep a core busy
+SCAN_SHARE = 0.25
 #: a batch holding this many bytes of documents in memory goes out, however few its events:
 #: big chunks' documents wait in spool files, but a folder of tiny files makes tiny runs
 BATCH_BYTES = 4 * 1024 * 1024
@@ -336,7 +339,7 @@ class Pipeline:
                 self._pass()
                 if self.once or self._stop.is_set():
                     break
-                self._stop.wait(self.config.pipeline.poll_interval)
+                self._stop.wait(poll_wait(self.config.pipeline.poll_interval, self._scan_took))
                 if self._stop.is_set():
                     break
         except OutputFailed as e:
@@ -420,7 +423,9 @@ class Pipeline:
 
     def _scan(self) -> deque[Candidate]:
         """The files to read now; forgets the known files that are gone."""
+        started = time.monotonic()
         found = scan(self.config.inputs, self._store.file)
+        self._scan_took = time.monotonic() - started
         seen = found.seen
         store = self._store
         gone = [k for k, at in store.file_paths() if k not in seen and not os.path.exists(at)]
@@ -584,6 +589,7 @@ class Pipeline:
             self._seq += 1
 
     _quarantine_state: dict[str, Any]
+    _scan_took = 0.0  # seconds the last scan of the inputs took
     _quarantine_logged = 0
 
     def _quarantine_write(self, items: list[Quarantine]) -> None:
@@ -621,6 +627,12 @@ def _committed(groups: dict[str, Keys], keys: Keys) -> set[int]:
     """The ``hi`` halves of ``keys`` that are among the keys in ``groups`` (all 128 bits)."""
     exact = _exact(groups)
     return {h for h, low in keys if exact.get(h) == low}
+
+
+def poll_wait(interval: float, scan_took: float) -> float:
+    """Seconds to wait before the next scan in follow mode: ``interval``, or longer when a
+    scan takes so long that scanning would take more than ``SCAN_SHARE`` of the time."""
+    return max(interval, scan_took * (1 / SCAN_SHARE - 1))
 
 
 def quarantine_path(data_dir: Path) -> Path:

@@ -154,3 +154,8 @@ def test_windows_exports_decode_the_same_in_worker_processes(tmp_path, repo, mon
     monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", 0)  # every chunk to a worker
     assert ship(2) == in_process
     assert len(in_process[0]) > 700 and len(in_process[1]) == 3  # as the peer's tests count
+
+
+def test_follow_mode_polls_at_the_interval_unless_scans_are_slow():
+    assert shipper.pipeline.poll_wait(1.0, 0.01) == 1.0
+    assert shipper.pipeline.poll_wait(1.0, 1.2) == pytest.approx(3.6)  # scanning <= 1/4 of the time
