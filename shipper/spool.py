@@ -80,10 +80,8 @@ def write_lines(fd: int, docs: list[bytes]) -> int:
         return len(data)
     total = 0
     for i in range(0, len(docs), _PER_WRITEV):
-        iov = []
-        for doc in docs[i : i + _PER_WRITEV]:
-            iov += (doc, _NL)
-        size = sum(map(len, docs[i : i + _PER_WRITEV])) + len(iov) // 2
+        iov = [part for doc in docs[i : i + _PER_WRITEV] for part in (doc, _NL)]
+        size = sum(map(len, iov))
         done = writev(fd, iov)
         if done < size:  # a short write (a full disk says so on the retry): finish it by hand
             write_all(fd, memoryview(b"".join(iov))[done:])

@@ -134,6 +134,10 @@ class FileState:
     mtime_ns: int
 
 
+#: a ``FileState``'s columns with an empty ``state``: the bulk of a row, and read only on resume
+_STATELESS = "key, path, format, offset, '', head_len, head_hash, size, mtime_ns"
+
+
 class Store:
     def __init__(self, data_dir: Path, readonly: bool = False) -> None:
         """``readonly`` is for decoder workers, which look ids up while the pipeline writes."""
@@ -170,18 +174,12 @@ class Store:
     def files(self) -> dict[str, FileState]:
         """Every known file, without the resume ``state`` (fetch it with ``file_state``):
         a scan over 100,000 files needs only sizes and times, and the state is the bulk."""
-        rows = self._read.execute(
-            "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns FROM files"
-        )
+        rows = self._read.execute(f"SELECT {_STATELESS} FROM files")
         return {r[0]: FileState(*r) for r in rows}
 
     def file(self, key: str) -> FileState | None:
         """One known file, without its resume ``state`` (see ``files``)."""
-        row = self._read.execute(
-            "SELECT key, path, format, offset, '', head_len, head_hash, size, mtime_ns"
-            " FROM files WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = self._read.execute(f"SELECT {_STATELESS} FROM files WHERE key = ?", (key,)).fetchone()
         return FileState(*row) if row else None
 
     def file_paths(self) -> Iterator[tuple[str, str]]:
