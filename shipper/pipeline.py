@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import shutil
 import threading
 import time
@@ -39,6 +38,7 @@ from typing import Any
 import orjson
 from filelock import FileLock, Timeout
 
+from shipper.backoff import backoff
 from shipper.config import Config, NdjsonOutput
 from shipper.decoding import Work, decode_chunk, spool_path
 from shipper.errors import ConfigError, OutputFailed, RetryLater
@@ -574,7 +574,7 @@ class Pipeline:
             if self.once and attempt >= ONCE_MAX_ATTEMPTS:
                 names = ", ".join(o.name for o in waiting)
                 raise OutputFailed(f"{names}: still unavailable after {attempt} attempts")
-            delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+            delay = backoff(attempt + 1, 0.5, 30.0)
             if self._stop.wait(delay) and attempt >= 3:
                 raise OutputFailed("stopped while outputs were unavailable; batch not committed")
         return states

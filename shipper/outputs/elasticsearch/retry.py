@@ -17,13 +17,12 @@ the rules below are checked without a server:
 - Any other whole-request status (400 such as a refused compatibility header, 404 from a
   proxy path): fatal, with the server's reason in the message.
 
-The backoff between rounds is here too (``backoff``); the loop that uses both is in
+The backoff between rounds is ``shipper.backoff``; the loop that uses both is in
 ``output.py``.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -135,10 +134,3 @@ def classify(status: int, body: Any, count: int) -> Verdict:
         errors.append(err)
         statuses.append(st)
     return Verdict(outcomes, errors, statuses, reason)
-
-
-def backoff(attempt: int, initial: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential delay with jitter (half to full), so many shippers do not retry in step."""
-    base = min(cap, initial * 2 ** max(0, attempt - 1))
-    r = (rng or random).random()
-    return base * (0.5 + r / 2)
