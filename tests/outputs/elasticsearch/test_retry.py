@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.outputs.elasticsearch.retry import Outcome, backoff, classify, classify_item
+from shipper.backoff import backoff
+from shipper.outputs.elasticsearch.retry import Outcome, classify, classify_item
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "elasticsearch"
 D, DUP, R, DL, F = (
