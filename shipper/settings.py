@@ -1,0 +1,51 @@
+"""The strict base of every component's settings (sources, outputs, third-party plugins).
+
+Each component module defines ``Settings``, a subclass of ``Settings`` here with
+``type: Literal["<name>"] = "<name>"``; ``shipper.config`` looks ``type`` up in the registry and
+validates the rest of the entry with that model. The base forbids unknown keys, so that a typo
+(``max_byte:``) is an error naming the setting instead of a silently ignored line.
+
+``Size`` is an ``int`` field that also accepts ``"10MB"`` / ``"1GiB"`` (``shipper.units``), for
+every model to use the same spelling of sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from shipper.units import parse_size
+
+#: bytes; "100MB", "1GiB" or a plain number in the YAML
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class Settings(BaseModel):
+    """Strict settings: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(Settings):
+    """What every input has: where its files are, and which formats may read them.
+
+    A source module subclasses this as its ``Settings``, sets ``formats`` (format names
+    registered under ``shipper.formats``, tried in order on each new file) and, when its
+    decoders need settings, extends ``options()``.
+    """
+
+    #: format names tried, in order, on each new file of this input
+    formats: ClassVar[tuple[str, ...]] = ()
+
+    type: str
+    paths: list[str] = Field(min_length=1, description="glob patterns of the folders to read")
+    exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
+
+    def options(self) -> dict[str, object]:
+        """Settings the decoder needs, passed to worker processes with each chunk (plain data:
+        the decoder processes do not import pydantic)."""
+        return {}
+
+
+__all__ = ["Settings", "Size", "SourceSettings"]
