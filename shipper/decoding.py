@@ -29,8 +29,8 @@ class Work:
     """A decoded chunk, packed to cross process boundaries cheaply.
 
     Documents travel as one NDJSON run and dedupe keys as two arrays, so that a chunk of
-    thousands of events pickles as a handful of buffers; ``shipped`` holds the keys (their
-    ``hi`` halves) the decoder found already committed; ``seq`` is the number of commits made
+    thousands of events pickles as a handful of buffers; ``shipped`` holds the keys the
+    decoder found already committed; ``seq`` is the number of commits made
     when the chunk was handed out, and ``as_of`` the number that lookup covered (it may reuse
     a slightly older snapshot, see ``SnapshotLookup``), so the pipeline knows which later
     commits to check itself.

@@ -50,6 +50,7 @@ from shipper.sources import FORMATS, Chunk, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
 from shipper.spool import Spooled
 from shipper.state import FileState, Keys, Store
+from shipper.state.keys import EventKey
 from shipper.state.lookup import MAX_AGE, SnapshotLookup
 
 log = logging.getLogger("shipper")
@@ -182,12 +183,13 @@ class _Batch:
         self.duplicates = 0
         self.held = 0  # bytes of documents and reader states held in memory
 
-    def add(self, work: Work, shipped: set[int], his: set[int]) -> None:
-        """Add a chunk's events, less those in ``shipped`` (keys' ``hi``) or already here.
+    def add(self, work: Work, shipped: set[EventKey], his: set[int]) -> None:
+        """Add a chunk's events, less those whose key is in ``shipped`` or already here.
 
         ``his`` is the set of the chunk's ``hi`` halves. The usual chunk has no duplicate at
-        all, which set operations establish in C; only a chunk with one (or with a ``hi`` in
-        common, which the full key then decides) is taken apart event by event.
+        all, which set operations on the halves establish in C (no ``hi`` in common means no
+        key in common); only a chunk with a ``hi`` in common is taken apart event by event,
+        and there the whole key decides: two ids may share a half.
         """
         ev = self.events
         hi, lo = work.keys.hi, work.keys.lo
@@ -202,7 +204,7 @@ class _Batch:
             self.his |= his
             self._file(work.groups)
             return
-        mine = _exact(self.groups)
+        mine = _whole(self.groups)
         run = work.run
         if isinstance(run, Spooled):
             data = run.read()
@@ -211,12 +213,12 @@ class _Batch:
             data = run
         docs = data.split(b"\n")[:-1]
         kept, kept_at = [], []
-        for i, h in enumerate(hi):
-            if h in shipped or mine.get(h) == lo[i]:
+        for i, k in enumerate(work.keys):
+            if k in shipped or k in mine:
                 self.duplicates += 1
                 continue
-            mine[h] = lo[i]
-            self.his.add(h)
+            mine.add(k)
+            self.his.add(k[0])
             kept.append(docs[i])
             kept_at.append(i)
             if work.ids:
@@ -618,15 +620,14 @@ class Pipeline:
         self._quarantine_state = ack.state
 
 
-def _exact(groups: dict[str, Keys]) -> dict[int, int]:
-    """hi -> lo of every key in ``groups``."""
-    return {h: low for keys in groups.values() for h, low in keys}
+def _whole(groups: dict[str, Keys]) -> set[EventKey]:
+    """Every key in ``groups``."""
+    return {k for keys in groups.values() for k in keys}
 
 
-def _committed(groups: dict[str, Keys], keys: Keys) -> set[int]:
-    """The ``hi`` halves of ``keys`` that are among the keys in ``groups`` (all 128 bits)."""
-    exact = _exact(groups)
-    return {h for h, low in keys if exact.get(h) == low}
+def _committed(groups: dict[str, Keys], keys: Keys) -> set[EventKey]:
+    """Those of ``keys`` that are among the keys in ``groups`` (all 128 bits)."""
+    return _whole(groups).intersection(keys)
 
 
 def poll_wait(interval: float, scan_took: float) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection
 
-from shipper.state.keys import Keys
+from shipper.state.keys import EventKey, Keys
 from shipper.state.store import Store, match
 
 #: a bucket read this many commits ago is read again
@@ -29,8 +29,8 @@ class SnapshotLookup:
         self._cache: OrderedDict[str, tuple[int, bytes, bytes]] = OrderedDict()
         self._bytes = 0
 
-    def shipped(self, keys: Keys, buckets: Collection[str], seq: int) -> tuple[set[int], int]:
-        """(the ``hi`` halves of ``keys`` committed under ``buckets``, the commit count that
+    def shipped(self, keys: Keys, buckets: Collection[str], seq: int) -> tuple[set[EventKey], int]:
+        """(those of ``keys`` committed under ``buckets``, the commit count that
         answer is valid for), for a chunk handed out when ``seq`` commits had been made."""
         if not len(keys) or not buckets:
             return set(), seq
@@ -40,7 +40,7 @@ class SnapshotLookup:
             fresh = self._store.packed(stale)
             for name in stale:
                 self._put(name, seq, *fresh.get(name, (b"", b"")))
-        found: set[int] = set()
+        found: set[EventKey] = set()
         as_of = seq
         for name in buckets:
             when, his, los = cache[name]

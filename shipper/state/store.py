@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from shipper.errors import ConfigError
-from shipper.state.keys import Keys
+from shipper.state.keys import EventKey, Keys
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -79,35 +79,37 @@ _FEW_KEYS = 32
 _INT64 = struct.Struct("<q")
 
 
-def match(keys: Keys, his: bytes, los: bytes) -> set[int]:
-    """The ``hi`` halves of ``keys`` found, all 128 bits, in the packed arrays ``his``/``los``.
+def match(keys: Keys, his: bytes, los: bytes) -> set[EventKey]:
+    """The keys of ``keys`` found, all 128 bits, in the packed arrays ``his``/``los``.
 
     Many keys are matched as sets; a few (a small appended piece, a tiny file) are looked for
     one by one in the packed bytes, a ``memmem`` each, rather than building a set of them all.
+    Two ids may share a ``hi`` half (sequential GUIDs, replays, test data), so a match is
+    always on both halves, and every stored key with that ``hi`` is considered.
     """
     if not len(keys) or not his:
         return set()
     if len(keys) <= _FEW_KEYS:
-        return {h for h, low in keys if _packed_pair(his, los, h) == low}
+        return {k for k in keys if _packed_has(his, los, *k)}
     stored_his, stored_los = array("q"), array("q")
     _unpacked(his, stored_his)
     _unpacked(los, stored_los)
     common = set(keys.hi).intersection(stored_his)
     if not common:
         return set()
-    stored = {h: low for h, low in zip(stored_his, stored_los, strict=True) if h in common}
-    return {h for h, low in keys if stored.get(h) == low}
+    stored = {k for k in zip(stored_his, stored_los, strict=True) if k[0] in common}
+    return {k for k in keys if k in stored}
 
 
-def _packed_pair(his: bytes, los: bytes, hi: int) -> int | None:
-    """The ``lo`` stored beside ``hi`` in the packed arrays, or None."""
+def _packed_has(his: bytes, los: bytes, hi: int, lo: int) -> bool:
+    """Whether the key (``hi``, ``lo``) is in the packed arrays."""
     needle = _INT64.pack(hi)
     at = his.find(needle)
     while at >= 0:
-        if at % 8 == 0:
-            return _INT64.unpack_from(los, at)[0]
+        if at % 8 == 0 and _INT64.unpack_from(los, at)[0] == lo:
+            return True
         at = his.find(needle, at + 1)
-    return None
+    return False
 
 
 def _unpacked(blob: bytes, into: array[int]) -> None:
@@ -197,9 +199,9 @@ class Store:
 
     # --- ids --------------------------------------------------------------------------
 
-    def shipped(self, keys: Keys, buckets: Collection[str]) -> set[int]:
-        """The ``hi`` halves of those ``keys`` already committed under one of ``buckets``."""
-        found: set[int] = set()
+    def shipped(self, keys: Keys, buckets: Collection[str]) -> set[EventKey]:
+        """Those ``keys`` already committed under one of ``buckets``."""
+        found: set[EventKey] = set()
         for his, los in self.packed(buckets).values():
             found |= match(keys, his, los)
         return found

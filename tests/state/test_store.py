@@ -38,7 +38,7 @@ def found(store: Store, ids: list[str], buckets: tuple[str, ...] = (HOUR,)) -> s
     """Which of ``ids`` the store says were shipped, looking in ``buckets``."""
     keys = event_keys(ids)
     shipped = store.shipped(keys, set(buckets))
-    return {i for i, hi in zip(ids, keys.hi, strict=True) if hi in shipped}
+    return {i for i, k in zip(ids, keys, strict=True) if k in shipped}
 
 
 def test_commit_keeps_positions_ids_and_output_states_together(tmp_path, reopen):
@@ -98,10 +98,20 @@ def test_many_ids_are_looked_up_in_one_call(tmp_path):
 def test_only_a_full_128_bit_match_is_a_duplicate(tmp_path):
     store = Store(tmp_path)
     store.commit([], {HOUR: Keys.of([(7, 1)])}, {})
-    assert store.shipped(Keys.of([(7, 2), (7, 1), (8, 1)]), {HOUR}) == {7}
+    assert store.shipped(Keys.of([(7, 2), (7, 1), (8, 1)]), {HOUR}) == {(7, 1)}
     assert store.shipped(Keys.of([(7, 2)]), {HOUR}) == set()
     many = Keys.of([(7, 2), (7, 1)] + [(100 + i, i) for i in range(200)])  # matched as sets
-    assert store.shipped(many, {HOUR}) == {7}
+    assert store.shipped(many, {HOUR}) == {(7, 1)}
+
+
+def test_keys_sharing_a_hi_half_are_each_found_by_their_whole_key(tmp_path):
+    store = Store(tmp_path)
+    # two stored keys with one hi: the second must be found too, one by one and as sets
+    store.commit([], {HOUR: Keys.of([(7, 1), (7, 2)])}, {})
+    assert store.shipped(Keys.of([(7, 2)]), {HOUR}) == {(7, 2)}
+    assert store.shipped(Keys.of([(7, 2), (7, 3)]), {HOUR}) == {(7, 2)}
+    many = Keys.of([(7, 2), (7, 3)] + [(100 + i, i) for i in range(200)])
+    assert store.shipped(many, {HOUR}) == {(7, 2)}
 
 
 def test_a_key_is_found_only_at_a_whole_key_position_in_the_packed_index(tmp_path):
@@ -110,7 +120,7 @@ def test_a_key_is_found_only_at_a_whole_key_position_in_the_packed_index(tmp_pat
     # at offset 4: a match there is half of one key and half of another
     store.commit([], {HOUR: Keys.of([(0, 5), (0x11223344, 6)])}, {})
     assert store.shipped(Keys.of([(0x1122334400000000, 5)]), {HOUR}) == set()
-    assert store.shipped(Keys.of([(0x11223344, 6), (0, 5)]), {HOUR}) == {0, 0x11223344}
+    assert store.shipped(Keys.of([(0x11223344, 6), (0, 5)]), {HOUR}) == {(0, 5), (0x11223344, 6)}
 
 
 def test_ids_stay_found_when_many_small_commits_are_merged(tmp_path, reopen, monkeypatch):
