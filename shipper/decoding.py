@@ -17,6 +17,7 @@ from pathlib import Path
 from shipper.memory import return_big_blocks
 from shipper.pool import serve
 from shipper.sources import FORMATS, Chunk, Decoded
+from shipper.sources.identity import file_key
 from shipper.spool import Spooled, write_lines
 from shipper.state import Store, by_bucket, event_keys, search_buckets
 from shipper.state.lookup import SnapshotLookup
@@ -50,7 +51,7 @@ class Work:
         spool: Path | None = None,
     ) -> None:
         self.chunk = chunk
-        chunk.payload = b""  # not needed any more, and not worth sending back
+        chunk.payload = chunk.prefix = b""  # not needed any more, and not worth sending back
         docs = decoded.docs
         self.count = len(docs)
         self.run: bytes | Spooled
@@ -115,7 +116,7 @@ def decode_chunk(chunk: Chunk) -> Decoded:
         )
 
 
-def decode_in_worker(chunk: Chunk, size: int, seq: int) -> Work:
+def decode_in_worker(chunk: Chunk, size: int, seq: int, sample: bytes) -> Work | None:
     """Worker entry point: decode, compute dedupe keys, and look them up in the store.
 
     The chunk arrives without its payload when it had one of ``size`` bytes: the worker reads
@@ -123,20 +124,45 @@ def decode_in_worker(chunk: Chunk, size: int, seq: int) -> Work:
     which spares pushing every byte of input through a pipe. Looking ids up here, in a
     read-only connection per worker, takes that cost off the process that commits; the
     pipeline then checks only the commits this lookup could not see.
+
+    A file can be renamed, replaced, truncated or deleted between the pipeline's read and
+    this one (logrotate's ``mv log log.1`` and a new ``log``; a re-download under the same
+    name). Decoding whatever the name holds now would ship another file's bytes under this
+    file's positions, and lose this file's. So the worker uses the bytes only when they come
+    from the same file (``chunk.key``) and match the pipeline's ``sample`` of them; otherwise
+    it answers None and the pipeline decodes the copy it kept, read through its own handle.
     """
     assert _worker_lookup is not None
     if size:
-        with open(chunk.path, "rb") as f:
-            f.seek(chunk.start)
-            chunk.payload = f.read(size)
-        if len(chunk.payload) != size:
-            return Work(
-                chunk,
-                Decoded(refused=f"{chunk.path}: shrank while it was being read"),
-                _worker_lookup,
-                seq,
-            )
+        payload = _reread(chunk, size, sample)
+        if payload is None:
+            return None
+        chunk.payload = payload
     return Work(chunk, decode_chunk(chunk), _worker_lookup, seq, _worker_spool)
+
+
+def sample_of(payload: bytes | bytearray) -> bytes:
+    """A few slices of a chunk's bytes, enough to tell them from another file's at the same
+    offsets (every record carries unique ids), cheap enough for every chunk."""
+    n = len(payload)
+    return b"".join(payload[i : i + 64] for i in (0, n // 3, 2 * n // 3, max(0, n - 64)))
+
+
+def _reread(chunk: Chunk, size: int, sample: bytes) -> bytes | None:
+    """The chunk's bytes read again through its name, or None if the name no longer leads to
+    the same bytes of the same file."""
+    try:
+        with open(chunk.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if file_key(st, chunk.path) != chunk.key or st.st_size < chunk.end:
+                return None
+            f.seek(chunk.start)
+            payload = f.read(size)
+    except OSError:  # gone, or no longer ours to read
+        return None
+    if len(payload) != size or sample_of(payload) != sample:
+        return None
+    return payload
 
 
 def spool_path(data_dir: Path) -> Path:

@@ -33,14 +33,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from filelock import FileLock, Timeout
 
 from shipper.backoff import backoff
 from shipper.config import Config, NdjsonOutput
-from shipper.decoding import Work, decode_chunk, spool_path
+from shipper.decoding import Work, decode_chunk, sample_of, spool_path
 from shipper.errors import ConfigError, OutputFailed, RetryLater
 from shipper.memory import return_big_blocks
 from shipper.outputs import EventBatch, Output, build_output
@@ -48,6 +48,7 @@ from shipper.outputs.ndjson import NdjsonFileOutput
 from shipper.pool import OrderedPool
 from shipper.sources import FORMATS, Chunk, FileRefused, Quarantine
 from shipper.sources.discovery import Candidate, open_position, scan
+from shipper.sources.identity import file_key
 from shipper.spool import Spooled
 from shipper.state import FileState, Keys, Store
 from shipper.state.keys import EventKey
@@ -116,6 +117,7 @@ class _Decoders:
         self._lookup = SnapshotLookup(store)  # for decoding in this process
         self._pool: OrderedPool | None = None
         self._pool_allowed = False
+        self._moved: set[str] = set()  # files reported as moved while being read
 
     def use_pool(self, pending_bytes: int) -> None:
         """Whether this pass may start workers (they start with its first big chunk)."""
@@ -130,10 +132,11 @@ class _Decoders:
                     sent.append((chunk, False))
                 else:
                     size = len(chunk.payload)
-                    # keep the lean chunk: its bytes are the worker's business now
-                    lean = dataclasses.replace(chunk, payload=b"") if size else chunk
-                    sent.append((lean, True))
-                    pool.call(lean, size, seq())
+                    # the worker reads the bytes itself; ours are kept until it answers, in
+                    # case the file's name no longer leads to them (see decode_in_worker)
+                    lean = dataclasses.replace(chunk, payload=b"")
+                    sent.append((chunk, True))
+                    pool.call(lean, size, seq(), sample_of(chunk.payload))
                 # workers stay busy while a batch is sent; memory stays bounded
                 limit = self.workers + 4 if self._pool is not None else 1
                 while len(sent) >= limit:
@@ -148,7 +151,7 @@ class _Decoders:
                     work = self._pool.answer()
                 except Exception:
                     break
-                if isinstance(work.run, Spooled):
+                if work is not None and isinstance(work.run, Spooled):
                     work.run.remove()
 
     def _pool_for(self, chunk: Chunk) -> OrderedPool | None:
@@ -163,7 +166,17 @@ class _Decoders:
         if not pooled:
             return Work(chunk, decode_chunk(chunk), self._lookup, seq())
         assert self._pool is not None
-        work: Work = self._pool.answer()
+        work: Work | None = self._pool.answer()
+        if work is None:  # the file's name leads elsewhere now: decode the bytes we read
+            if chunk.path not in self._moved:
+                self._moved.add(chunk.path)
+                log.warning(
+                    "%s: renamed, replaced or removed while being read; its bytes already"
+                    " read are decoded from the shipper's own copy",
+                    chunk.path,
+                )
+            return Work(chunk, decode_chunk(chunk), self._lookup, seq())
+        chunk.payload = chunk.prefix = b""
         work.chunk = chunk
         return work
 
@@ -472,6 +485,7 @@ class Pipeline:
 
     def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
         with open(cand.path, "rb") as f:
+            cand = self._opened_as(f, cand)
             where = open_position(f, cand)
             state = self._store.file_state(cand.key) if where.reason == "resumed" else ""
             fmt_name = where.format
@@ -504,8 +518,21 @@ class Pipeline:
             options = self._options(cand.input)
             final = self.once
             for chunk in FORMATS[fmt_name].chunks(f, cand.path, where.start, state, final, options):
+                chunk.key = cand.key
                 opened.unprocessed += 1
                 yield chunk
+
+    def _opened_as(self, f: BinaryIO, cand: Candidate) -> Candidate:
+        """The candidate for the file actually opened: the name may lead to another file than
+        at the scan (rotated in between), and positions must go to the file read."""
+        st = os.fstat(f.fileno())
+        key = file_key(st, cand.path)
+        if key == cand.key:
+            return cand
+        log.info("%s: replaced since the scan; reading the file it names now", cand.path)
+        return Candidate(
+            cand.path, key, st.st_size, st.st_mtime_ns, cand.input, self._store.file(key)
+        )
 
     def _options(self, inp: Any) -> dict[str, object]:
         options = dict(inp.options())

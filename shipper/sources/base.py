@@ -38,11 +38,14 @@ class Quarantine:
 class Chunk:
     """A run of whole records from one file, ready to decode anywhere.
 
-    ``payload`` holds exactly the file's bytes from ``start`` to ``end`` (or nothing, for
-    formats whose decoder reads the file itself, such as .evtx); worker processes re-read
-    those bytes from the file rather than receive them through a pipe. ``options`` carries the
-    per-input settings the decoder needs (time zone, whether to keep ``event.original``) so
-    that a worker needs no config.
+    ``payload`` holds exactly the file's bytes from ``start`` to ``end``, read by the pipeline
+    through the handle it opened, so they are the bytes of the very file the chunk was cut
+    from, whatever happens to its name meanwhile. ``prefix`` holds what a decoder needs from
+    the file's start beside them (.evtx: the file header). Worker processes re-read the
+    payload from the file rather than receive it through a pipe, and check that it is the
+    same file (``key``, its identity) and the same bytes before using them. ``options``
+    carries the per-input settings the decoder needs (time zone, whether to keep
+    ``event.original``) so that a worker needs no config.
     """
 
     format: str
@@ -54,6 +57,8 @@ class Chunk:
     payload: bytes | bytearray = b""
     first_line: int = 1
     options: dict[str, object] = field(default_factory=dict)
+    prefix: bytes = b""
+    key: str = ""  # the file's identity (``identity.file_key``), set by the pipeline
 
 
 @dataclass(slots=True)
@@ -102,8 +107,7 @@ class Format(Protocol):
 
     def decode(self, chunk: Chunk) -> Decoded:
         """Chunk in, encoded events out; runs in a worker process, which finds the format by
-        ``chunk.format`` in ``FORMATS``. Pure apart from reading ``chunk.path`` for formats
-        that carry no payload."""
+        ``chunk.format`` in ``FORMATS``. Pure: it reads nothing but the chunk."""
         ...
 
 

@@ -62,11 +62,17 @@ class EvtxFile:
         pos = max(start, HEADER)
         if size <= HEADER:
             return
+        f.seek(0)
+        header = f.read(HEADER)
         whole = HEADER + (size - HEADER) // EVTX_CHUNK * EVTX_CHUNK
         limit = size if final else whole
         step = CHUNKS_PER_BATCH * EVTX_CHUNK
         while pos < limit:
             end = min(pos + step, limit)
+            f.seek(pos)
+            body = f.read(end - pos)
+            if len(body) < end - pos:
+                return  # shrank meanwhile: the next scan finds it truncated and starts over
             yield Chunk(
                 format=self.name,
                 path=path,
@@ -74,7 +80,9 @@ class EvtxFile:
                 end=end,
                 state_in="",
                 state_out="",
+                payload=body,
                 options=options,
+                prefix=header,
             )
             pos = end
 
@@ -83,14 +91,6 @@ class EvtxFile:
 
 
 EVTX = EvtxFile()
-
-
-def _records(chunk: Chunk) -> tuple[bytes, int]:
-    with open(chunk.path, "rb") as f:
-        header = f.read(HEADER)
-        f.seek(chunk.start)
-        body = f.read(chunk.end - chunk.start)
-    return header + body, (chunk.start - HEADER) // EVTX_CHUNK
 
 
 def decode(chunk: Chunk) -> Decoded:
@@ -102,11 +102,8 @@ def decode(chunk: Chunk) -> Decoded:
     With ``keep_original``, ``event.original`` is the XML, so the XML is read throughout.
     """
     out = Decoded()
-    try:
-        data, first_chunk = _records(chunk)
-    except OSError as e:
-        quarantine(out, chunk.path, None, chunk.start, f"cannot read: {e.strerror}", "")
-        return out
+    data = chunk.prefix + chunk.payload
+    first_chunk = (chunk.start - HEADER) // EVTX_CHUNK
     if data[:8] != MAGIC:
         out.refused = f"{chunk.path}: not an .evtx file (no ElfFile header)"
         return out
