@@ -1,0 +1,545 @@
+"""Azure RMS usage-log records to ECS events, fast enough to keep up with bulk downloads.
+
+A tenant's usage logs run to millions of records a day, so the per-record path must cost a few
+microseconds. The event is made as JSON text, once: everything that depends only on the
+``#Fields`` header is decided once per header (``_Layout``); every value that repeats across
+records (request type and result, user ids, e-mail addresses, client strings, IP addresses,
+file names, templates, dates, paths) becomes pieces of JSON text once, in bounded caches, one
+per field (a cache keyed by a combination of fields would see a new key in a large share of
+records, and a miss costs more than not caching); the few values that are new in most records
+(row ids, times, content ids, publication dates) are checked cheaply and spliced in as they are
+when JSON needs no escaping for them. The event as a dict (``bind``) is that JSON parsed, so
+there is one mapping, not two kept in step by hand.
+
+What goes where is data: ``mappings/rms/fields.yaml`` (W3C field -> ECS), with
+``request_types.yaml``, ``service_principals.yaml`` and ``client_info.yaml`` beside it
+(``fieldmap``); how a value is read is ``readers``. Hand-written rather than a generic
+templating library because the splicing is the hot path: a general renderer walking a template
+per record costs several times what these f-strings do.
+
+Records are bound to the header by field name, never by position: Microsoft has added fields
+(``admin-action``, ``acting-as-user``) and may add more. A field the map does not know is
+kept, raw, under ``azure_rms.<name>``.
+
+ECS 9.4 has no ``log.offset`` (it is a Filebeat field), so the line's byte offset goes to
+``azure_rms.log_offset``; ``log.file.path`` is ECS.
+
+Enrichment (``shipper.normalise.enrich``; off unless configured) rides on the same caches: the
+GeoIP fields of an address are looked up once per distinct address, and ``azure_rms.after_hours``
+once per user domain's working hours and minute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from shipper.errors import RecordRejected
+from shipper.normalise.rms import readers
+from shipper.normalise.rms.fieldmap import FieldMap, MappingError, field_map, nest
+from shipper.normalise.rms.readers import EMPTY, field_key, parse_date, parse_time
+
+__all__ = [
+    "DATASET",
+    "ECS_VERSION",
+    "MODULE",
+    "KNOWN_FIELDS",
+    "RmsNormaliser",
+    "BoundNormaliser",
+    "BoundJsonNormaliser",
+]
+
+_MAP = field_map()
+DATASET: str = _MAP.constants["event.dataset"]
+ECS_VERSION: str = _MAP.constants["ecs.version"]
+MODULE: str = _MAP.constants["event.module"]
+#: Every field Microsoft documents, in the order of the current 17-field layout.
+KNOWN_FIELDS: tuple[str, ...] = _MAP.known
+
+#: A cache that grows past this many entries is emptied (cheaper than LRU bookkeeping). Caches
+#: are per field; a tenant-day has a few thousand distinct users, addresses or file names.
+CACHE_LIMIT = 8192
+
+Event = dict[str, Any]
+BoundNormaliser = Callable[[list[str], str, int, str], Event]
+#: (event.id, @timestamp, the event as JSON)
+BoundJsonNormaliser = Callable[[list[str], str, int, str], tuple[str, str, bytes]]
+
+#: the fields the per-record function reads by name, in the order it unpacks them
+_HOT = (
+    "date time row-id request-type user-id result correlation-id content-id owner-email issuer "
+    "template-id file-name date-published c-info c-ip admin-action acting-as-user"
+).split()
+#: readers of fields that go through the generic (top-level members, azure_rms members) pieces
+_SIMPLE_READERS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "guid": readers.guid_parts,
+    "file_name": readers.file_name,
+    "flag": readers.flag,
+    "email": readers.email,
+    "ip": readers.ip,
+    "date_published": readers.date_published,
+    "identity": lambda raw: {"value": v} if (v := readers.unquote(raw)) else {},
+}
+_unread = [name for name in _HOT if name not in _MAP.readers] + [
+    name
+    for name, reader in _MAP.readers.items()
+    if name not in _HOT and reader not in _SIMPLE_READERS and reader != "client_info"
+]
+if _unread:
+    raise MappingError(f"rms/fields.yaml: fields {_unread} are missing or have no usable reader")
+
+# "HH:MM" and ":SS" as RMS writes them: "09:14:07" is valid when both halves are in these sets
+_HHMM = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60))
+_SS = frozenset(f":{s:02d}" for s in range(60))
+# ASCII spliced into JSON strings as it is (1), or not (0): what JSON escapes, and the space and
+# braces (a content-id with them inside its braces needs readers.guid)
+_JSON_PLAIN = bytes(0 if b <= 0x20 or b >= 0x7F or b in b'"\\{}' else 1 for b in range(256))
+
+
+def _members(obj: dict[str, Any]) -> str:
+    """``,"key":value,...``: an object's members as JSON text to splice into another object.
+
+    Every cached piece is made here, by ``orjson``, so escaping is always right.
+    """
+    return "," + orjson.dumps(obj).decode()[1:-1] if obj else ""
+
+
+def _json_str(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+#: per user-id: (``user`` members or None, related.user values, the same as JSON array items,
+#: azure_rms members, working-hours calendar)
+_UserJson = tuple[str | None, tuple[str, ...], str, str, Any]
+#: per e-mail value: for acting-as-user, owner-email and issuer in turn: (related.user values
+#: and their JSON), then acting-as-user's ``user`` members, owner-email's and issuer's azure_rms
+#: members
+_Related = tuple[tuple[str, str], ...]
+_EmailJson = tuple[_Related, _Related, _Related, str, str, str]
+
+
+class RmsNormaliser:
+    """Turns Azure RMS usage-log records into ECS events; one instance per worker process.
+
+    Call ``bind_json(fields)`` once per ``#Fields`` header, then the returned function once per
+    record: it gives ``(event.id, @timestamp, JSON bytes)``. ``bind`` is the same with the event
+    parsed into a dict. Caches live on the instance and are shared by every header it binds.
+
+    Event identity: ``event.id`` is the ``row-id``, or the ``correlation-id`` when the row-id is
+    empty (Microsoft's rule). A record with neither is rejected with ``RecordRejected``: without
+    an identity it cannot be deduplicated, so re-downloads would ship it again and again.
+    A record whose date or time cannot be parsed is rejected too.
+
+    Request types missing from ``mappings/rms/request_types.yaml`` still ship, with the table's
+    ``default`` category/type (``api``/``info``) and ``event.action`` set to the request type.
+
+    ``enrich`` is a ``shipper.normalise.enrich.Enricher`` (GeoIP, working hours), or None.
+    """
+
+    def __init__(self, keep_original: bool = False, enrich: Any = None) -> None:
+        self.keep_original = keep_original
+        self.enrich = enrich
+        self._map: FieldMap = _MAP
+        self._dates: dict[str, str] = {}
+        # JSON text per request type and result, and per value of one field, keyed by the raw
+        # value (see the _*_fragments methods)
+        self._event_json: dict[tuple[str, str], tuple[str, str]] = {}
+        self._path_json: dict[str, str] = {}
+        self._user_json: dict[str, _UserJson] = {}
+        self._email_json: dict[str, _EmailJson] = {}
+        self._ip_json: dict[str, tuple[str, str, str]] = {}
+        self._agent_json: dict[str, tuple[str, str]] = {}
+        self._file_json: dict[str, tuple[str, str]] = {}
+        self._template_json: dict[str, tuple[str, str]] = {}
+        self._admin_json: dict[str, tuple[str, str]] = {}
+        self._other_json: dict[tuple[str, str], tuple[str, str]] = {}
+        self._hours_json: dict[tuple[Any, str], str] = {}
+        m = self._map
+        # `"ecs":...,"log":{"file":{"path":` -- the path and two closing braces follow
+        self._ecs_log = (
+            _members(nest({k: v for k, v in m.constants.items() if not k.startswith("event.")}))
+            + ',"log":{"file":{"path":'
+        )
+        self._event_constants = {k: v for k, v in m.constants.items() if k.startswith("event.")}
+
+    # --- cache misses: a value's pieces of JSON, made from the reader's parts and the map ----
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    def _flat(self, field: str, parts: dict[str, Any]) -> dict[str, Any]:
+        targets = self._map.targets[field]
+        return {targets[part]: value for part, value in parts.items() if part in targets}
+
+    def _related(self, field: str, parts: dict[str, Any]) -> _Related:
+        values = (parts.get(name) for name in self._map.related[field])
+        return tuple((v, _json_str(v)) for v in dict.fromkeys(values) if v is not None)
+
+    def _event_fragments(self, request: str, result: str) -> tuple[str, str]:
+        """(``event`` members before ``id``, other top-level members such as ``error``)."""
+        m = self._map
+        flat = dict(self._event_constants)
+        flat.update(
+            self._flat(
+                "request-type",
+                readers.request_type(request, m.request_types, m.default_request),
+            )
+        )
+        flat.update(self._flat("result", readers.result(result)))
+        nested = nest(flat)
+        pair = (_members(nested.pop("event"))[1:], _members(nested))
+        return self._remember(self._event_json, (request, result), pair)
+
+    def _user_fragments(self, raw: str) -> _UserJson:
+        """A user-id's pieces (see ``_UserJson``)."""
+        m = self._map
+        parts = readers.principal(raw, m.principal_ids, m.tenant_services)
+        nested = nest(self._flat("user-id", parts))
+        user = nested.get("user")
+        related = self._related("user-id", parts)
+        calendar = None
+        if self.enrich is not None and self.enrich.hours:
+            calendar = self.enrich.calendar(parts.get("domain"))
+        entry = (
+            _members(user)[1:] if user else None,
+            tuple(v for v, _ in related),
+            ",".join(q for _, q in related),
+            _members(nested.get("azure_rms") or {}),
+            calendar,
+        )
+        return self._remember(self._user_json, raw, entry)
+
+    def _email_fragments(self, raw: str) -> _EmailJson:
+        """An owner-email, issuer or acting-as-user's pieces (see ``_EmailJson``)."""
+        parts = readers.email(raw)
+        target = nest(self._flat("acting-as-user", parts)).get("user")
+        entry = (
+            self._related("acting-as-user", parts),
+            self._related("owner-email", parts),
+            self._related("issuer", parts),
+            _members(target)[1:] if target else "",
+            _members(nest(self._flat("owner-email", parts)).get("azure_rms") or {}),
+            _members(nest(self._flat("issuer", parts)).get("azure_rms") or {}),
+        )
+        return self._remember(self._email_json, raw, entry)
+
+    def _ip_fragments(self, raw: str) -> tuple[str, str, str]:
+        """c-ip -> (``,"source":{...}`` or "", ``,"related":{"ip":[...]`` with the related
+        object left open, or "", azure_rms members)."""
+        parts = readers.ip(raw)
+        nested = nest(self._flat("c-ip", parts))
+        source = nested.get("source")
+        address = parts.get("ip")
+        if address is not None and self.enrich is not None and self.enrich.geo:
+            found = self.enrich.source_fields(address)
+            if found:
+                source = {**(source or {}), **nest(found)}
+        related = ',"related":{"ip":[' + _json_str(address) + "]" if address is not None else ""
+        entry = (
+            ',"source":' + orjson.dumps(source).decode() if source else "",
+            related,
+            _members(nested.get("azure_rms") or {}),
+        )
+        return self._remember(self._ip_json, raw, entry)
+
+    def _fragments(
+        self, cache: dict[Any, tuple[str, str]], field: str, raw: str, key: Any = None
+    ) -> tuple[str, str]:
+        """(top-level members, azure_rms members) of a field's value; each "" when empty."""
+        m = self._map
+        reader = m.readers[field]
+        if reader == "client_info":
+            nested = nest(readers.client_info(raw, m.client_info))
+        else:
+            nested = nest(self._flat(field, _SIMPLE_READERS[reader](raw)))
+        rms = nested.pop("azure_rms", None) or {}
+        return self._remember(cache, raw if key is None else key, (_members(nested), _members(rms)))
+
+    def _hours_fragment(self, calendar: Any, ts: str) -> str:
+        """``,"after_hours":true|false`` for a calendar and a minute (``ts[:16]``)."""
+        late = self.enrich.after_hours(calendar, ts)
+        text = ',"after_hours":' + ("true" if late else "false")
+        return self._remember(self._hours_json, (calendar, ts[:16]), text)
+
+    # --- binding ---------------------------------------------------------------------------
+
+    def bind(self, fields: list[str]) -> BoundNormaliser:
+        """Like ``bind_json``, but the function returns the event as a dict (the JSON parsed;
+        ``event.category`` and ``event.type`` are tuples, as the request-type table has them)."""
+        encode = self.bind_json(fields)
+        loads = orjson.loads
+
+        def normalise(values: list[str], path: str, offset: int, raw_line: str) -> Event:
+            event = loads(encode(values, path, offset, raw_line)[2])
+            head = event.get("event")
+            if head is not None:
+                for key in ("category", "type"):
+                    if key in head:
+                        head[key] = tuple(head[key])
+            return event
+
+        return normalise
+
+    def bind_json(self, fields: list[str]) -> BoundJsonNormaliser:
+        """Return the per-record function for records under this ``#Fields`` header: it gives
+        ``(event.id, @timestamp, event as JSON)`` or raises ``RecordRejected``."""
+        layout = _Layout(fields)
+        pad, getter, extras, others = layout.pad, layout.getter, layout.extras, layout.others
+        no_clock = layout.no_clock
+        m = self._map
+
+        keep_original = self.keep_original
+        hours = self.enrich is not None and self.enrich.hours
+        date_get, remember = self._dates.get, self._remember
+        hhmm, ss, parse_time_ = _HHMM, _SS, parse_time
+        guid, published, fromisoformat = (
+            readers.guid,
+            readers.date_published,
+            datetime.fromisoformat,
+        )
+        plain = _JSON_PLAIN
+        empty = EMPTY
+        # azure_rms members of the inline values, from the map
+        row_pre = ',"' + m.key("row-id", "value") + '":'
+        corr_pre = ',"' + m.key("correlation-id", "value") + '":'
+        content_pre = ',"' + m.key("content-id", "value") + '":'
+        published_pre = ',"' + m.key("date-published", "value") + '":"'
+        flat_published = self._flat
+        # the caches' get methods (a full cache is cleared, never replaced)
+        event_get, event_fragments = self._event_json.get, self._event_fragments
+        path_get, path_json, ecs_log = self._path_json.get, self._path_json, self._ecs_log
+        user_get, user_fragments = self._user_json.get, self._user_fragments
+        email_get, email_fragments = self._email_json.get, self._email_fragments
+        ip_get, ip_fragments = self._ip_json.get, self._ip_fragments
+        fragments = self._fragments
+        agent_json, admin_json = self._agent_json, self._admin_json
+        file_json, template_json = self._file_json, self._template_json
+        agent_get, admin_get = agent_json.get, admin_json.get
+        file_get, template_get = file_json.get, template_json.get
+        other_get, other_json = self._other_json.get, self._other_json
+        hours_get, hours_fragment = self._hours_json.get, self._hours_fragment
+
+        def escaped(row_id: str, correlation_id: str, content_id: str) -> tuple[str, str, str]:
+            """(event.id, ids, content-id) as JSON, for values with something to escape."""
+            ids = row_pre + _json_str(row_id) if row_id else ""
+            if correlation_id:
+                ids += corr_pre + _json_str(correlation_id)
+            value = guid(content_id) if content_id else ""
+            what = content_pre + _json_str(value) if value else ""
+            return _json_str(row_id or correlation_id), ids, what
+
+        def normalise_json(values: list[str], path: str, offset: int, raw_line: str) -> Any:
+            record = values
+            if pad:
+                if no_clock:
+                    raise RecordRejected("the #Fields header has no date or no time field")
+                record = [*values, ""]
+            (
+                d,
+                t,
+                row_id,
+                request,
+                user_id,
+                result,
+                correlation_id,
+                content_id,
+                owner,
+                issuer,
+                template_id,
+                file_name,
+                date_published,
+                c_info,
+                c_ip,
+                admin_action,
+                acting_as,
+            ) = getter(record)
+
+            prefix = date_get(d)
+            if prefix is None:
+                prefix = remember(self._dates, d, parse_date(d))
+            if t[:5] in hhmm and t[5:] in ss:
+                ts = f"{prefix}{t}.000Z"
+            else:
+                ts = prefix + parse_time_(t)
+
+            # from here on an id that is absent (an empty marker) is ""
+            # `len() > 2` spares hashing every id: only short values can be empty markers
+            if len(row_id) > 2 or row_id not in empty:
+                event_id = row_id
+                if len(correlation_id) <= 2 and correlation_id in empty:
+                    correlation_id = ""
+            elif correlation_id not in empty:
+                event_id = correlation_id
+                row_id = ""
+            else:
+                raise RecordRejected(
+                    "no row-id and no correlation-id: the record has no identity to dedupe on"
+                )
+
+            # values that are new in most records, checked here and never cached
+            value = what = ""
+            if content_id:
+                # readers.guid, inline: the same when the braces hold no space and no brace
+                if len(content_id) == 38 and content_id[0] == "{" and content_id[37] == "}":
+                    value = content_id[1:37].lower()
+                else:
+                    value = guid(content_id)
+            probe = row_id + correlation_id + value  # an empty marker is plain text too
+            if probe.isascii() and 0 not in probe.encode().translate(plain):
+                qid = f'"{event_id}"'
+                ids = f'{row_pre}"{row_id}"' if row_id else ""
+                if correlation_id:
+                    ids = f'{ids}{corr_pre}"{correlation_id}"'
+                if value:
+                    what = f'{content_pre}"{value}"'
+            else:
+                qid, ids, what = escaped(row_id, correlation_id, content_id)
+            if date_published:
+                # readers.date_published, inline: a value fromisoformat takes is JSON as it is
+                dp = date_published
+                if len(dp) == 19 and dp[10] == "T" and dp[4] == "-" and dp[7] == "-":
+                    try:
+                        if dp[18].isdigit():
+                            fromisoformat(dp)
+                            what = f'{what}{published_pre}{dp}"'
+                            dp = ""
+                    except ValueError:
+                        pass
+                if dp:
+                    found = flat_published("date-published", published(dp))
+                    if found:
+                        what += _members(nest(found)["azure_rms"])
+            if template_id:  # a tenant has a few templates
+                top, rms = template_get(template_id) or fragments(
+                    template_json, "template-id", template_id
+                )
+                what += rms
+            else:
+                top = ""
+
+            head, error = event_get((request, result)) or event_fragments(request, result)
+
+            # who: user, related.user (values, and as JSON: rel), azure_rms members
+            user, related, rel, rms_people, calendar = user_get(user_id) or user_fragments(user_id)
+            if acting_as:
+                entry = email_get(acting_as) or email_fragments(acting_as)
+                for v, q in entry[0]:
+                    if v not in related:
+                        related += (v,)
+                        rel = f"{rel},{q}" if rel else q
+                if entry[3]:
+                    user = entry[3] if user is None else f"{user},{entry[3]}"
+            if owner:
+                entry = email_get(owner) or email_fragments(owner)
+                rms_people += entry[4]
+                for v, q in entry[1]:
+                    if v not in related:
+                        related += (v,)
+                        rel = f"{rel},{q}" if rel else q
+            if issuer:
+                if issuer != owner:
+                    entry = email_get(issuer) or email_fragments(issuer)
+                rms_people += entry[5]
+                for v, q in entry[2]:
+                    if v not in related:
+                        rel = f"{rel},{q}" if rel else q
+            # from where: source and related.ip, or azure_rms.c_ip
+            if c_ip:
+                source, near, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)
+            else:
+                source = near = rms_ip = ""
+            if near:
+                near = f'{near},"user":[{rel}]}}' if rel else near + "}"
+            elif rel:
+                near = f',"related":{{"user":[{rel}]}}'
+            if user is not None:
+                near = f',"user":{{{user}}}{source}{near}'
+            elif source:
+                near = source + near
+
+            agent, rms_client = agent_get(c_info) or fragments(agent_json, "c-info", c_info)
+            if file_name:
+                file, rms = file_get(file_name) or fragments(file_json, "file-name", file_name)
+                top += file
+                what += rms
+            if admin_action:
+                more, rms = admin_get(admin_action) or fragments(
+                    admin_json, "admin-action", admin_action
+                )
+                top += more
+                what += rms
+            if others:
+                for i, name in others:
+                    raw = record[i]
+                    if raw:
+                        more, rms = other_get((name, raw)) or fragments(
+                            other_json, name, raw, (name, raw)
+                        )
+                        top += more
+                        what += rms
+            if extras:
+                found = {}
+                for i, key in extras:
+                    raw = record[i]
+                    if raw not in empty:
+                        found[key] = raw
+                what += _members(found)
+            if hours:
+                what += hours_get((calendar, ts[:16])) or hours_fragment(calendar, ts)
+            where = path_get(path)  # ,"ecs":...,"log":{"file":{"path":...}}
+            if where is None:
+                where = remember(path_json, path, ecs_log + _json_str(path) + "}}")
+            original = ',"original":' + _json_str(raw_line.rstrip("\r\n")) if keep_original else ""
+            data = (
+                f'{{"@timestamp":"{ts}","event":{{{head},"id":{qid}{original}}}'
+                f"{where}{error}{near}{agent}{top}"
+                f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_ip}{rms_client}'
+                f"{what}}}}}"
+            )
+            return event_id, ts, data.encode()
+
+        return normalise_json
+
+
+class _Layout:
+    """What a ``#Fields`` header decides: where each known field is, and the unknown ones."""
+
+    __slots__ = ("pad", "getter", "extras", "others", "no_clock")
+
+    def __init__(self, fields: list[str]) -> None:
+        names = [f.strip().lower() for f in fields]
+        position: dict[str, int] = {}
+        for i, name in enumerate(names):
+            position.setdefault(name, i)
+        missing_index = len(names)  # points at the "" appended to records when fields are absent
+        #: True when a field the per-record function reads is absent: records get a "" for it
+        self.pad = any(name not in position for name in _HOT)
+        #: record -> the values of the fields the per-record function reads, in _HOT order
+        self.getter = itemgetter(*(position.get(name, missing_index) for name in _HOT))
+        #: (index, field) of each field the map knows beyond _HOT (generic pieces)
+        self.others = tuple(
+            (i, name)
+            for i, name in enumerate(names)
+            if name in _MAP.readers and name not in _HOT and position[name] == i
+        )
+        #: (index, azure_rms key) of each field the map does not know
+        self.extras = tuple(
+            (i, _extra_key(name))
+            for i, name in enumerate(names)
+            if name not in _MAP.readers and position[name] == i and name
+        )
+        self.no_clock = "date" not in position or "time" not in position
+
+
+def _extra_key(name: str) -> str:
+    """azure_rms.* key for a field the map does not know (``x-foo`` -> ``x_foo``)."""
+    key = field_key(name)
+    return "field_" + key if key in _MAP.own_keys else key
