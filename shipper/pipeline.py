@@ -439,11 +439,24 @@ class Pipeline:
     def _scan(self) -> deque[Candidate]:
         """The files to read now; forgets the known files that are gone."""
         started = time.monotonic()
-        found = scan(self.config.inputs, self._store.file)
+        found = scan(self.config.inputs, self._store.file, self._stop.is_set)
         self._scan_took = time.monotonic() - started
+        if self._stop.is_set():
+            return deque()  # the scan was cut short: what it did not see is not gone
         seen = found.seen
         store = self._store
-        gone = [k for k, at in store.file_paths() if k not in seen and not os.path.exists(at)]
+        gone = []
+        for key, at, unread in store.file_paths():
+            if key in seen or os.path.exists(at):
+                continue
+            gone.append(key)
+            if unread:
+                log.warning(
+                    "%s: gone (deleted, or renamed where no input looks) with %d bytes never"
+                    " read; they cannot be shipped",
+                    at,
+                    unread,
+                )
         if gone:
             store.forget_files(gone)
         refused = self._refused

@@ -12,13 +12,13 @@ and happens in ``open_file``.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from shipper.sources.globbing import iter_glob
 from shipper.sources.identity import HEAD_BYTES, file_key, head_hash
 from shipper.state import FileState
 
@@ -42,10 +42,10 @@ class Scan:
     seen: set[str]
 
 
-def _matches(inputs: Iterable[Any]) -> Iterator[tuple[str, Any]]:
+def _matches(inputs: Iterable[Any], stop: Callable[[], bool]) -> Iterator[tuple[str, Any]]:
     for inp in inputs:
         for pattern in inp.paths:
-            for path in sorted(glob.iglob(pattern, recursive=True)):
+            for path in sorted(iter_glob(pattern, stop)):
                 name = os.path.basename(path)
                 if any(
                     fnmatch.fnmatch(path, ex) or fnmatch.fnmatch(name, ex) for ex in inp.exclude
@@ -54,12 +54,20 @@ def _matches(inputs: Iterable[Any]) -> Iterator[tuple[str, Any]]:
                 yield path, inp
 
 
-def scan(inputs: Iterable[Any], known: Callable[[str], FileState | None]) -> Scan:
+def scan(
+    inputs: Iterable[Any],
+    known: Callable[[str], FileState | None],
+    stop: Callable[[], bool] = lambda: False,
+) -> Scan:
     """The files matched that may have something to read; ``known`` gives a file's last
-    recorded state by key (a query, not a dict: 100,000 states would weigh 60 MB)."""
+    recorded state by key (a query, not a dict: 100,000 states would weigh 60 MB). Returns
+    early, with what it found so far, once ``stop()`` is true (a shutdown must not wait for
+    the scan of a huge tree)."""
     candidates: list[Candidate] = []
     seen: set[str] = set()
-    for path, inp in _matches(inputs):
+    for n, (path, inp) in enumerate(_matches(inputs, stop)):
+        if n % 1024 == 1023 and stop():
+            break
         try:
             st = os.stat(path)
         except OSError:

@@ -184,9 +184,9 @@ class Store:
         row = self._read.execute(f"SELECT {_STATELESS} FROM files WHERE key = ?", (key,)).fetchone()
         return FileState(*row) if row else None
 
-    def file_paths(self) -> Iterator[tuple[str, str]]:
-        """(key, path) of every known file."""
-        return iter(self._read.execute("SELECT key, path FROM files"))
+    def file_paths(self) -> Iterator[tuple[str, str, int]]:
+        """(key, path, bytes known and not read yet) of every known file."""
+        return iter(self._read.execute("SELECT key, path, max(size - offset, 0) FROM files"))
 
     def file_state(self, key: str) -> str:
         row = self._read.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()
