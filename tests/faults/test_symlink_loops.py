@@ -23,7 +23,7 @@ def test_follow_mode_over_symlink_loops_ships_each_file_once_and_stops_on_sigter
     write_rms(logs / "a" / "000000001", range(0, 10))
     write_rms(logs / "b" / "c" / "000000002", range(10, 20))
     os.symlink("..", logs / "a" / "up")  # a/up -> logs
-    os.symlink("../../b", logs / "b" / "c" / "back")  # b/c/back -> b
+    os.symlink("../..", logs / "b" / "c" / "back")  # b/c/back -> logs: paths multiply
     cfg = tmp_path / "shipper.yaml"
     cfg.write_text(
         json.dumps(
