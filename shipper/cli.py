@@ -1,4 +1,4 @@
-"""The ``shipper`` command: run, check, setup.
+"""The ``shipper`` command: run, check, setup, plugins.
 
 Exit codes: 0 when everything went; 1 when a file was refused, an output failed or a check
 found a problem; 2 when the configuration is unusable. The run summary and all logging go to
@@ -190,28 +190,54 @@ def check(config: str, check_outputs: bool) -> None:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--no-kibana", is_flag=True, help="Install index templates only.")
-def setup(config: str, no_kibana: bool) -> None:
-    """Install index templates, lifecycle policy and Kibana objects (safe to repeat)."""
-    from shipper.outputs.elasticsearch.setup import install
+@click.option("--dry-run", is_flag=True, help="Say what would be installed; change nothing.")
+def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
+    """Install what the outputs need: index templates, lifecycle policy, Kibana objects... (safe
+    to repeat)."""
+    import inspect
+
+    from shipper import registry
 
     cfg = _load(config)
     _setup_logging(False)
-    targets = [o for o in cfg.outputs if o.type in ("elasticsearch", "opensearch")]
+    targets = []
+    for out in cfg.outputs:
+        step = getattr(registry.output_module(out), "setup", None)
+        if step is not None:
+            targets.append((out, step))
     if not targets:
-        click.echo(f"{config}: no elasticsearch or opensearch output to set up", err=True)
+        click.echo(f"{config}: none of the outputs has anything to set up", err=True)
         sys.exit(1)
     ok = True
-    for out in targets:
+    for out, step in targets:
+        options = {}
+        if "kibana" in inspect.signature(step).parameters:
+            options["kibana"] = not no_kibana
         try:
-            report = install(out, kibana=not no_kibana)
+            for line in step(out, cfg.data_path, dry_run, **options):
+                click.echo(f"{out.type}: {line}")
         except ShipperError as e:
             click.echo(f"{out.type}: {e}", err=True)
             ok = False
-            continue
-        for step in report.steps:
-            detail = f" ({step.detail})" if step.detail else ""
-            click.echo(f"{out.type}: {step.what}: {step.result}{detail}")
-        ok = ok and report.ok
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+def plugins() -> None:
+    """List the installed sources, formats and outputs, and what provides each (exit 1 when
+    one of them cannot be imported)."""
+    from shipper import registry
+
+    ok = True
+    for kind in registry.KINDS:
+        click.echo(f"{kind}:")
+        for name, found in registry.entries(kind).items():
+            click.echo(f"  {name:<16} {found.provider:<24} {found.value}")
+            try:
+                registry.load(kind, name)
+            except ShipperError as e:
+                click.echo(f"  {name}: {e}", err=True)
+                ok = False
     sys.exit(0 if ok else 1)
 
 

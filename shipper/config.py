@@ -5,7 +5,9 @@ go to an NDJSON file. ``${VAR}`` and ``${VAR:-default}`` in any string value are
 the environment after YAML parsing (so a secret can never inject YAML syntax). Errors name the
 setting by its path in the file, e.g. ``outputs[0].path: Field required``.
 
-Inputs and outputs are tagged unions on ``type``; a component adds its settings model here.
+Each ``inputs[]`` / ``outputs[]`` entry is validated by the settings model of the component its
+``type`` names, found in ``shipper.registry`` (entry points): this module knows no component by
+name, and imports only the components a configuration uses.
 """
 
 from __future__ import annotations
@@ -13,106 +15,78 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator
 
-from shipper.errors import ConfigError
+from shipper import registry
+from shipper.errors import ConfigError, ShipperError
+from shipper.settings import Settings, SourceSettings
 from shipper.units import parse_size
+
+__all__ = ["Config", "load_config", "parse_config", "parse_size"]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Model = Settings
 
 
-# --- inputs -------------------------------------------------------------------------------
+# --- inputs and outputs: each entry validated by its component's own settings model ----------
+
+#: the list in the file -> the registry's kind of component
+_LISTS = {"inputs": "sources", "outputs": "outputs"}
+_WHAT = {"sources": "input", "outputs": "output"}
 
 
-class RmsUsageInput(_Model):
-    """Azure RMS usage logs (W3C) downloaded by Get-AadrmUserLog / Get-AadrmUsageLog."""
-
-    #: formats tried, in order, on each new file of this input (names in shipper.sources.FORMATS)
-    formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
-
-    type: Literal["rms_usage"] = "rms_usage"
-    paths: list[str] = Field(min_length=1, description="glob patterns of the download folders")
-    exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
-
-    def options(self) -> dict[str, object]:
-        """Settings the decoder needs, passed to worker processes with each chunk."""
-        return {}
+class _Invalid(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
-class WindowsEventsInput(_Model):
-    """RMS connector / ECMA2Host event exports: .evtx, event XML, CSV/TXT and JSON."""
-
-    formats: ClassVar[tuple[str, ...]] = ("evtx", "event_xml", "event_json", "event_csv")
-
-    type: Literal["windows_events"] = "windows_events"
-    paths: list[str] = Field(min_length=1, description="glob patterns of the export folders")
-    exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
-    timezone: str = Field(
-        default="UTC",
-        description="IANA time zone of the exporting machine, for CSV/TXT local dates",
-    )
-    date_format: str = Field(
-        default="%m/%d/%Y %I:%M:%S %p",
-        description="strptime format of CSV/TXT dates (exporting machine's locale; en-US default)",
-    )
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {v!r} (use an IANA name such as Europe/Berlin)"
-            ) from None
-        return v
-
-    def options(self) -> dict[str, object]:
-        """Settings the decoder needs, passed to worker processes with each chunk."""
-        return {"timezone": self.timezone, "date_format": self.date_format}
+def _component(kind: str, item: Any, where: str) -> Settings:
+    """One ``inputs[]`` / ``outputs[]`` entry, validated by the model its ``type`` names."""
+    if isinstance(item, Settings):
+        return item
+    installed = ", ".join(registry.names(kind)) or "none"
+    if not isinstance(item, dict):
+        raise _Invalid([f"{where}: expected a mapping with a type (installed: {installed})"])
+    name = item.get("type")
+    if name is None:
+        raise _Invalid([f"{where}.type: Field required (installed: {installed})"])
+    if not isinstance(name, str):
+        raise _Invalid([f"{where}.type: expected the name of an {_WHAT[kind]} type"])
+    try:
+        model = registry.settings_model(kind, name)
+    except ShipperError as e:
+        raise _Invalid([f"{where}.type: {e}"]) from None
+    try:
+        return model.model_validate(item)
+    except ValidationError as e:
+        raise _Invalid(
+            [f"{where}{_sub(_loc(err['loc'], item))}: {err['msg']}" for err in e.errors()]
+        ) from None
 
 
-InputConfig = Annotated[RmsUsageInput | WindowsEventsInput, Field(discriminator="type")]
+def _sub(loc: str) -> str:
+    if loc == "(top level)":
+        return ""
+    return loc if loc.startswith("[") else f".{loc}"
 
 
-# --- outputs ------------------------------------------------------------------------------
+def _components(kind: str, items: Any, where: str) -> Any:
+    if not isinstance(items, list):
+        return items  # pydantic reports the wrong shape
+    try:
+        return [_component(kind, item, f"{where}[{i}]") for i, item in enumerate(items)]
+    except _Invalid as e:
+        raise ValueError(str(e)) from None
 
 
-class NdjsonOutput(_Model):
-    """One JSON event a line, fsynced before the checkpoint moves; rotated by size."""
-
-    type: Literal["ndjson"] = "ndjson"
-    path: str = "out/events.ndjson"
-    max_bytes: int = Field(default=256 * 10**6, gt=0, description="rotate at this size")
-    keep_files: int = Field(default=10, ge=1, description="rotated files to keep")
-
-    @field_validator("max_bytes", mode="before")
-    @classmethod
-    def _size(cls, v: Any) -> int:
-        return parse_size(v)
-
-
-class StdoutOutput(_Model):
-    """One JSON event a line on standard output (for piping into other tools)."""
-
-    type: Literal["stdout"] = "stdout"
-
-
-# Imported here, not at the top: the output package imports NdjsonOutput from this module.
-from shipper.outputs.elasticsearch.config import ElasticsearchOutput  # noqa: E402
-
-OutputConfig = Annotated[
-    NdjsonOutput | StdoutOutput | ElasticsearchOutput, Field(discriminator="type")
-]
+def _default_outputs() -> list[Settings]:
+    return [registry.settings_model("outputs", "ndjson")()]
 
 
 # --- the whole file -----------------------------------------------------------------------
@@ -135,10 +109,22 @@ class DedupeSettings(_Model):
 
 class Config(_Model):
     data_dir: str = Field(default=".shipper-data", description="checkpoint store and quarantine")
-    inputs: list[InputConfig] = Field(default_factory=list)
-    outputs: list[OutputConfig] = Field(default_factory=lambda: [NdjsonOutput()])
+    #: each validated by its source's ``Settings`` (see ``shipper.registry``)
+    inputs: list[SerializeAsAny[SourceSettings]] = Field(default_factory=list)
+    #: each validated by its output's ``Settings``
+    outputs: list[SerializeAsAny[Settings]] = Field(default_factory=_default_outputs)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, v: Any) -> Any:
+        return _components("sources", v, "inputs")
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, v: Any) -> Any:
+        return _components("outputs", v, "outputs")
 
     @property
     def data_path(self) -> Path:
@@ -166,6 +152,24 @@ def _interpolate(node: Any, where: str, env: dict[str, str]) -> Any:
     return node
 
 
+#: names that lived here before each component held its own settings (kept for importers)
+_MOVED = {
+    "RmsUsageInput": ("sources", "rms_usage"),
+    "WindowsEventsInput": ("sources", "windows_events"),
+    "NdjsonOutput": ("outputs", "ndjson"),
+    "StdoutOutput": ("outputs", "stdout"),
+    "ElasticsearchOutput": ("outputs", "elasticsearch"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The old names, resolved through the registry on first use (not at import: importing
+    the configuration must not import every component)."""
+    if name in _MOVED:
+        return registry.settings_model(*_MOVED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _loc(loc: tuple[int | str, ...], data: Any) -> str:
     """Render a pydantic error location as the path a user sees in the file."""
     out = ""
@@ -188,11 +192,25 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("(top level): expected a mapping of settings")
     data = _interpolate(data, "", dict(os.environ) if env is None else env)
+    # inputs and outputs first, each by its own model, so that errors keep their path
+    lines: list[str] = []
+    for key, kind in _LISTS.items():
+        items = data.get(key)
+        if isinstance(items, list):
+            built = []
+            for i, item in enumerate(items):
+                try:
+                    built.append(_component(kind, item, f"{key}[{i}]"))
+                except _Invalid as e:
+                    lines += e.lines
+            data = {**data, key: built}
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
-        lines = [f"{_loc(err['loc'], data)}: {err['msg']}" for err in e.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        lines += [f"{_loc(err['loc'], data)}: {err['msg']}" for err in e.errors()]
+    if lines:
+        raise ConfigError("\n".join(lines))
+    return cfg
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:

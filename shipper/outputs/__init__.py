@@ -1,31 +1,23 @@
 """Outputs: deliver encoded events durably and say so (see ``base.Output``).
 
-``build_output`` turns one validated output setting into a running output; each output type
-registers its constructor in ``BUILDERS`` under its config ``type``.
+Each output is a module registered under the ``shipper.outputs`` entry point group (see
+``shipper.registry``) holding its ``Settings``, ``build`` and, where it has them, ``check`` and
+``setup``. ``build_output`` finds the module from the validated settings' ``type``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shipper.outputs import elasticsearch
+from shipper import registry
 from shipper.outputs.base import Ack, EventBatch, Output
-from shipper.outputs.ndjson import NdjsonFileOutput
-from shipper.outputs.stdout import StdoutOutput
-
-#: config type -> constructor(settings, data_dir)
-BUILDERS: dict[str, Callable[[Any, Path], Output]] = {
-    "ndjson": lambda settings, data_dir: NdjsonFileOutput(settings),
-    "stdout": lambda settings, data_dir: StdoutOutput(),
-    "elasticsearch": lambda settings, data_dir: elasticsearch.build(settings, data_dir),
-    "opensearch": lambda settings, data_dir: elasticsearch.build(settings, data_dir),
-}
 
 
 def build_output(settings: Any, data_dir: Path) -> Output:
-    return BUILDERS[settings.type](settings, data_dir)
+    """A running output for one validated ``outputs[]`` entry."""
+    output: Output = registry.output_module(settings).build(settings, Path(data_dir))
+    return output
 
 
-__all__ = ["BUILDERS", "Ack", "EventBatch", "Output", "build_output"]
+__all__ = ["Ack", "EventBatch", "Output", "build_output"]

@@ -6,10 +6,18 @@ Delivery means the bytes reached the pipe (flushed); a closed pipe stops the out
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from shipper.errors import OutputFailed
 from shipper.outputs.base import Ack, EventBatch
+from shipper.settings import Settings as _Settings
+
+
+class Settings(_Settings):
+    """One JSON event a line on standard output (for piping into other tools)."""
+
+    type: Literal["stdout"] = "stdout"
 
 
 class StdoutOutput:
@@ -30,3 +38,11 @@ class StdoutOutput:
 
     def close(self) -> None:
         pass
+
+
+def build(settings: Settings, data_dir: Path) -> StdoutOutput:
+    return StdoutOutput()
+
+
+def check(settings: Settings, data_dir: Path) -> str:
+    return "standard output"

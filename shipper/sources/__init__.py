@@ -1,20 +1,40 @@
 """Sources: find files, tell them apart, and cut them into chunks of records.
 
 ``FORMATS`` maps a format name to its implementation (see ``base.Format``); an input config
-names the formats it accepts, and each new file gets the first whose ``sniff`` matches.
+names the formats it accepts, and each new file gets the first whose ``sniff`` matches. Formats
+are registered under the ``shipper.formats`` entry point group (see ``shipper.registry``) and
+imported the first time their name is looked up, so a process imports only the readers it
+uses (and importing this package imports none).
 """
 
 from __future__ import annotations
 
-from shipper.sources.base import Chunk, Decoded, FileRefused, Format, Quarantine
-from shipper.sources.eventcsv import EVENT_CSV
-from shipper.sources.eventjson import EVENT_JSON
-from shipper.sources.eventxml import EVENT_XML
-from shipper.sources.evtx_file import EVTX
-from shipper.sources.w3c import W3C_RMS
+from collections.abc import Iterator, Mapping
 
-FORMATS: dict[str, Format] = {
-    fmt.name: fmt for fmt in (W3C_RMS, EVTX, EVENT_XML, EVENT_JSON, EVENT_CSV)
-}
+from shipper import registry
+from shipper.sources.base import Chunk, Decoded, FileRefused, Format, Quarantine
+
+
+class _Formats(Mapping[str, Format]):
+    """The registered formats by name, each imported on first lookup."""
+
+    def __getitem__(self, name: str) -> Format:
+        try:
+            fmt: Format = registry.load("formats", name)
+        except registry.UnknownComponent:
+            raise KeyError(name) from None
+        return fmt
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in registry.entries("formats")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.names("formats"))
+
+    def __len__(self) -> int:
+        return len(registry.names("formats"))
+
+
+FORMATS: Mapping[str, Format] = _Formats()
 
 __all__ = ["FORMATS", "Chunk", "Decoded", "FileRefused", "Format", "Quarantine"]

@@ -1,4 +1,9 @@
-"""User-facing settings of the Elasticsearch / OpenSearch output.
+"""User-facing settings of the Elasticsearch / OpenSearch output, and the component entry points.
+
+This module is what the ``elasticsearch`` and ``opensearch`` entry points name (see
+``shipper.registry``): ``Settings``, ``build``, ``check`` and ``setup`` at the end, which import
+the client library only when called, so validating a configuration does not. (Not the package's
+``__init__``: its ``setup`` attribute is the ``setup`` submodule.)
 
 Secrets are ``SecretStr`` so that a config dump, a validation error or a log line never shows
 them; they come from the environment (``${VAR}`` in the YAML) or from a file named by
@@ -15,21 +20,24 @@ and be indexed twice, which the ``create`` + ``_id`` scheme exists to prevent.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shipper.errors import ConfigError
+from shipper.errors import ConfigError, OutputFailed
+from shipper.settings import Settings
 from shipper.units import parse_size as _size
+
+if TYPE_CHECKING:
+    from shipper.outputs.elasticsearch.output import BulkOutput
 
 _NAMESPACE = re.compile(r"^[a-z0-9_]{1,100}$")
 
 
-class ElasticsearchOutput(BaseModel):
+class ElasticsearchOutput(Settings):
     """Bulk ``create`` into Elasticsearch or OpenSearch, ``_id`` = event id (exactly once)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     type: Literal["elasticsearch", "opensearch"] = "elasticsearch"
     hosts: list[str] = Field(
@@ -164,3 +172,50 @@ def _read_secret(path: Path, setting: str) -> str:
     if not value:
         raise ConfigError(f"{setting}: {path} is empty")
     return value
+
+
+# --- the component ------------------------------------------------------------------------
+
+Settings = ElasticsearchOutput
+
+
+def build(settings: ElasticsearchOutput, data_dir: Path) -> BulkOutput:
+    from shipper.outputs.elasticsearch.output import BulkOutput
+
+    return BulkOutput(settings, Path(data_dir))
+
+
+def check(settings: ElasticsearchOutput, data_dir: Path) -> str:
+    """Product, version and whether every template is installed (``shipper check --outputs``)."""
+    from shipper.outputs.elasticsearch.setup import status
+
+    st = status(settings)
+    if st.ok:
+        return f"{st.product} {st.version}, all templates installed"
+    if st.version:
+        raise OutputFailed(f"{st.product} {st.version}: {st.message}")
+    raise OutputFailed(st.message)
+
+
+def setup(
+    settings: ElasticsearchOutput, data_dir: Path, dry_run: bool = False, kibana: bool = True
+) -> Iterator[str]:
+    """``shipper setup``: templates, lifecycle policy and (with ``kibana``) Kibana objects, one
+    line a step; raises ``OutputFailed`` at the end when a step failed."""
+    from shipper.outputs.elasticsearch import setup as content
+
+    if dry_run:
+        for name in content.component_templates(settings):
+            yield f"component template {name}: would install"
+        for name in content.index_templates(settings):
+            yield f"index template {name}: would install"
+        if kibana and settings.kibana_url:
+            yield f"Kibana saved objects: would import into {settings.kibana_url}"
+        return
+    report = content.install(settings, kibana=kibana)
+    for step in report.steps:
+        detail = f" ({step.detail})" if step.detail else ""
+        yield f"{step.what}: {step.result}{detail}"
+    if not report.ok:
+        failed = sum(step.result == "failed" for step in report.steps)
+        raise OutputFailed(f"{failed} setup step(s) failed")

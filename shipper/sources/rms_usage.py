@@ -1,0 +1,20 @@
+"""The ``rms_usage`` input: Azure RMS usage logs (W3C) downloaded by Get-AadrmUserLog /
+Get-AadrmUsageLog. Settings only; the reader is the ``w3c_rms`` format."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from shipper.settings import SourceSettings
+
+
+class Settings(SourceSettings):
+    """Azure RMS usage logs (W3C) downloaded by Get-AadrmUserLog / Get-AadrmUsageLog."""
+
+    formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
+
+    type: Literal["rms_usage"] = "rms_usage"
+
+    def options(self) -> dict[str, object]:
+        """Settings the decoder needs, passed to worker processes with each chunk."""
+        return {}
