@@ -25,3 +25,8 @@ class RetryLater(ShipperError):
 
 class OutputFailed(ShipperError):
     """An output cannot deliver at all (bad credentials, TLS failure); stop without committing."""
+
+
+class CheckpointError(ShipperError):
+    """The checkpoint store cannot be used as it is (empty, damaged, disk full); the message
+    names the file and the remedy. Nothing uncommitted is lost: it is read and sent again."""
