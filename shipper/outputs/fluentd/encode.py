@@ -1,0 +1,191 @@
+"""Events -> Forward protocol v1 messages (PackedForward, Forward, CompressedPackedForward). No I/O.
+
+Each NDJSON document is decoded back into nested maps (the ECS event as a Fluentd filter sees
+it) and packed as an entry ``[EventTime, record]``; entries of one tag are grouped into chunks of
+at most ``max_events`` events / ``max_bytes`` encoded bytes, and each chunk becomes one message
+``[tag, entries, options]`` whose options carry ``size`` (events in it) and, when acks are
+wanted, ``chunk`` (a unique id the receiver echoes back as ``{"ack": id}``).
+
+The tag is ``<prefix>.<event.dataset>`` and the time the event's own ``@timestamp`` with its
+nanoseconds, both read from the document itself, so the pipeline need not carry them beside
+the documents. EventTime is msgpack ext type 0 with 32-bit big-endian seconds and nanoseconds.
+
+msgspec does the JSON decoding and msgpack encoding: measured on an RMS usage event of 1.4 kB,
+decoding and packing it takes about 7 us with msgspec, 11 with orjson + msgpack (whose packer
+alone takes twice msgspec's time), and this loop is the output's whole cost per event.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import gzip
+import os
+import re
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["Chunk", "ForwardEncoder", "event_time", "new_chunk_id"]
+
+EVENT_TIME = 0  # the Forward protocol's ext type code for EventTime
+_ISO = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9})\d*)?"
+    r"(Z|[+-]\d\d:?\d\d)?$"
+)
+_PAIR = struct.Struct(">II")
+_CACHE_MAX = 65536
+
+Mode = Literal["packed_forward", "forward", "compressed_packed_forward"]
+
+
+def event_time(timestamp: str) -> msgspec.msgpack.Ext | None:
+    """ISO 8601 (``2024-03-04T09:00:01.123Z``, an offset, up to 9 fraction digits) -> EventTime;
+    None when it is not such a time or lies outside what 32 unsigned bits of seconds hold."""
+    m = _ISO.match(timestamp) if isinstance(timestamp, str) else None
+    if m is None:
+        return None
+    y, mo, d, h, mi, s, frac, zone = m.groups()
+    try:
+        seconds = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    nanos = int((frac or "0").ljust(9, "0"))
+    if not 0 <= seconds < 2**32 or not (1 <= int(mo) <= 12):
+        return None
+    return msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(seconds, nanos))
+
+
+def _now() -> msgspec.msgpack.Ext:
+    ns = time.time_ns()
+    return msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(ns // 10**9, ns % 10**9))
+
+
+def new_chunk_id() -> str:
+    """128 random bits, base64: unique enough that a receiver can tell a resend by it."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One message as written on the wire; kept until acknowledged, and resent unchanged."""
+
+    tag: str
+    message: bytes
+    size: int  # events
+    chunk_id: str | None  # None without acks
+    acked: bool = False
+    sends: int = 0  # times written to a connection
+    sent_at: float = 0.0
+
+
+@dataclass
+class _Open:
+    entries: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+
+
+class ForwardEncoder:
+    """Turns NDJSON runs into chunks; one instance per output (it caches EventTimes)."""
+
+    def __init__(
+        self,
+        tag_prefix: str,
+        mode: Mode = "packed_forward",
+        max_events: int = 2000,
+        max_bytes: int = 4 * 1024 * 1024,
+        with_ack: bool = True,
+        gzip_level: int = 1,
+    ) -> None:
+        self.tag_prefix = tag_prefix
+        self.mode = mode
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.with_ack = with_ack
+        self.gzip_level = gzip_level
+        self._times: dict[str, msgspec.msgpack.Ext] = {}
+        self._tags: dict[str, str] = {}
+        self._json = msgspec.json.Decoder()
+        self._pack = msgspec.msgpack.Encoder().encode
+        #: events whose @timestamp could not be read; sent with the time they were encoded
+        self.untimed = 0
+
+    def chunks(self, runs: Iterable[bytes]) -> Iterator[Chunk]:
+        """Chunks of the documents in ``runs`` (NDJSON, each ending in a line break), in
+        order within each tag."""
+        decode, pack = self._json.decode, self._pack
+        times, tag_of = self._times, self._tag
+        max_events, max_bytes = self.max_events, self.max_bytes
+        open_: dict[str, _Open] = {}
+        for run in runs:
+            for doc in run.split(b"\n"):
+                if not doc:
+                    continue
+                record = decode(doc)
+                ts = record.get("@timestamp") if type(record) is dict else None
+                t = times.get(ts) if type(ts) is str else None
+                if t is None:
+                    t = self._time(ts)
+                event = record.get("event") if type(record) is dict else None
+                dataset = event.get("dataset") if type(event) is dict else None
+                tag = tag_of(dataset)
+                entry = pack((t, record))
+                o = open_.get(tag)
+                if o is None:
+                    o = open_[tag] = _Open()
+                elif o.nbytes + len(entry) > max_bytes:
+                    yield self._close(tag, o)
+                    o = open_[tag] = _Open()
+                o.entries.append(entry)
+                o.nbytes += len(entry)
+                if len(o.entries) >= max_events:
+                    yield self._close(tag, o)
+                    del open_[tag]
+        for tag, o in open_.items():
+            yield self._close(tag, o)
+
+    def _time(self, ts: Any) -> msgspec.msgpack.Ext:
+        t = event_time(ts) if type(ts) is str else None
+        if t is None:
+            self.untimed += 1
+            return _now()
+        if len(self._times) >= _CACHE_MAX:
+            self._times.clear()
+        self._times[ts] = t
+        return t
+
+    def _tag(self, dataset: Any) -> str:
+        tag = self._tags.get(dataset) if type(dataset) is str else None
+        if tag is None:
+            if type(dataset) is str and dataset:
+                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset).strip(".")
+            else:
+                safe = "unknown"
+            tag = f"{self.tag_prefix}.{safe or 'unknown'}"
+            if type(dataset) is str and len(self._tags) < 1024:
+                self._tags[dataset] = tag
+        return tag
+
+    def _close(self, tag: str, o: _Open) -> Chunk:
+        """The message for a chunk: ``[tag, entries, {size, chunk?, compressed?}]``."""
+        size = len(o.entries)
+        options: dict[str, Any] = {"size": size}
+        chunk_id = new_chunk_id() if self.with_ack else None
+        if chunk_id is not None:
+            options["chunk"] = chunk_id
+        if self.mode == "forward":
+            entries: Any = [msgspec.Raw(e) for e in o.entries]
+        else:
+            entries = b"".join(o.entries)
+            if self.mode == "compressed_packed_forward":
+                entries = gzip.compress(entries, self.gzip_level, mtime=0)
+                options["compressed"] = "gzip"
+        return Chunk(tag, self._pack((tag, entries, options)), size, chunk_id)
