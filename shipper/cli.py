@@ -241,5 +241,41 @@ def plugins() -> None:
     sys.exit(0 if ok else 1)
 
 
+@main.group()
+def state() -> None:
+    """Inspect or deliberately replace the checkpoint (see RELIABILITY.md)."""
+
+
+@state.command("reset")
+@click.argument("config", type=click.Path(dir_okay=False))
+def state_reset(config: str) -> None:
+    """Set the checkpoint aside (renamed, not deleted) so that the next run starts a new one.
+
+    For a checkpoint that `shipper run` refuses as empty or damaged. The next run reads every
+    file again: outputs that dedupe by event id (Elasticsearch, OpenSearch) skip what they
+    already hold; a file output gets those events a second time.
+    """
+    from filelock import FileLock, Timeout
+
+    from shipper.state.store import set_aside
+
+    cfg = _load(config)
+    if not (cfg.data_path / "checkpoint.sqlite").exists():
+        click.echo(f"{cfg.data_path}: no checkpoint; nothing to do")
+        return
+    lock = FileLock(cfg.data_path / "shipper.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise click.ClickException(
+            f"data_dir {cfg.data_path} is in use by a running shipper; stop it first"
+        ) from None
+    try:
+        aside = set_aside(cfg.data_path)
+    finally:
+        lock.release()
+    click.echo(f"checkpoint set aside as {aside}; the next run starts a new one")
+
+
 if __name__ == "__main__":
     main()

@@ -17,20 +17,22 @@ newest time of its parts, so an id is kept at least as long as the retention, ne
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
 import struct
 import sys
 import time
 from array import array
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from shipper.errors import ConfigError
+from shipper.errors import CheckpointError, ConfigError
 from shipper.state.keys import EventKey, Keys
 
 _SCHEMA = """
@@ -140,11 +142,103 @@ class FileState:
 _STATELESS = "key, path, format, offset, '', head_len, head_hash, size, mtime_ns"
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_T = TypeVar("_T")
+
+#: what to do about a checkpoint that cannot be read, in every message that says so
+REMEDY = (
+    "restore it from a backup, or set it aside and start a new one with"
+    " `shipper state reset CONFIG` (every file is read again; ids already in the outputs are"
+    " skipped only where the output dedupes by id, see RELIABILITY.md)"
+)
+
+
+def _explain(path: Path, e: sqlite3.Error) -> CheckpointError:
+    """One line for an SQLite failure: what happened to which file, and what to do."""
+    text = str(e)
+    if "full" in text:
+        return CheckpointError(
+            f"{path}: disk full while writing the checkpoint; the batch at hand is not"
+            " committed and is sent again on the next run; free space and run again"
+        )
+    if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+        return CheckpointError(f"{path} is damaged ({text}); {REMEDY}")
+    return CheckpointError(f"{path}: {text}")
+
+
+def _guarded(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Turn SQLite's exceptions into a ``CheckpointError`` naming the file."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise _explain(self.path, e) from None
+
+    return call
+
+
+def verify(path: Path) -> None:
+    """Refuse a checkpoint that exists but cannot be what the last run committed.
+
+    Starting afresh over an emptied or damaged checkpoint would read every file again and
+    append every event to the outputs a second time, silently. A new checkpoint is created
+    only where none exists (see ``Store``), so an empty or headless file is never ours.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror}") from None
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes); {REMEDY}")
+    if head != _SQLITE_MAGIC:
+        raise CheckpointError(f"{path} is not an SQLite database; {REMEDY}")
+    try:
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            problems = [" ".join(r[0].split()) for r in db.execute("PRAGMA quick_check(3)")]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise CheckpointError(f"{path} is damaged ({e}); {REMEDY}") from None
+    if problems != ["ok"]:
+        raise CheckpointError(f"{path} is damaged ({'; '.join(problems)}); {REMEDY}")
+    if not {"files", "output_state"} <= tables and "shipped_ids" not in tables:  # (old: below)
+        raise CheckpointError(f"{path} holds no shipper checkpoint; {REMEDY}")
+
+
+def _create(path: Path) -> None:
+    """Create an empty checkpoint whole, under a temporary name first: a crash while creating
+    it must not leave an empty file that the next start would have to refuse."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.unlink(missing_ok=True)
+    db = sqlite3.connect(fresh, isolation_level=None)
+    try:
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    finally:
+        db.close()
+    with open(fresh, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(fresh, path)
+
+
 class Store:
     def __init__(self, data_dir: Path, readonly: bool = False) -> None:
         """``readonly`` is for decoder workers, which look ids up while the pipeline writes."""
         self.data_dir = data_dir
         self.path = data_dir / "checkpoint.sqlite"
+        try:
+            self._open(data_dir, readonly)
+        except sqlite3.Error as e:
+            raise _explain(self.path, e) from None
+
+    def _open(self, data_dir: Path, readonly: bool) -> None:
         if readonly:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
@@ -153,6 +247,9 @@ class Store:
             self._last_prune = float("-inf")
             return
         data_dir.mkdir(parents=True, exist_ok=True)
+        verify(self.path)
+        if not self.path.exists():
+            _create(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -173,25 +270,30 @@ class Store:
 
     # --- files ------------------------------------------------------------------------
 
+    @_guarded
     def files(self) -> dict[str, FileState]:
         """Every known file, without the resume ``state`` (fetch it with ``file_state``):
         a scan over 100,000 files needs only sizes and times, and the state is the bulk."""
         rows = self._read.execute(f"SELECT {_STATELESS} FROM files")
         return {r[0]: FileState(*r) for r in rows}
 
+    @_guarded
     def file(self, key: str) -> FileState | None:
         """One known file, without its resume ``state`` (see ``files``)."""
         row = self._read.execute(f"SELECT {_STATELESS} FROM files WHERE key = ?", (key,)).fetchone()
         return FileState(*row) if row else None
 
-    def file_paths(self) -> Iterator[tuple[str, str, int]]:
+    @_guarded
+    def file_paths(self) -> list[tuple[str, str, int]]:
         """(key, path, bytes known and not read yet) of every known file."""
-        return iter(self._read.execute("SELECT key, path, max(size - offset, 0) FROM files"))
+        return self._read.execute("SELECT key, path, max(size - offset, 0) FROM files").fetchall()
 
+    @_guarded
     def file_state(self, key: str) -> str:
         row = self._read.execute("SELECT state FROM files WHERE key = ?", (key,)).fetchone()
         return row[0] if row else ""
 
+    @_guarded
     def forget_files(self, keys: Iterable[str]) -> None:
         """Drop positions of files that are gone (their ids stay, for dedupe)."""
         with self._tx():
@@ -206,6 +308,7 @@ class Store:
             found |= match(keys, his, los)
         return found
 
+    @_guarded
     def packed(self, buckets: Collection[str]) -> dict[str, tuple[bytes, bytes]]:
         """The committed keys of each of ``buckets`` that has any, as packed (hi, lo) arrays."""
         if not buckets:
@@ -217,10 +320,12 @@ class Store:
             los.append(lo)
         return {name: (b"".join(his), b"".join(los)) for name, (his, los) in parts.items()}
 
+    @_guarded
     def id_count(self) -> int:
         row = self._read.execute("SELECT coalesce(sum(length(hi)), 0) FROM id_runs").fetchone()
         return int(row[0]) // 8
 
+    @_guarded
     def prune(self, retention_seconds: float, now: float | None = None) -> int:
         """Forget ids shipped longer ago than the retention; returns how many."""
         cutoff = int((time.time() if now is None else now) - retention_seconds)
@@ -238,12 +343,14 @@ class Store:
 
     # --- outputs ----------------------------------------------------------------------
 
+    @_guarded
     def output_states(self) -> dict[str, dict[str, Any]]:
         rows = self._read.execute("SELECT name, state FROM output_state")
         return {name: json.loads(state) for name, state in rows}
 
     # --- the one commit ---------------------------------------------------------------
 
+    @_guarded
     def commit(
         self,
         files: Iterable[FileState],
@@ -329,3 +436,18 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def set_aside(data_dir: Path) -> Path | None:
+    """Move the checkpoint (and its WAL files) aside under a dated name, so that the next run
+    starts a new one; nothing is deleted. Returns the new name, or None if there was none."""
+    path = data_dir / "checkpoint.sqlite"
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.set-aside-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, aside.with_name(aside.name + suffix))
+    return aside
