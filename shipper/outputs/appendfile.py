@@ -20,11 +20,13 @@ a data dir (and so its outputs), so nothing else appends meanwhile.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from shipper.errors import OutputFailed
 from shipper.sources.identity import file_key
 from shipper.spool import Spooled, copy_spooled, write_all
 
@@ -46,6 +48,12 @@ class AppendFile:
         """Open the file, cut off what was written after ``state`` (the last committed
         ``state()``); with no state, a file already there is kept whole and a state to commit
         at once is returned."""
+        try:
+            return self._restore(state)
+        except OSError as e:
+            raise OutputFailed(f"{self.path}: cannot open: {e.strerror or e}") from e
+
+    def _restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = self._open()
         size = os.lseek(fd, 0, os.SEEK_END)
@@ -73,20 +81,49 @@ class AppendFile:
             self._rotate()
 
     def write(self, runs: Iterable[bytes | Spooled]) -> None:
-        """Append, in order; spooled runs are copied file to file."""
+        """Append, in order; spooled runs are copied file to file.
+
+        A write that fails (disk full, I/O error) is cut back off, so that the batch can be
+        written again whole: a retry never follows half a batch.
+        """
         assert self._fd is not None
         fd = self._fd
-        for run in runs:
-            if isinstance(run, Spooled):
-                copy_spooled(run, fd)
-            else:
-                write_all(fd, run)
+        start = self.length
+        try:
+            for run in runs:
+                if isinstance(run, Spooled):
+                    copy_spooled(run, fd)
+                else:
+                    write_all(fd, run)
+        except OSError as e:
+            self._cut_back(start)
+            raise self._failure("write", e) from None
 
     def sync(self) -> dict[str, Any]:
         """fsync, and the state that says so (goes into the ``Ack``)."""
         assert self._fd is not None
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as e:
+            raise self._failure("flush", e) from None
         return self.state()
+
+    def _cut_back(self, length: int) -> None:
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, length)
+        except OSError:
+            pass  # the next start cuts it back to the committed length anyway
+        os.lseek(self._fd, length, os.SEEK_SET)
+
+    def _failure(self, what: str, e: OSError) -> Exception:
+        """Disk full is worth waiting for (space is freed, a volume grows); anything else
+        needs a person. Either way nothing of the batch is committed."""
+        from shipper.errors import OutputFailed, RetryLater
+
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return RetryLater(f"{self.path}: disk full; waiting for free space")
+        return OutputFailed(f"{self.path}: cannot {what}: {e.strerror or e}")
 
     def state(self) -> dict[str, Any]:
         return {"length": self.length, "file": self._identity()}
@@ -116,8 +153,6 @@ class AppendFile:
 
 def check_writable(path: str | Path) -> str:
     """``check`` for a file output: the folder exists or can be created, and is writable."""
-    from shipper.errors import OutputFailed
-
     folder = Path(path).resolve().parent
     probe = folder
     while not probe.exists():
