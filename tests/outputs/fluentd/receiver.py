@@ -69,6 +69,7 @@ class Receiver:
     tls: ssl.SSLContext | None = None
     keepalive: bool = True
     faults: Faults = field(default_factory=Faults)
+    port: int = 0  # 0: any free one
 
     events: list[Event] = field(default_factory=list)
     chunks: list[tuple[str | None, int]] = field(default_factory=list)  # (chunk id, size)
@@ -80,7 +81,7 @@ class Receiver:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock = socket.create_server(("127.0.0.1", self.port))
         self.port = self._sock.getsockname()[1]
         self._sock.settimeout(0.1)
         self._stop = threading.Event()
