@@ -22,7 +22,7 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator
 
 from shipper import registry
 from shipper.errors import ConfigError, ShipperError
-from shipper.settings import Settings, SourceSettings
+from shipper.settings import Settings, Size, SourceSettings
 from shipper.units import parse_size
 
 __all__ = ["Config", "load_config", "parse_config", "parse_size"]
@@ -99,6 +99,16 @@ class PipelineSettings(_Model):
     batch_events: int = Field(default=10000, ge=1, description="events per delivered batch")
     poll_interval: float = Field(default=1.0, gt=0, le=60, description="follow mode, seconds")
     keep_original: bool = Field(default=False, description="add event.original")
+    max_record_bytes: Size = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="a bigger record is quarantined (its size and first 64 KiB), not read",
+    )
+    once_retry_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="--once: give up on an output still unavailable after this long",
+    )
 
 
 class DedupeSettings(_Model):
