@@ -1,0 +1,348 @@
+"""ECS events -> RFC 5424 messages (JSON, CEF or LEEF 2.0 bodies), and their framings; no I/O.
+
+Why hand-written, and not ``syslog-rfc5424-formatter``: that library formats a
+``logging.LogRecord``, stamping the send time (``record.created``) and this machine's host
+name into the header, and leaves the PRI to ``SysLogHandler``. A shipped event must carry its
+own ``@timestamp`` and ``host.name`` (a backfill of last year's logs sent today must not look
+like today's), and going through a LogRecord per event would cost more than the whole
+encoding below. Its SD escaping (``"``, ``\\``, ``]``) is the RFC's and is what
+``_sd_value`` does. So the library is not used, and is not a dependency.
+
+What can never happen, whatever a field holds (CR, LF, NUL, other controls, ``]``, ``"``,
+``\\``, ``|``, ``=``, non-ASCII, 64 KiB values): a message ending early, a second message
+forged, or broken SD / CEF / LEEF syntax. That holds because
+
+- the JSON body is the event as the decoders serialised it: JSON escapes every control
+  character, so the body has no raw CR, LF or NUL;
+- header fields keep letters, digits and ``._-`` (HOSTNAME) or ``._:@/+-`` (MSGID) only
+  (anything else becomes ``_``): within RFC 5424's printable ASCII, and nothing a receiver
+  trips on;
+- SD-PARAM values escape ``"``, ``\\`` and ``]`` (RFC 5424 6.3.3) and replace control characters
+  with U+FFFD (the exact value is in the body);
+- CEF escapes per its spec (header ``\\|`` ``\\\\``; extension ``\\=`` ``\\\\`` ``\\n`` ``\\r``) and
+  replaces other control characters with U+FFFD; LEEF has no escape syntax, so TAB (its
+  delimiter), CR and LF become spaces and other control characters U+FFFD.
+
+So no message contains a LF, and LF framing is as safe as octet counting.
+
+Speed: the JSON body is the document itself, never re-serialised. An event is parsed only
+when a cheap byte search says it might have ``host``, ``log.level`` or a failed outcome (JSON
+escaping guarantees such a key cannot hide inside a string value), or when MSGID is the
+action: most RMS records are encoded with a few string operations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from shipper.mappings import load_yaml
+from shipper.outputs.base import EventBatch
+from shipper.outputs.syslog.settings import FACILITIES, Settings
+
+__all__ = [
+    "Encoder",
+    "frame_lf",
+    "frame_octets",
+    "octet_frame",
+    "truncate",
+    "rfc3339",
+]
+
+NIL = "-"
+BOM = b"\xef\xbb\xbf"
+TRUNCATED = " [truncated]"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SD_UNSAFE = re.compile(r'["\\\]\x00-\x1f\x7f]')
+_SD_ESCAPE = re.compile(r'["\\\]]')
+# HOSTNAME and MSGID keep a conservative subset of RFC 5424's printable ASCII: syslog-ng, for
+# one, refuses a message whose HOSTNAME holds "[" or looks like a timestamp; a DNS name is
+# letters, digits, "." and "-"
+_NOT_HEADER_SAFE = re.compile(r"[^A-Za-z0-9._:@/+-]")
+_NOT_HOST_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$")
+_CEF_HEADER = re.compile(r"[\\|\x00-\x1f\x7f]")
+_CEF_VALUE = re.compile(r"[\\=\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CEF_VALUE_MAP = {"\\": "\\\\", "=": "\\=", "\r": "\\r", "\n": "\\n"}
+_LEEF_VALUE = re.compile(r"[\t\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# The keys whose presence means the event must be parsed for its severity or host. In
+# compact JSON a key is always written `"name":`, and a `"` inside a string is `\"`, so
+# these bytes cannot appear inside a value.
+_FAILURE = b'"outcome":"failure"'
+_LEVEL = b'"level":"'
+_HOST = b'"host":{'
+
+
+def rfc3339(ts: str) -> str:
+    """An RFC 3339 timestamp with at most 6 fraction digits (RFC 5424 TIME-SECFRAC), or NIL."""
+    if len(ts) == 24 and ts[19] == "." and ts[23] == "Z":  # the common 2024-..T..:..:..000Z
+        return ts
+    m = _TS.match(ts)
+    if not m:
+        return NIL
+    date, frac, zone = m.groups()
+    return f"{date}.{frac[:6]}{zone}" if frac else f"{date}{zone}"
+
+
+def _epoch_ms(ts: str) -> int | None:
+    norm = rfc3339(ts)
+    if norm == NIL:
+        return None
+    return int(datetime.fromisoformat(norm.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _header_field(value: str, limit: int) -> str:
+    """HOSTNAME / MSGID: letters, digits and ``._:@/+-`` (others -> '_'), at most ``limit``."""
+    if not value:
+        return NIL
+    return _NOT_HEADER_SAFE.sub("_", value[:limit])
+
+
+def _sd_value(value: str) -> str:
+    if not _SD_UNSAFE.search(value):
+        return value
+    return _SD_ESCAPE.sub(lambda m: "\\" + m.group(), _CONTROL.sub("\ufffd", value))
+
+
+def _cef_header(value: str) -> str:
+    if not _CEF_HEADER.search(value):
+        return value
+    return _CONTROL.sub("\ufffd", value.replace("\\", "\\\\").replace("|", "\\|"))
+
+
+def _cef_value(value: str) -> str:
+    if not _CEF_VALUE.search(value):
+        return value
+    return _CEF_VALUE.sub(lambda m: _CEF_VALUE_MAP.get(m.group(), "\ufffd"), value)
+
+
+def _leef_value(value: str) -> str:
+    if not _LEEF_VALUE.search(value):
+        return value
+    return _LEEF_VALUE.sub(lambda m: " " if m.group() in "\t\r\n" else "\ufffd", value)
+
+
+def _get(event: dict[str, Any], path: str) -> Any:
+    """``event["a"]["b"]`` for ``"a.b"``; also finds a dotted key written flat."""
+    if path in event:
+        return event[path]
+    node: Any = event
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+class Encoder:
+    """Turns documents of a batch into RFC 5424 messages (unframed ``bytes``)."""
+
+    def __init__(self, settings: Settings, default_host: str) -> None:
+        tables = load_yaml("syslog/syslog.yaml")
+        self._facility = FACILITIES[settings.facility] * 8
+        self._levels: dict[str, int] = tables["severity_by_level"]
+        self._sev_failure: int = tables["severity_failure"]
+        self._sev_default: int = tables["severity_default"]
+        self._cef_sev: list[int] = tables["cef_severity"]
+        self._app = settings.app_name
+        self._sd_id = settings.sd_id
+        self._msgid_action = settings.msgid == "action"
+        self._default_host = _NOT_HOST_SAFE.sub("_", default_host[:255]) or NIL
+        self._bom = BOM if settings.utf8_bom else b""
+        self._format = settings.format
+        self._cef_products: dict[str, list[str]] = tables["cef_products"]
+        self._cef_default: list[str] = tables["cef_default_product"]
+        self._cef_ext: list[list[str]] = tables["cef_extension"]
+        self._leef_products: dict[str, list[str]] = tables["leef_products"]
+        self._leef_default: list[str] = tables["leef_default_product"]
+        self._leef_attrs: list[list[str]] = tables["leef_attributes"]
+        from shipper.outputs.syslog import VERSION
+
+        self._version = VERSION
+        # per dataset: (MSGID, the SD's closing part); per (severity, host): "<PRI>1 "... parts
+        self._by_dataset: dict[str, tuple[str, str]] = {}
+        self._hosts: dict[str, str] = {}
+
+    # --- per event --------------------------------------------------------------------
+
+    def _dataset_parts(self, dataset: str) -> tuple[str, str]:
+        parts = self._by_dataset.get(dataset)
+        if parts is None:
+            parts = (_header_field(dataset, 32), f'" dataset="{_sd_value(dataset)}"] ')
+            if len(self._by_dataset) > 1024:
+                self._by_dataset.clear()
+            self._by_dataset[dataset] = parts
+        return parts
+
+    def _host(self, name: Any) -> str:
+        if not isinstance(name, str) or not name:
+            return self._default_host
+        host = self._hosts.get(name)
+        if host is None:
+            host = _NOT_HOST_SAFE.sub("_", name[:255])
+            if len(self._hosts) > 4096:
+                self._hosts.clear()
+            self._hosts[name] = host
+        return host
+
+    def severity(self, event: dict[str, Any]) -> int:
+        sev = self._sev_default
+        level = _get(event, "log.level")
+        if isinstance(level, str):
+            sev = self._levels.get(level.lower(), sev)
+        if _get(event, "event.outcome") == "failure":
+            sev = min(sev, self._sev_failure)
+        return sev
+
+    def messages(self, batch: EventBatch, positions: Iterable[int] | None = None) -> list[bytes]:
+        """One RFC 5424 message per document, in the order of ``positions`` (default: all)."""
+        docs = batch.docs
+        todo: Iterable[int] = range(len(docs)) if positions is None else positions
+        ids = batch.ids or [""] * len(docs)
+        datasets = batch.datasets or [""] * len(docs)
+        stamps = batch.timestamps or [""] * len(docs)
+        if self._format == "json":
+            return self._json(docs, ids, datasets, stamps, todo)
+        return [
+            self._structured(orjson.loads(docs[i]), ids[i], datasets[i], stamps[i]) for i in todo
+        ]
+
+    def _json(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        stamps: Sequence[str],
+        todo: Iterable[int],
+    ) -> list[bytes]:
+        facility, app, sd_id, bom = self._facility, self._app, self._sd_id, self._bom
+        default_pri = f"<{facility + self._sev_default}>1 "
+        default_host = self._default_host
+        by_action = self._msgid_action
+        ds_parts, sd_value, to_ts = self._dataset_parts, _sd_value, rfc3339
+        out = []
+        for i in todo:
+            doc = docs[i]
+            msgid, sd_tail = ds_parts(datasets[i])
+            if by_action or _FAILURE in doc or _LEVEL in doc or _HOST in doc:
+                event = orjson.loads(doc)
+                pri = f"<{facility + self.severity(event)}>1 "
+                host = self._host(_get(event, "host.name"))
+                if by_action:
+                    action = _get(event, "event.action")
+                    msgid = _header_field(action, 32) if isinstance(action, str) else msgid
+            else:
+                pri, host = default_pri, default_host
+            head = (
+                f"{pri}{to_ts(stamps[i])} {host} {app} - {msgid} "
+                f'[{sd_id} event_id="{sd_value(ids[i])}{sd_tail}'
+            )
+            out.append(head.encode() + bom + doc)
+        return out
+
+    def _structured(self, event: dict[str, Any], event_id: str, dataset: str, ts: str) -> bytes:
+        """A CEF or LEEF message; the event is parsed, so everything comes from it."""
+        dataset = dataset or _text(_get(event, "event.dataset") or "")
+        event_id = event_id or _text(_get(event, "event.id") or "")
+        ts = ts or _text(_get(event, "@timestamp") or "")
+        sev = self.severity(event)
+        msgid, sd_tail = self._dataset_parts(dataset)
+        if self._msgid_action:
+            action = _get(event, "event.action")
+            msgid = _header_field(action, 32) if isinstance(action, str) else msgid
+        head = (
+            f"<{self._facility + sev}>1 {rfc3339(ts)} {self._host(_get(event, 'host.name'))} "
+            f'{self._app} - {msgid} [{self._sd_id} event_id="{_sd_value(event_id)}{sd_tail}'
+        )
+        if self._format == "cef":
+            body = self._cef(event, dataset, sev)
+        else:
+            body = self._leef(event, dataset)
+        return head.encode() + self._bom + body.encode()
+
+    def _cef(self, event: dict[str, Any], dataset: str, sev: int) -> str:
+        vendor, product = self._cef_products.get(dataset, self._cef_default)
+        action = _get(event, "event.action")
+        signature = _get(event, "event.code") or action or dataset or "event"
+        name = action or dataset or "event"
+        header = "|".join(
+            _cef_header(_text(v)) for v in (vendor, product, self._version, signature, name)
+        )
+        ext = []
+        for item in self._cef_ext:
+            key, path = item[0], item[1]
+            value = _get(event, path)
+            if value is None or value == "" or value == []:
+                continue
+            if key == "rt":
+                value = _epoch_ms(_text(value))
+                if value is None:
+                    continue
+            ext.append(f"{key}={_cef_value(_text(value))}")
+            if len(item) > 2:
+                ext.append(f"{key}Label={item[2]}")
+        return f"CEF:0|{header}|{self._cef_sev[sev]}|{' '.join(ext)}"
+
+    def _leef(self, event: dict[str, Any], dataset: str) -> str:
+        vendor, product = self._leef_products.get(dataset, self._leef_default)
+        action = _get(event, "event.code") or _get(event, "event.action") or dataset or "event"
+        header = "|".join(_cef_header(_text(v)) for v in (vendor, product, self._version, action))
+        attrs = []
+        for key, path in self._leef_attrs:
+            value = _get(event, path)
+            if value is None or value == "" or value == []:
+                continue
+            if key == "devTime":
+                ms = _epoch_ms(_text(value))
+                if ms is None:
+                    continue
+                stamp = datetime.fromtimestamp(ms / 1000, timezone.utc)
+                attrs.append(f"devTime={stamp.strftime('%Y-%m-%dT%H:%M:%S')}.{ms % 1000:03d}Z")
+                attrs.append("devTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSX")
+                continue
+            attrs.append(f"{key}={_leef_value(_text(value))}")
+        return f"LEEF:2.0|{header}|x09|" + "\t".join(attrs)
+
+
+# --- framing and size -----------------------------------------------------------------------
+
+
+def octet_frame(msg: bytes) -> bytes:
+    """RFC 6587 3.4.1 octet counting: ``MSG-LEN SP SYSLOG-MSG``."""
+    return b"%d %b" % (len(msg), msg)
+
+
+def frame_octets(msgs: Sequence[bytes]) -> list[bytes]:
+    return [b"%d %b" % (len(m), m) for m in msgs]
+
+
+def frame_lf(msgs: Sequence[bytes]) -> list[bytes]:
+    """RFC 6587 3.4.2 non-transparent framing; messages never hold a LF (module docstring)."""
+    return [m + b"\n" for m in msgs]
+
+
+def truncate(msg: bytes, limit: int) -> bytes:
+    """Cut ``msg`` to ``limit`` bytes ending in the marker, at a UTF-8 character boundary."""
+    marker = TRUNCATED.encode()
+    cut = max(0, limit - len(marker))
+    while cut > 0 and (msg[cut] & 0xC0) == 0x80:  # never split a UTF-8 sequence
+        cut -= 1
+    return msg[:cut] + marker

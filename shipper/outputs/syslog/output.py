@@ -1,0 +1,185 @@
+"""The syslog output: encode a batch, deliver it over the configured transport, say how.
+
+``send`` returns only when every event of the batch is delivered in the transport's sense
+(``transport`` and ``relp`` docstrings: RELP's ``rsp 200``; TCP/TLS written and acknowledged by
+the receiver's TCP on a healthy connection; UDP sent), or dead-lettered (an event over
+``max_message_size`` with ``oversize: dead_letter``). While the receivers are down it
+reconnects with the project's backoff, failing over to the next receiver, up to
+``retry_rounds`` times, then raises ``RetryLater``: the pipeline holds the sources and hands
+the same batch back later. What was already delivered of that batch is remembered and not
+sent again. Memory stays bounded by the batch: nothing is queued between calls.
+
+A certificate that does not verify is a configuration problem, not an outage: ``OutputFailed``
+at once, naming the receiver and OpenSSL's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipper.backoff import backoff
+from shipper.errors import OutputFailed, RetryLater
+from shipper.outputs.base import Ack, EventBatch
+from shipper.outputs.elasticsearch.deadletter import DeadLetterFile
+from shipper.outputs.syslog.encode import Encoder, truncate
+from shipper.outputs.syslog.settings import Settings
+from shipper.outputs.syslog.transport import (
+    CertificateRefused,
+    Connection,
+    TransportError,
+    connect,
+    tls_context,
+)
+
+log = logging.getLogger("shipper.outputs.syslog")
+
+
+@dataclass
+class _Progress:
+    """What is known about one batch; kept across a RetryLater for the same batch."""
+
+    batch: EventBatch
+    pending: list[int]
+    ack: Ack = field(default_factory=Ack)
+    rounds: int = 0
+
+
+class SyslogOutput:
+    needs_metadata = True  # event ids, datasets and timestamps go into the header
+
+    def __init__(self, settings: Settings, data_dir: Path, sleep: Any = None) -> None:
+        self.settings = settings
+        self.name = settings.display_name()
+        self.encoder = Encoder(settings, settings.hostname or socket.gethostname())
+        self.limit = settings.size_limit()
+        self.dead_letters = DeadLetterFile(settings.dead_letter_path(data_dir), self.name)
+        try:
+            self._ctx = tls_context(settings) if settings.transport in ("tls", "relp_tls") else None
+        except (OSError, ssl.SSLError) as e:
+            raise OutputFailed(f"{self.name}: TLS files: {e}") from e
+        self._conn: Connection | None = None
+        self._progress: _Progress | None = None
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Nothing to restore: a receiver keeps no state we could check against."""
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            try:
+                self._conn = connect(self.settings, self._ctx)
+            except CertificateRefused as e:
+                raise OutputFailed(f"{self.name}: {e}") from e
+            log.info("%s: connected to %s", self.name, self._conn.where)
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def send(self, batch: EventBatch) -> Ack:
+        p = self._progress
+        if p is None or p.batch is not batch:
+            p = _Progress(batch, list(range(len(batch))))
+        self._progress = p
+        msgs = self.encoder.messages(batch, p.pending)
+        if self.limit is not None:
+            msgs = self._fit(p, msgs)
+        while p.pending:
+            try:
+                self._connection().deliver(msgs)
+            except TransportError as e:
+                done = set(e.done)
+                p.ack.delivered += len(done)
+                p.pending = [i for n, i in enumerate(p.pending) if n not in done]
+                msgs = [m for n, m in enumerate(msgs) if n not in done]
+                self._drop()
+                p.rounds += 1
+                if p.rounds > self.settings.retry_rounds:
+                    p.rounds = 0
+                    raise RetryLater(f"{len(p.pending)} events not delivered ({e})") from None
+                delay = backoff(p.rounds, self.settings.backoff_initial, self.settings.backoff_max)
+                log.warning(
+                    "%s: %s; %d events to send again in %.1fs",
+                    self.name,
+                    e,
+                    len(p.pending),
+                    delay,
+                )
+                self._sleep(delay)
+                continue
+            p.ack.delivered += len(p.pending)
+            p.pending = []
+        self._progress = None
+        return p.ack
+
+    def _fit(self, p: _Progress, msgs: list[bytes]) -> list[bytes]:
+        """Apply ``oversize`` to messages over the limit; never split one into two."""
+        limit = self.limit
+        assert limit is not None
+        if all(len(m) <= limit for m in msgs):
+            return msgs
+        if self.settings.oversize == "truncate":
+            return [m if len(m) <= limit else truncate(m, limit) for m in msgs]
+        keep_pos, keep_msgs, dead = [], [], []
+        batch = p.batch
+        for i, m in zip(p.pending, msgs, strict=True):
+            if len(m) <= limit:
+                keep_pos.append(i)
+                keep_msgs.append(m)
+            else:
+                dead.append(
+                    (
+                        self.name,
+                        batch.ids[i] if batch.ids else "",
+                        None,
+                        {"reason": f"message of {len(m)} bytes over max_message_size {limit}"},
+                        batch.docs[i],
+                    )
+                )
+        self.dead_letters.write(dead)  # durable before anything is acknowledged
+        log.warning(
+            "%s: %d events over %d bytes went to %s",
+            self.name,
+            len(dead),
+            limit,
+            self.dead_letters.path,
+        )
+        p.ack.dead_lettered += len(dead)
+        p.pending = keep_pos
+        return keep_msgs
+
+    def close(self) -> None:
+        self._stop.set()
+        self._drop()
+
+
+def check(settings: Settings) -> str:
+    """Reach the first receiver that answers, as ``send`` would; say which."""
+    try:
+        ctx = tls_context(settings) if settings.transport in ("tls", "relp_tls") else None
+    except (OSError, ssl.SSLError) as e:
+        raise OutputFailed(f"{settings.display_name()}: TLS files: {e}") from e
+    try:
+        conn = connect(settings, ctx)
+    except TransportError as e:
+        raise OutputFailed(f"{settings.display_name()}: {e}") from e
+    try:
+        if settings.transport == "udp":
+            what = f"udp to {conn.where} (datagrams are not answered: sending cannot be checked)"
+        elif settings.transport in ("relp", "relp_tls"):
+            what = f"{settings.transport} session opened with {conn.where}"
+        else:
+            how = "TLS verified" if settings.transport == "tls" and settings.verify_certs else ""
+            what = f"{settings.transport} connected to {conn.where}" + (f" ({how})" if how else "")
+    finally:
+        conn.close()
+    return what

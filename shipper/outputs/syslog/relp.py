@@ -1,0 +1,152 @@
+"""RELP client: rsyslog's Reliable Event Logging Protocol, the transport that acknowledges.
+
+Hand-written because no maintained Python RELP client exists (librelp is C, without Python
+bindings, and not on Windows); the protocol is small. Frames are
+``TXNR SP COMMAND SP DATALEN [SP DATA] LF``. A session starts with ``open`` (our offer:
+``relp_version=0``, ``commands=syslog``; the server's ``rsp`` must be 200 and list
+``syslog``), then sends each message as a ``syslog`` command with the next transaction number
+(1 to 999,999,999, then 1 again), keeping at most ``relp_window`` unanswered. A message is
+delivered when its ``rsp`` says 200; anything else, a ``serverclose``, a broken frame or a
+timeout ends the session with ``TransportError`` naming the messages answered 200 so far (only
+the others are sent again, on a new session).
+
+Delivery is at least once: a message whose ``200`` was lost with the connection is sent again.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+
+from shipper.outputs.syslog.settings import Settings
+from shipper.outputs.syslog.transport import Connection, TransportError, _why
+
+MAX_TXNR = 999_999_999
+_HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})[ \n]")
+
+
+def _offer() -> bytes:
+    from shipper.outputs.syslog import VERSION
+
+    return (
+        b"relp_version=0\nrelp_software=shipper,"
+        + VERSION.encode()
+        + b",https://github.com/\ncommands=syslog"
+    )
+
+
+class RelpConnection(Connection):
+    def __init__(self, sock: socket.socket, where: str, settings: Settings) -> None:
+        self.sock = sock
+        self.where = where
+        self.window = settings.relp_window
+        self.timeout = settings.timeout
+        self._txnr = 0
+        self._buf = b""
+        sock.settimeout(settings.timeout)
+        self._open()
+
+    # --- frames -----------------------------------------------------------------------
+
+    def _next(self) -> int:
+        self._txnr = 1 if self._txnr >= MAX_TXNR else self._txnr + 1
+        return self._txnr
+
+    def _parse(self) -> tuple[int, bytes, bytes] | None:
+        """A complete frame from the buffer, or None when more bytes are needed."""
+        m = _HEADER.match(self._buf)
+        if not m:
+            if len(self._buf) > 40 or b"\n" in self._buf:
+                raise TransportError(f"{self.where}: not RELP: {self._buf[:40]!r}")
+            return None
+        size = int(m.group(3))
+        if m.group(0)[-1:] == b"\n":  # DATALEN 0: no data, the LF ends the frame
+            if size:
+                raise TransportError(f"{self.where}: broken RELP frame {m.group(0)!r}")
+            self._buf = self._buf[m.end() :]
+            return int(m.group(1)), m.group(2), b""
+        end = m.end() + size
+        if len(self._buf) <= end:
+            return None
+        if self._buf[end : end + 1] != b"\n":
+            raise TransportError(f"{self.where}: broken RELP frame (no trailer)")
+        data = self._buf[m.end() : end]
+        self._buf = self._buf[end + 1 :]
+        return int(m.group(1)), m.group(2), data
+
+    def _read_frame(self) -> tuple[int, bytes, bytes]:
+        """The next frame from the server, waiting for it (the socket's timeout applies)."""
+        while True:
+            frame = self._parse()
+            if frame is not None:
+                return frame
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise TransportError(f"{self.where}: connection closed by the receiver")
+            self._buf += chunk
+
+    def _open(self) -> None:
+        offer = _offer()
+        try:
+            self.sock.sendall(b"%d open %d %b\n" % (self._next(), len(offer), offer))
+            txnr, command, data = self._read_frame()
+        except (OSError, ssl.SSLError) as e:
+            raise TransportError(f"{self.where}: RELP open failed: {_why(e)}") from e
+        if command != b"rsp" or txnr != 1 or not data.startswith(b"200"):
+            raise TransportError(f"{self.where}: RELP open refused: {data[:200]!r}")
+        if b"commands=" in data and b"syslog" not in data.split(b"commands=", 1)[1]:
+            raise TransportError(f"{self.where}: RELP server does not offer the syslog command")
+
+    # --- sending ----------------------------------------------------------------------
+
+    def deliver(self, msgs: Sequence[bytes]) -> None:
+        pending: dict[int, int] = {}  # txnr -> index in msgs
+        done: list[int] = []
+        sent = 0
+        n = len(msgs)
+        window = self.window
+        try:
+            while sent < n or pending:
+                if sent < n and len(pending) < window:
+                    frames = []
+                    size = 0
+                    while sent < n and len(pending) < window and size < 1 << 20:
+                        txnr = self._next()
+                        m = msgs[sent]
+                        frame = b"%d syslog %d %b\n" % (txnr, len(m), m)
+                        frames.append(frame)
+                        size += len(frame)
+                        pending[txnr] = sent
+                        sent += 1
+                    self.sock.sendall(b"".join(frames))
+                    if sent < n and len(pending) < window:
+                        continue  # the burst stopped at 1 MiB: keep writing
+                # wait for one answer, then take every answer already received
+                frame: tuple[int, bytes, bytes] | None = self._read_frame()
+                while frame is not None:
+                    txnr, command, data = frame
+                    if command == b"serverclose":
+                        raise TransportError(f"{self.where}: server closed the RELP session")
+                    if command != b"rsp" or txnr not in pending:
+                        raise TransportError(f"{self.where}: unexpected RELP frame {command!r}")
+                    i = pending.pop(txnr)
+                    if not data.startswith(b"200"):
+                        raise TransportError(f"{self.where}: message refused: {data[:200]!r}")
+                    done.append(i)
+                    frame = self._parse()
+        except TransportError as e:
+            raise TransportError(str(e), done) from None
+        except (OSError, ssl.SSLError) as e:
+            raise TransportError(f"{self.where}: {_why(e)}", done) from e
+
+    def close(self) -> None:
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(b"%d close 0\n" % self._next())
+            self._read_frame()
+        except (OSError, ssl.SSLError, TransportError):
+            pass
+        finally:
+            self.sock.close()
