@@ -77,8 +77,9 @@ function Register-SyncTask([string] $Name, [string] $Arguments, $Trigger) {
         Register-ScheduledTask -TaskName $Name -Action $action -Trigger $Trigger -Settings $settings `
             -Principal $principal -Force | Out-Null
     } else {
+        $plain = $cred.GetNetworkCredential().Password
         Register-ScheduledTask -TaskName $Name -Action $action -Trigger $Trigger -Settings $settings `
-            -User $cred.UserName -Password $cred.GetNetworkCredential().Password -RunLevel Highest -Force | Out-Null
+            -User $cred.UserName -Password $plain -RunLevel Highest -Force | Out-Null
     }
     Write-Host "task '$Name' installed: $powershell $common $Arguments"
 }
