@@ -11,9 +11,20 @@ the documents and Kibana need, all kept as files under ``mappings/``:
    ISM plugin is absent. Classic daily indices (``index:``) get no policy: the date in the name
    already rolls them over;
 3. index templates, one per dataset (``logs-<dataset>-*``, data stream) or one for ``index:``;
-4. Kibana saved objects (``mappings/kibana/*.ndjson``: a data view per dataset and two
-   dashboards), imported with ``overwrite=true`` under fixed ids, when ``kibana_url`` is set.
-   With ``index:`` the data views' titles are rewritten to the index pattern.
+4. Kibana saved objects (``mappings/kibana/*.ndjson``: a data view per dataset, two
+   dashboards, the forensic saved searches and their dashboard), imported with
+   ``overwrite=true`` under fixed ids, when ``kibana_url`` is set. With ``index:`` the data
+   views' titles are rewritten to the index pattern;
+5. the detection rules (``mappings/detections/elastic_rules.ndjson``, generated from the Sigma
+   rules) into Kibana's detection engine, ``POST /api/detection_engine/rules/_import`` with
+   ``overwrite=true``: each rule is replaced by its ``rule_id``, so a second run changes
+   nothing and a newer shipper updates its rules in place. With ``index:`` the rules' index
+   patterns (and the ES|QL ``FROM``) are rewritten like the data views. OpenSearch Dashboards
+   has no such engine; there the step is skipped (the Sigma rules convert for OpenSearch's
+   Security Analytics instead).
+
+``install(..., dry_run=True)`` contacts nothing and returns the same steps as "would ..."
+lines naming each request, so ``shipper setup --dry-run`` can show what a run would change.
 
 ``status`` connects and reports product, version and which templates are missing; auth and TLS
 problems come back as a clear ``message`` with ``ok=False`` (never a stack trace).
@@ -38,13 +49,16 @@ KIBANA_FILES = (
     "data_views.ndjson",
     "dashboard_rms_usage.ndjson",
     "dashboard_connector_health.ndjson",
+    "forensics.ndjson",
 )
+SAVED_OBJECTS = "Kibana saved objects"
+RULES = "Kibana detection rules"
 
 
 @dataclass
 class Step:
     what: str
-    result: str  # "installed", "unchanged", "skipped", "failed"
+    result: str  # "installed", "unchanged", "skipped", "failed", "would install" (dry run)
     detail: str = ""
 
 
@@ -139,6 +153,33 @@ def kibana_objects(settings: ElasticsearchOutput) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def detection_rules(settings: ElasticsearchOutput) -> bytes:
+    """The detection rules as one NDJSON body, index patterns matching where documents go."""
+    from shipper.detections import elastic_rules
+
+    lines: list[bytes] = []
+    for rule in elastic_rules():
+        if settings.index is not None:
+            rule = _retarget(rule, settings)
+        lines.append(json.dumps(rule, ensure_ascii=False).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+_DATA_STREAM = re.compile(r"logs-([a-z0-9_.]+)-\*")
+
+
+def _retarget(rule: dict[str, Any], settings: ElasticsearchOutput) -> dict[str, Any]:
+    def swap(m: re.Match[str]) -> str:
+        return index_pattern(settings, m.group(1))
+
+    rule = dict(rule)
+    if "index" in rule:
+        rule["index"] = [_DATA_STREAM.sub(swap, p) for p in rule["index"]]
+    if rule.get("language") == "esql":
+        rule["query"] = _DATA_STREAM.sub(swap, rule["query"])
+    return rule
+
+
 # --- doing it ------------------------------------------------------------------------------------
 
 
@@ -191,10 +232,57 @@ def _lifecycle(t: Transport, settings: ElasticsearchOutput, report: SetupReport)
     _step(report, f"ISM policy {POLICY}", reply)
 
 
+def plan(settings: ElasticsearchOutput, *, kibana: bool = True) -> SetupReport:
+    """What ``install`` would do, as steps, without contacting anything (``--dry-run``)."""
+    report = SetupReport()
+    would = "would install"
+    for name in component_templates(settings):
+        report.steps.append(
+            Step(f"component template {name}", would, f"PUT /_component_template/{name}")
+        )
+    if settings.index is not None or not settings.ilm:
+        report.steps.append(Step("lifecycle policy", "skipped", "not used with index:"))
+    elif settings.type == "elasticsearch":
+        report.steps.append(Step(f"ILM policy {POLICY}", would, f"PUT /_ilm/policy/{POLICY}"))
+    else:
+        path = f"/_plugins/_ism/policies/{POLICY}"
+        report.steps.append(Step(f"ISM policy {POLICY}", would, f"PUT {path}, unless it exists"))
+    for name in index_templates(settings):
+        report.steps.append(Step(f"index template {name}", would, f"PUT /_index_template/{name}"))
+    if not kibana:
+        return report
+    if not settings.kibana_url:
+        report.steps.append(Step(SAVED_OBJECTS, "skipped", "no kibana_url configured"))
+        report.steps.append(Step(RULES, "skipped", "no kibana_url configured"))
+        return report
+    base = _kibana_base(settings)
+    n = kibana_objects(settings).count(b"\n")
+    report.steps.append(
+        Step(
+            SAVED_OBJECTS,
+            would,
+            f"{n} objects: POST {base}/api/saved_objects/_import?overwrite=true",
+        )
+    )
+    if settings.type == "opensearch":
+        report.steps.append(_no_rules_on_opensearch())
+    else:
+        n = detection_rules(settings).count(b"\n")
+        report.steps.append(Step(RULES, would, f"{n} rules: POST {base}{RULES_IMPORT}"))
+    return report
+
+
 def install(
-    settings: ElasticsearchOutput, *, transport: Transport | None = None, kibana: bool = True
+    settings: ElasticsearchOutput,
+    *,
+    transport: Transport | None = None,
+    kibana: bool = True,
+    dry_run: bool = False,
 ) -> SetupReport:
-    """Install templates, lifecycle policy and Kibana objects; raises OutputFailed on auth/TLS."""
+    """Install templates, lifecycle policy, Kibana objects and detection rules; raises
+    OutputFailed on auth/TLS. With ``dry_run``, only say what would be done (``plan``)."""
+    if dry_run:
+        return plan(settings, kibana=kibana)
     t = transport or make_transport(settings)
     report = SetupReport()
     try:
@@ -216,20 +304,78 @@ def install(
             t.close()
     if kibana and settings.kibana_url:
         report.steps.append(import_kibana(settings))
+        report.steps.append(import_rules(settings))
     elif kibana:
-        report.steps.append(Step("Kibana saved objects", "skipped", "no kibana_url configured"))
+        report.steps.append(Step(SAVED_OBJECTS, "skipped", "no kibana_url configured"))
+        report.steps.append(Step(RULES, "skipped", "no kibana_url configured"))
     return report
 
 
-def import_kibana(settings: ElasticsearchOutput) -> Step:
-    """POST the saved objects to Kibana (or OpenSearch Dashboards) with overwrite, over urllib3."""
-    import urllib3
+RULES_IMPORT = "/api/detection_engine/rules/_import?overwrite=true"
 
+
+def _kibana_base(settings: ElasticsearchOutput) -> str:
     assert settings.kibana_url
     base = settings.kibana_url.rstrip("/")
     if settings.kibana_space:
         base += f"/s/{settings.kibana_space}"
-    url = base + "/api/saved_objects/_import?overwrite=true"
+    return base
+
+
+def _no_rules_on_opensearch() -> Step:
+    return Step(
+        RULES,
+        "skipped",
+        "OpenSearch has no Elastic detection engine; convert the Sigma rules in "
+        "mappings/detections/sigma "
+        "for its Security Analytics",
+    )
+
+
+def import_kibana(settings: ElasticsearchOutput) -> Step:
+    """POST the saved objects to Kibana (or OpenSearch Dashboards) with overwrite."""
+    url = _kibana_base(settings) + "/api/saved_objects/_import?overwrite=true"
+    status, reply = _post_ndjson(settings, url, kibana_objects(settings))
+    if isinstance(status, str):
+        return Step(SAVED_OBJECTS, "failed", status)
+    if status == 200 and reply.get("success", False):
+        return Step(SAVED_OBJECTS, "installed", f"{reply.get('successCount', 0)} objects")
+    return Step(SAVED_OBJECTS, "failed", f"HTTP {status}: {str(reply)[:300]}")
+
+
+def import_rules(settings: ElasticsearchOutput) -> Step:
+    """POST the detection rules to Kibana's detection engine, replacing them by rule_id.
+
+    The reply is 200 even when some rules were refused; those are in ``errors``, each with
+    its ``rule_id`` and a message, and make the step fail.
+    """
+    if settings.type == "opensearch":
+        return _no_rules_on_opensearch()
+    body = detection_rules(settings)
+    status, reply = _post_ndjson(settings, _kibana_base(settings) + RULES_IMPORT, body)
+    if isinstance(status, str):
+        return Step(RULES, "failed", status)
+    errors = reply.get("errors") or []
+    if status == 200 and reply.get("success", False) and not errors:
+        return Step(RULES, "installed", f"{reply.get('success_count', 0)} rules")
+    if status == 200 and errors:
+        why = "; ".join(
+            f"{e.get('rule_id', '?')}: {e.get('error', {}).get('message', e)}" for e in errors[:3]
+        )
+        total = body.count(b"\n")
+        return Step(RULES, "failed", f"{len(errors)} of {total} refused: {why}")
+    return Step(RULES, "failed", f"HTTP {status}: {str(reply)[:300]}")
+
+
+def _post_ndjson(
+    settings: ElasticsearchOutput, url: str, ndjson: bytes
+) -> tuple[int | str, dict[str, Any]]:
+    """POST one NDJSON file as Kibana's import APIs take it (multipart ``file``), over urllib3.
+
+    Returns (HTTP status, parsed reply), or (message, {}) when Kibana could not be reached.
+    """
+    import urllib3
+
     xsrf = "osd-xsrf" if settings.type == "opensearch" else "kbn-xsrf"
     headers = {xsrf: "true"}
     key, password = settings.resolved_api_key(), settings.resolved_password()
@@ -238,7 +384,7 @@ def import_kibana(settings: ElasticsearchOutput) -> Step:
     elif settings.username and password is not None:
         headers.update(urllib3.make_headers(basic_auth=f"{settings.username}:{password}"))
     body, content_type = urllib3.encode_multipart_formdata(
-        {"file": ("shipper.ndjson", kibana_objects(settings), "application/ndjson")}
+        {"file": ("shipper.ndjson", ndjson, "application/ndjson")}
     )
     headers["content-type"] = content_type
     pool_kw: dict[str, Any] = {"timeout": settings.request_timeout, "retries": False}
@@ -252,14 +398,14 @@ def import_kibana(settings: ElasticsearchOutput) -> Step:
     try:
         resp = urllib3.PoolManager(**pool_kw).request("POST", url, body=body, headers=headers)
     except urllib3.exceptions.HTTPError as e:
-        return Step("Kibana saved objects", "failed", f"{settings.kibana_url}: {e}")
+        return f"{settings.kibana_url}: {e}", {}
     try:
         reply = json.loads(resp.data or b"{}")
     except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
         reply = {"raw": resp.data[:200].decode("utf-8", "replace")}
-    if resp.status == 200 and reply.get("success", False):
-        return Step("Kibana saved objects", "installed", f"{reply.get('successCount', 0)} objects")
-    return Step("Kibana saved objects", "failed", f"HTTP {resp.status}: {str(reply)[:300]}")
+    return resp.status, reply
 
 
 def status(settings: ElasticsearchOutput, *, transport: Transport | None = None) -> Status:
