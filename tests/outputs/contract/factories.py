@@ -14,4 +14,5 @@ FACTORIES = {
     "stdout": "outputs.contract.builtin:stdout",
     "opensearch": "outputs.contract.builtin:opensearch",
     "elasticsearch": "outputs.contract.builtin:elasticsearch",
+    "syslog": "outputs.syslog.contract:factory",
 }
