@@ -268,3 +268,42 @@ def test_background_alone_would_raise_nothing_but_admin_actions(
         if fired:
             loud[rule["name"]] = len(fired)
     assert set(loud) == {RULES[planted.ADMIN]["name"]}, loud
+
+
+def _saved_search(search_id: str) -> str:
+    from shipper.mappings import mappings_dir
+
+    for line in (mappings_dir() / "kibana" / "forensics.ndjson").read_text().splitlines():
+        obj = json.loads(line)
+        if obj["id"] == search_id:
+            source = json.loads(obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+            assert source["query"]["language"] == "lucene"
+            return source["query"]["query"]
+    raise AssertionError(search_id)
+
+
+def _forensic(url: str, search_id: str, filter_: str) -> list[dict[str, Any]]:
+    query = f"({_saved_search(search_id)}) AND {filter_}"
+    body = {"size": 1000, "query": {"query_string": {"query": query}}}
+    return [h["_source"] for h in _search(url, body)["hits"]["hits"]]
+
+
+def test_forensics_who_opened_document_x(shipped: tuple[str, planted.Corpus]) -> None:
+    url, _ = shipped
+    by_id = _forensic(
+        url, "shipper-rms-forensics-document", f'azure_rms.content_id:"{planted.LEAKED_DOC}"'
+    )
+    by_name = _forensic(
+        url, "shipper-rms-forensics-document", 'file.name:"Merger Plan (final).docx"'
+    )
+    who = {e["user"]["id"] for e in by_id}
+    assert who == {f"outsider{i}@fabrikam.com" for i in range(6)}
+    assert {e["event"]["id"] for e in by_name} == {e["event"]["id"] for e in by_id}
+    assert {e["event"]["outcome"] for e in by_id} == {"failure"}  # refused attempts count too
+
+
+def test_forensics_what_did_user_y_open(shipped: tuple[str, planted.Corpus]) -> None:
+    url, _ = shipped
+    opened = _forensic(url, "shipper-rms-forensics-user", 'user.id:"collector@contoso.com"')
+    assert len({e["azure_rms"]["content_id"] for e in opened}) == 30
+    assert {e["event"]["action"] for e in opened} == {"AcquireLicense"}
