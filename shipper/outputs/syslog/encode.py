@@ -20,8 +20,9 @@ forged, or broken SD / CEF / LEEF syntax. That holds because
 - SD-PARAM values escape ``"``, ``\\`` and ``]`` (RFC 5424 6.3.3) and replace control characters
   with U+FFFD (the exact value is in the body);
 - CEF escapes per its spec (header ``\\|`` ``\\\\``; extension ``\\=`` ``\\\\`` ``\\n`` ``\\r``) and
-  replaces other control characters with U+FFFD; LEEF has no escape syntax, so TAB (its
-  delimiter), CR and LF become spaces and other control characters U+FFFD.
+  replaces other control characters with U+FFFD; LEEF has no escape syntax, so in its header
+  ``|`` and control characters become ``_``, and in attribute values TAB (its delimiter), CR
+  and LF become spaces and other control characters U+FFFD.
 
 So no message contains a LF, and LF framing is as safe as octet counting.
 
@@ -69,6 +70,7 @@ _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:\d
 _CEF_HEADER = re.compile(r"[\\|\x00-\x1f\x7f]")
 _CEF_VALUE = re.compile(r"[\\=\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CEF_VALUE_MAP = {"\\": "\\\\", "=": "\\=", "\r": "\\r", "\n": "\\n"}
+_LEEF_HEADER = re.compile(r"[|\x00-\x1f\x7f]")
 _LEEF_VALUE = re.compile(r"[\t\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # The keys whose presence means the event must be parsed for its severity or host. In
@@ -299,12 +301,16 @@ class Encoder:
             ext.append(f"{key}={_cef_value(_text(value))}")
             if len(item) > 2:
                 ext.append(f"{key}Label={item[2]}")
-        return f"CEF:0|{header}|{self._cef_sev[sev]}|{' '.join(ext)}"
+        # a space before the first key: parsers that skip one character after the header's
+        # last "|" (liblognorm, so rsyslog's mmnormalize) still read the first key whole
+        return f"CEF:0|{header}|{self._cef_sev[sev]}| {' '.join(ext)}"
 
     def _leef(self, event: dict[str, Any], dataset: str) -> str:
         vendor, product = self._leef_products.get(dataset, self._leef_default)
         action = _get(event, "event.code") or _get(event, "event.action") or dataset or "event"
-        header = "|".join(_cef_header(_text(v)) for v in (vendor, product, self._version, action))
+        header = "|".join(
+            _LEEF_HEADER.sub("_", _text(v)) for v in (vendor, product, self._version, action)
+        )
         attrs = []
         for key, path in self._leef_attrs:
             value = _get(event, path)

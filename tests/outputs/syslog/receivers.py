@@ -230,11 +230,6 @@ class SyslogNg(Receiver):
         super().__init__(folder, port, udp=kind == "udp")
         parser = {
             "json": 'parser { json-parser(prefix("json.")); };',
-            # LEEF 2.0 with TAB: the header by csv-parser, the attributes by kv-parser
-            "leef": (
-                'parser { csv-parser(columns("LEEF.header", "LEEF.attrs") delimiters("|")'
-                ' flags(greedy) quote-pairs("")); };'
-            ),
             "none": "",
         }[parse]
         conf = f"""@version: 3.38
