@@ -180,3 +180,20 @@ def test_threshold_fields_are_aggregatable_in_the_templates() -> None:
             if name in enrichment and name not in fields:
                 continue
             assert fields.get(name) in AGGREGATABLE, (r["name"], name, fields.get(name))
+
+
+def test_correlations_convert_with_a_correlation_capable_backend() -> None:
+    """The README's advice: the ES|QL backend turns every rule, correlations included, into
+    a query; the absence rule shows why Elastic gets a hand-written one (a count below 1 per
+    host and bucket can never be true: a silent host has no bucket)."""
+    from sigma.backends.elasticsearch import ESQLBackend
+    from sigma.collection import SigmaCollection
+    from sigma.processing.pipeline import ProcessingPipeline
+
+    pipeline = ProcessingPipeline.from_yaml((detections_dir() / "pipeline.yml").read_text())
+    paths = sorted((detections_dir() / "sigma").glob("*.yml"))
+    queries = ESQLBackend(pipeline).convert(SigmaCollection.load_ruleset([str(p) for p in paths]))
+    assert len(queries) == len(elastic_rules())
+    assert sum("| stats " in q for q in queries) == 7
+    absence = next(q for q in queries if 'event.code=="1004"' in q)
+    assert "where event_count < 1" in absence
