@@ -57,15 +57,13 @@ class Work:
         self.run: bytes | Spooled
         # in a worker process, hand a big run over in a file; a small one costs less to pickle
         # than a file costs to create
+        spooled = None
         if spool is not None and sum(map(len, docs)) + len(docs) >= SPOOL_MIN:
-            path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
-            try:
-                self.run = Spooled(path, write_lines(fd, docs))
-            finally:
-                os.close(fd)
+            spooled = _spooled_run(spool, docs)
+        # else joined with an empty last piece for the final line break (`+ b"\n"` copies)
+        if spooled is not None:
+            self.run = spooled
         else:
-            # joined with an empty last piece for the final line break (`+ b"\n"` would copy)
             self.run = b"\n".join([*docs, b""]) if docs else b""
         self.ids, self.datasets, self.timestamps = decoded.ids, decoded.datasets, decoded.timestamps
         self.quarantined, self.refused = decoded.quarantined, decoded.refused
@@ -78,6 +76,24 @@ class Work:
         self.shipped, self.as_of = lookup.shipped(self.keys, self.searched, seq)
         if not chunk.options.get("metadata", True):  # no output needs them
             self.ids, self.datasets, self.timestamps = [], [], []
+
+
+def _spooled_run(spool: Path, docs: list[bytes]) -> Spooled | None:
+    """The documents written to a spool file, or None when that fails (disk full, say): they
+    then travel through the pipe, slower but safe, and the output will say what is wrong."""
+    path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+        try:
+            return Spooled(path, write_lines(fd, docs))
+        finally:
+            os.close(fd)
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return None
 
 
 _worker_lookup: SnapshotLookup | None = None

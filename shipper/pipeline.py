@@ -58,8 +58,6 @@ log = logging.getLogger("shipper")
 
 #: below this much unread data, decoding in-process beats starting worker processes
 POOL_THRESHOLD = 8 * 1024 * 1024
-#: in --once mode, give up on an output that keeps asking to retry after this many attempts
-ONCE_MAX_ATTEMPTS = 8
 QUARANTINE_STATE = "quarantine"
 #: chunks at least this big go to worker processes, which read them from the file themselves
 REREAD_MIN = 64 * 1024
@@ -550,6 +548,7 @@ class Pipeline:
     def _options(self, inp: Any) -> dict[str, object]:
         options = dict(inp.options())
         options["keep_original"] = self.config.pipeline.keep_original
+        options["max_record_bytes"] = self.config.pipeline.max_record_bytes
         options["metadata"] = self._metadata
         return options
 
@@ -595,16 +594,32 @@ class Pipeline:
         self.summary.quarantined += len(batch.quarantined)
 
     def _send(self, batch: _Batch) -> dict[str, dict[str, Any]]:
-        """Send to every output until each has acknowledged; returns their states."""
+        """Send to every output until each has acknowledged; returns their states.
+
+        An output that asks to retry gets the same batch again after the project's backoff,
+        while the sources wait. Following, that goes on until it recovers or the shipper is
+        stopped; with ``--once`` for at most ``pipeline.once_retry_seconds``, said when the
+        waiting starts."""
         states: dict[str, dict[str, Any]] = {}
         waiting = list(self._outputs) if len(batch.events) else []
         attempt = 0
+        limit = self.config.pipeline.once_retry_seconds
+        since = 0.0
         while waiting:
             for out in list(waiting):
                 try:
                     ack = out.send(batch.events)
                 except RetryLater as e:
-                    log.warning("%s: %s; will retry", out.name, e)
+                    if attempt == 0:
+                        since = time.monotonic()
+                        until = (
+                            f"giving up after {limit:g} s (pipeline.once_retry_seconds)"
+                            if self.once
+                            else "the sources wait meanwhile"
+                        )
+                        log.warning("%s: %s; retrying, %s", out.name, e, until)
+                    else:
+                        log.info("%s: still unavailable: %s", out.name, e)
                     continue
                 if ack.state is not None:
                     states[out.name] = ack.state
@@ -613,10 +628,15 @@ class Pipeline:
             if not waiting:
                 break
             attempt += 1
-            if self.once and attempt >= ONCE_MAX_ATTEMPTS:
+            if self.once and time.monotonic() - since >= limit:
                 names = ", ".join(o.name for o in waiting)
-                raise OutputFailed(f"{names}: still unavailable after {attempt} attempts")
-            delay = backoff(attempt + 1, 0.5, 30.0)
+                raise OutputFailed(
+                    f"{names}: still unavailable after {time.monotonic() - since:.0f} s;"
+                    " nothing of this batch was committed, run again when it is back"
+                )
+            delay = backoff(attempt, 0.5, 30.0)
+            if self.once:
+                delay = min(delay, max(0.0, since + limit - time.monotonic()))
             if self._stop.wait(delay) and attempt >= 3:
                 raise OutputFailed("stopped while outputs were unavailable; batch not committed")
         return states
