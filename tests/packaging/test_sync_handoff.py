@@ -34,7 +34,7 @@ def test_names_used_here_are_the_scripts():
     """If the script's naming changes, these tests must change with it."""
     text = SCRIPT.read_text()
     assert "$script:StagingFolderName = '.sync-rmslogs'" in text
-    assert "Temporary = \".$final.partial\"" in text
+    assert 'Temporary = ".$final.partial"' in text
     assert "'{0}-refetch-{1}{2}'" in text
 
 
