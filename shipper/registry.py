@@ -42,7 +42,8 @@ GROUPS = {
     "outputs": "shipper.outputs",
 }
 KINDS = tuple(GROUPS)
-_SINGULAR = {"sources": "source", "formats": "format", "outputs": "output"}
+#: what a user calls each kind (the configuration lists sources under `inputs`)
+_SINGULAR = {"sources": "input", "formats": "format", "outputs": "output"}
 
 
 class UnknownComponent(ShipperError):

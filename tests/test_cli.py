@@ -80,3 +80,26 @@ def test_check_outputs_reports_an_unwritable_ndjson_folder(tmp_path, cli):
     result = cli("check", "--outputs", str(cfg), cwd=tmp_path)
     assert result.returncode == 1
     assert "outputs[0] (ndjson)" in result.stderr and "is a file, not a folder" in result.stderr
+
+
+def test_check_outputs_asks_each_output_module(tmp_path, cli):
+    cfg = config(
+        tmp_path,
+        [{"type": "csv", "path": str(tmp_path / "o" / "u.csv")}, {"type": "stdout"}],
+    )
+    result = cli("check", "--outputs", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"outputs[0] (csv): {tmp_path / 'o' / 'u.csv'}: writable" in result.stdout
+    assert "outputs[1] (stdout): standard output" in result.stdout
+
+
+def test_setup_dry_run_names_what_it_would_install_without_connecting(tmp_path, cli):
+    nothing = config(tmp_path, [{"type": "ndjson", "path": str(tmp_path / "o.ndjson")}])
+    result = cli("setup", str(nothing), cwd=tmp_path)
+    assert result.returncode == 1 and "has anything to set up" in result.stderr
+    cfg = config(tmp_path, [{"type": "opensearch", "hosts": ["http://127.0.0.1:9"]}])
+    result = cli("setup", "--dry-run", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("opensearch: ") for line in lines)
+    assert any(line.endswith(": would install") and "index template" in line for line in lines)

@@ -1,0 +1,166 @@
+"""The component registry: entry points, lazy imports, broken and clashing plugins."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipper import registry
+from shipper.config import parse_config
+from shipper.errors import ConfigError
+
+READERS = ("shipper.sources.w3c", "shipper.sources.evtx_file", "shipper.sources.eventxml",
+           "shipper.sources.eventjson", "shipper.sources.eventcsv")  # fmt: skip
+OUTPUTS = ("shipper.outputs.csv", "shipper.outputs.stdout", "shipper.outputs.elasticsearch",
+           "shipper.outputs.syslog", "shipper.outputs.fluentd")  # fmt: skip
+
+
+def imported_after(code: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    probe = code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_validating_a_config_imports_only_the_components_it_names():
+    mods = imported_after(
+        "from shipper.config import parse_config\n"
+        "parse_config({'inputs': [{'type': 'rms_usage', 'paths': ['x']}],"
+        " 'outputs': [{'type': 'ndjson'}]})"
+    )
+    assert "shipper.sources.rms_usage" in mods and "shipper.outputs.ndjson" in mods
+    assert not mods & set(READERS), mods & set(READERS)
+    assert not mods & set(OUTPUTS), mods & set(OUTPUTS)
+    assert not {"evtx", "elasticsearch", "elastic_transport"} & mods
+
+
+def test_help_imports_neither_the_config_nor_any_component():
+    mods = imported_after(
+        "from shipper.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert "shipper.config" not in mods and "pydantic" not in mods
+    assert not {m for m in mods if m.startswith(("shipper.sources", "shipper.outputs"))}
+
+
+def test_a_decoder_finds_its_format_without_pydantic_or_the_other_readers():
+    mods = imported_after("from shipper.sources import FORMATS\nFORMATS['w3c_rms']")
+    assert "shipper.sources.w3c" in mods
+    assert "pydantic" not in mods and "shipper.config" not in mods
+    assert not mods & (set(READERS) - {"shipper.sources.w3c"})
+
+
+def test_unknown_type_lists_what_is_installed():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"inputs": [{"type": "perfmon", "paths": ["x"]}]})
+    assert str(e.value).startswith("inputs[0].type: unknown input type 'perfmon' (installed: ")
+    assert "rms_usage" in str(e.value) and "windows_events" in str(e.value)
+    with pytest.raises(ConfigError, match=r"outputs\[1\]\.type: unknown output type 'kafka'.*csv"):
+        parse_config({"outputs": [{"type": "ndjson"}, {"type": "kafka"}]})
+
+
+def test_errors_inside_a_component_keep_their_path():
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"outputs": [{"type": "ndjson"}, {"type": "opensearch", "max_in_flight": 0}]}
+        )
+    assert str(e.value).startswith("outputs[1].max_in_flight: ")
+
+
+# --- third-party distributions, made on the spot ----------------------------------------------
+
+
+def distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]],
+                 modules: dict[str, str]) -> None:  # fmt: skip
+    """An installed distribution as pip leaves it: a .dist-info folder and its modules."""
+    info = root / f"{name.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for module, text in modules.items():
+        (root / f"{module}.py").write_text(text)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    registry.refresh()
+    yield root
+    monkeypatch.undo()
+    registry.refresh()
+
+
+def test_a_plugin_that_fails_to_import_is_named_with_its_distribution(site: Path):
+    distribution(
+        site,
+        "shipper-kaput",
+        {"shipper.outputs": {"kaput": "kaput_output"}},
+        {"kaput_output": "import no_such_library_here\n"},
+    )
+    registry.refresh()
+    with pytest.raises(ConfigError) as e:
+        parse_config({"outputs": [{"type": "kaput"}]})
+    message = str(e.value)
+    assert message.startswith("outputs[0].type: output 'kaput' from shipper-kaput 1.2.3 ")
+    assert "no_such_library_here" in message
+    cfg = parse_config({"outputs": [{"type": "ndjson"}, {"type": "csv"}]})  # the others work
+    assert [o.type for o in cfg.outputs] == ["ndjson", "csv"]
+
+
+def test_a_plugin_without_what_the_contract_asks_is_refused_clearly(site: Path):
+    distribution(
+        site, "half-done", {"shipper.outputs": {"half": "half_output"}}, {"half_output": "x = 1\n"}
+    )
+    registry.refresh()
+    with pytest.raises(ConfigError, match=r"'half' from half-done 1.2.3 .* Settings, build"):
+        parse_config({"outputs": [{"type": "half"}]})
+
+
+def test_a_name_registered_twice_is_refused_not_guessed(site: Path):
+    distribution(site, "impostor", {"shipper.outputs": {"ndjson": "os"}}, {})
+    registry.refresh()
+    with pytest.raises(ConfigError, match=r"'ndjson' is registered by both (impostor 1.2.3 and shipper|shipper .* and impostor)"):
+        parse_config({"outputs": [{"type": "ndjson"}]})
+
+
+def test_plugins_lists_every_component_with_its_distribution(tmp_path: Path, cli, repo):
+    site = tmp_path / "site"
+    distribution(
+        site,
+        "shipper-kaput",
+        {"shipper.outputs": {"kaput": "kaput_output"}},
+        {"kaput_output": "raise RuntimeError('broken on purpose')\n"},
+    )
+    result = cli("plugins", cwd=tmp_path, env={"PYTHONPATH": f"{repo}:{site}"})
+    assert result.returncode == 1, result  # one of them cannot be imported
+    listed = {}
+    section = ""
+    for line in result.stdout.splitlines():
+        if not line.startswith(" "):
+            section = line.rstrip(":")
+            continue
+        name, dist, version = line.split()[:3]
+        listed[(section, name)] = f"{dist} {version}"
+    for kind in registry.KINDS:
+        for name, found in registry.entries(kind).items():
+            assert listed[(kind, name)] == found.provider
+    assert listed[("outputs", "csv")].startswith("shipper ")
+    assert listed[("formats", "w3c_rms")].startswith("shipper ")
+    assert listed[("sources", "rms_usage")].startswith("shipper ")
+    assert listed[("outputs", "kaput")] == "shipper-kaput 1.2.3"
+    assert "kaput: output 'kaput' from shipper-kaput 1.2.3 cannot be imported" in result.stderr
+    assert "broken on purpose" in result.stderr
