@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import datetime
 import gzip
 import os
 import re
@@ -49,17 +50,18 @@ def event_time(timestamp: str) -> msgspec.msgpack.Ext | None:
     m = _ISO.match(timestamp) if isinstance(timestamp, str) else None
     if m is None:
         return None
-    y, mo, d, h, mi, s, frac, zone = m.groups()
+    y, mo, d, h, mi, s, _, zone = (int(g) if g and g.isdigit() else g for g in m.groups())
     try:
-        seconds = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
-    except (ValueError, OverflowError):
+        datetime.datetime(y, mo, d, h, mi, min(s, 59))  # a real date and time (leap second ok)
+    except ValueError:
         return None
+    seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
     if zone and zone != "Z":
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
         seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    nanos = int((frac or "0").ljust(9, "0"))
-    if not 0 <= seconds < 2**32 or not (1 <= int(mo) <= 12):
+    nanos = int((m.group(7) or "0").ljust(9, "0"))
+    if not 0 <= seconds < 2**32:
         return None
     return msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(seconds, nanos))
 

@@ -1,0 +1,106 @@
+"""Events -> Forward messages, checked by decoding the bytes with msgpack (not msgspec)."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import msgpack
+import orjson
+import pytest
+
+from shipper.outputs.fluentd.encode import ForwardEncoder, event_time
+
+from .conftest import event
+
+
+def _ext(code: int, data: bytes) -> tuple[int, int]:
+    assert code == 0 and len(data) == 8
+    return int.from_bytes(data[:4], "big"), int.from_bytes(data[4:], "big")
+
+
+def unpack(message: bytes) -> list:
+    return msgpack.unpackb(message, raw=False, ext_hook=_ext)
+
+
+def entries_of(blob: bytes) -> list:
+    u = msgpack.Unpacker(raw=False, ext_hook=_ext)
+    u.feed(blob)
+    return list(u)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "nanos"),
+    [
+        ("1970-01-01T00:00:00Z", 0, 0),
+        ("2024-03-04T09:00:01.123Z", 1709542801, 123000000),
+        ("2024-03-04T09:00:01.1234567Z", 1709542801, 123456700),  # Windows' 100 ns ticks
+        ("2024-03-04T09:00:01.123456789123Z", 1709542801, 123456789),  # beyond ns: cut
+        ("2024-03-04T10:30:01+01:30", 1709542801, 0),
+        ("2024-03-04T07:00:01-0200", 1709542801, 0),
+        ("2024-03-04 09:00:01", 1709542801, 0),  # no zone: UTC, as the pipeline writes
+        ("2106-02-07T06:28:15Z", 2**32 - 1, 0),
+    ],
+)
+def test_event_time_keeps_the_nanoseconds_of_the_timestamp(text, seconds, nanos):
+    t = event_time(text)
+    assert t is not None and t.code == 0
+    assert _ext(t.code, t.data) == (seconds, nanos)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "yesterday", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z",
+             "1969-12-31T23:59:59Z", "2106-02-07T06:28:16Z"],
+)  # fmt: skip
+def test_times_that_are_not_times_or_do_not_fit_are_refused(text):
+    assert event_time(text) is None
+
+
+def test_an_event_without_a_usable_time_is_sent_with_the_time_it_was_encoded():
+    enc = ForwardEncoder("shipper")
+    doc = event(1, ts="not a time")
+    (chunk,) = enc.chunks([orjson.dumps(doc) + b"\n"])
+    ((seconds, _), record) = entries_of(unpack(chunk.message)[1])[0]
+    assert record == doc and abs(seconds - time.time()) < 60
+    assert enc.untimed == 1
+
+
+def test_chunks_split_by_events_and_bytes_and_group_by_dataset():
+    docs = [event(i, "azure_rms.usage" if i % 3 else "windows.events") for i in range(100)]
+    run = b"".join(orjson.dumps(d) + b"\n" for d in docs)
+    enc = ForwardEncoder("p", max_events=10, max_bytes=1_000_000)
+    cut = run.index(b"\n", len(run) // 2) + 1
+    chunks = list(enc.chunks([run[:cut], run[cut:]]))
+    by_tag: dict[str, list] = {}
+    for c in chunks:
+        tag, blob, options = unpack(c.message)
+        assert tag == c.tag and options == {"size": c.size, "chunk": c.chunk_id}
+        assert 1 <= c.size <= 10 and len(entries_of(blob)) == c.size
+        by_tag.setdefault(tag, []).extend(r for _, r in entries_of(blob))
+    assert [r["event"]["id"] for r in by_tag["p.windows.events"]] == [
+        d["event"]["id"] for d in docs if d["event"]["dataset"] == "windows.events"
+    ]
+    assert len(by_tag["p.azure_rms.usage"]) == 66
+    small = list(ForwardEncoder("p", max_bytes=2048).chunks([run]))
+    assert all(len(c.message) < 2048 + 512 for c in small) and sum(c.size for c in small) == 100
+
+
+def test_modes_and_options_on_the_wire():
+    run = b"".join(orjson.dumps(event(i)) + b"\n" for i in range(5))
+    (fwd,) = ForwardEncoder("s", "forward", with_ack=False).chunks([run])
+    tag, entries, options = unpack(fwd.message)
+    assert isinstance(entries, list) and len(entries) == 5 and options == {"size": 5}
+    assert fwd.chunk_id is None
+    (gz,) = ForwardEncoder("s", "compressed_packed_forward").chunks([run])
+    tag, blob, options = unpack(gz.message)
+    assert options["compressed"] == "gzip" and options["size"] == 5
+    assert [r for _, r in entries_of(gzip.decompress(blob))] == [event(i) for i in range(5)]
+
+
+def test_a_dataset_with_odd_characters_still_makes_a_valid_tag():
+    doc = event(1, "Weird Name/..x")
+    (c,) = ForwardEncoder("shipper").chunks([orjson.dumps(doc) + b"\n"])
+    assert c.tag == "shipper.Weird_Name_..x"
+    nodata = {"@timestamp": "2024-01-01T00:00:00Z", "message": "no event.dataset"}
+    (c,) = ForwardEncoder("shipper").chunks([orjson.dumps(nodata) + b"\n"])
+    assert c.tag == "shipper.unknown"
