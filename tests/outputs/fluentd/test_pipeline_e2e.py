@@ -120,3 +120,20 @@ def test_other_modes_through_the_pipeline(tmp_path, write_rms, mode):
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert len(set(r.ids())) == 300 and {e.mode for e in r.events} == {mode}
+
+
+def test_shipper_check_outputs_reaches_the_receiver_or_names_it(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with Receiver(shared_key="k") as r:
+        cfg = config(tmp_path, r, shared_key="k")
+        cmd = [sys.executable, "-m", "shipper.cli", "check", "--outputs", str(cfg)]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"reached {r.address}" in done.stdout + done.stderr
+        bad = config(tmp_path, r, shared_key="wrong")
+        cmd[-1] = str(bad)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert f"fluentd receiver {r.address}" in done.stderr
+        assert "shared_key mismatch" in done.stderr
+        assert not r.events
