@@ -24,6 +24,7 @@ id index can catch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -59,6 +60,8 @@ log = logging.getLogger("shipper")
 #: below this much unread data, decoding in-process beats starting worker processes
 POOL_THRESHOLD = 8 * 1024 * 1024
 QUARANTINE_STATE = "quarantine"
+#: characters of a quarantined record's raw text kept in the quarantine file
+QUARANTINE_RAW = 64 * 1024
 #: chunks at least this big go to worker processes, which read them from the file themselves
 REREAD_MIN = 64 * 1024
 #: in follow mode, scanning the inputs takes at most this share of the time: a folder of 100,000
@@ -289,6 +292,8 @@ class Pipeline:
         # files being read: their state when opened, and the chunks of theirs not yet through
         self._opened: dict[str, _Opened] = {}
         self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
+        self._unreadable_now: dict[str, str] = {}  # file key -> why it cannot be opened
+        self._empty: set[str] = set()  # empty files already mentioned
         self._seq = 0  # commits made so far in this run
         # (commit number, hi set, keys by bucket) of the batches committed lately
         self._recent: deque[tuple[int, set[int], dict[str, Keys]]] = deque()
@@ -474,8 +479,14 @@ class Pipeline:
                 yield from self._file_chunks(cand)
             except FileRefused as e:
                 self._refuse(cand, str(e))
+            except FileNotFoundError:
+                log.warning(
+                    "%s: gone before it could be read (renamed: read under its new name at"
+                    " the next scan; deleted: nothing to read)",
+                    cand.path,
+                )
             except OSError as e:
-                log.warning("%s: cannot read: %s", cand.path, e.strerror or e)
+                self._unreadable(cand, f"{cand.path}: cannot read: {e.strerror or e}")
             except Exception as e:  # a reader's bug must cost this file, not the run
                 self._refuse(cand, f"{cand.path}: cannot read: {type(e).__name__}: {e}")
             finally:
@@ -496,7 +507,17 @@ class Pipeline:
 
     def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
         with open(cand.path, "rb") as f:
+            if self._unreadable_now.pop(cand.key, None) is not None:
+                log.info("%s: readable again", cand.path)
             cand = self._opened_as(f, cand)
+            if os.fstat(f.fileno()).st_size == 0:
+                # an empty download (or one just created): nothing to tell its format by;
+                # it is read, from the start, once it has something in it
+                if cand.key not in self._empty:
+                    self._empty.add(cand.key)
+                    log.info("%s: empty; it will be read when it grows", cand.path)
+                return
+            self._empty.discard(cand.key)
             where = open_position(f, cand)
             state = self._store.file_state(cand.key) if where.reason == "resumed" else ""
             fmt_name = where.format
@@ -551,6 +572,15 @@ class Pipeline:
         options["max_record_bytes"] = self.config.pipeline.max_record_bytes
         options["metadata"] = self._metadata
         return options
+
+    def _unreadable(self, cand: Candidate, reason: str) -> None:
+        """A file that cannot be opened (permissions, a lock) counts as refused; it is tried
+        again at every scan, but said again only when the reason changes."""
+        if self._unreadable_now.get(cand.key) == reason:
+            return
+        self._unreadable_now[cand.key] = reason
+        log.error("refused: %s (tried again at every scan)", reason)
+        self.summary.files_refused += 1
 
     def _refuse(self, cand: Candidate | None, reason: str) -> None:
         log.error("refused: %s", reason)
@@ -658,18 +688,22 @@ class Pipeline:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         docs = []
         for q in items:
-            docs.append(
-                orjson.dumps(
-                    {
-                        "time": now,
-                        "path": q.path,
-                        "line": q.line,
-                        "offset": q.offset,
-                        "reason": q.reason,
-                        "raw": q.raw,
-                    }
-                )
-            )
+            entry = {
+                "time": now,
+                "path": q.path,
+                "line": q.line,
+                "offset": q.offset,
+                "reason": q.reason,
+                "raw": q.raw,
+            }
+            if len(q.raw) > QUARANTINE_RAW:  # enough to see what it was; size and hash say
+                whole = q.raw.encode("utf-8", "surrogatepass")  # the rest
+                entry["raw"] = q.raw[:QUARANTINE_RAW]
+                entry["raw_truncated"] = {
+                    "bytes": len(whole),
+                    "sha256": hashlib.sha256(whole).hexdigest(),
+                }
+            docs.append(orjson.dumps(entry))
             if self._quarantine_logged < 100:
                 log.warning("quarantined %s:%s (offset %d): %s", q.path, q.line, q.offset, q.reason)
                 self._quarantine_logged += 1
