@@ -11,8 +11,9 @@ Health needs no heartbeat: a failed connect, write or handshake, an ack timeout,
 chunk we did not send, or a close marks the receiver down for ``shipper.backoff.backoff``
 (growing with its consecutive failures) and the chunks not acked go to the next receiver that
 is up, in the configured order. When all are down ``send`` raises ``RetryLater``: the pipeline
-waits and hands the same batch back, and the sources wait meanwhile. What was acked is
-remembered for that batch and not sent again.
+waits (its own backoff) and hands the same batch back, which then goes to the receiver that is
+back soonest; the sources wait meanwhile. What was acked is remembered for that batch and not
+sent again.
 
 At most ``max_in_flight`` chunks are unacknowledged at once, so memory is bounded by that and
 the batch; while they travel the next chunk is encoded, so the receiver works beside us.
@@ -103,8 +104,10 @@ class ForwardOutput:
         p = self._progress
         if p is None or p.batch is not batch:
             p = self._progress = _Progress(batch, self.encoder.chunks(_runs(batch)))
+        fresh = True  # the pipeline's own backoff has passed since the last RetryLater
         while p.unacked or p.source is not None:
-            r = self._pick()
+            r = self._pick(fresh)
+            fresh = False
             try:
                 self._deliver(r, p)
             except ReceiverDown as e:
@@ -112,12 +115,16 @@ class ForwardOutput:
         self._progress = None
         return Ack(delivered=len(batch))
 
-    def _pick(self) -> Receiver:
-        """The first receiver that is not marked down; RetryLater when there is none."""
+    def _pick(self, fresh: bool) -> Receiver:
+        """The first receiver that is not marked down. When all are: on a fresh call of
+        ``send`` the one back soonest (the pipeline has just waited its own backoff, so
+        retries stay spaced), else RetryLater."""
         now = time.monotonic()
         for r in self.receivers:
             if r.down_until <= now:
                 return r
+        if fresh:
+            return min(self.receivers, key=lambda r: r.down_until)
         soonest = min(r.down_until for r in self.receivers) - now
         why = "; ".join(f"{r.label}: {r.last_error}" for r in self.receivers)
         raise RetryLater(f"every receiver is down ({why}); next try in {soonest:.1f} s")

@@ -15,4 +15,5 @@ FACTORIES = {
     "opensearch": "outputs.contract.builtin:opensearch",
     "elasticsearch": "outputs.contract.builtin:elasticsearch",
     "syslog": "outputs.syslog.contract:factory",
+    "fluentd": "outputs.fluentd.contract:factory",
 }
