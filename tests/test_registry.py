@@ -133,7 +133,8 @@ def test_a_plugin_without_what_the_contract_asks_is_refused_clearly(site: Path):
 def test_a_name_registered_twice_is_refused_not_guessed(site: Path):
     distribution(site, "impostor", {"shipper.outputs": {"ndjson": "os"}}, {})
     registry.refresh()
-    with pytest.raises(ConfigError, match=r"'ndjson' is registered by both (impostor 1.2.3 and shipper|shipper .* and impostor)"):
+    both = r"'ndjson' is registered by both (impostor 1.2.3 and shipper|shipper .* and impostor)"
+    with pytest.raises(ConfigError, match=both):
         parse_config({"outputs": [{"type": "ndjson"}]})
 
 
@@ -164,3 +165,62 @@ def test_plugins_lists_every_component_with_its_distribution(tmp_path: Path, cli
     assert listed[("outputs", "kaput")] == "shipper-kaput 1.2.3"
     assert "kaput: output 'kaput' from shipper-kaput 1.2.3 cannot be imported" in result.stderr
     assert "broken on purpose" in result.stderr
+
+
+# --- the example plugin (examples/plugins/shipper-logfmt), installed as a user would ------------
+
+
+def test_the_example_plugin_installs_and_ships_the_examples_exactly_once(
+    tmp_path: Path, cli, repo
+):
+    import shutil
+
+    source = tmp_path / "src"  # a copy: building leaves egg-info and build/ beside the sources
+    shutil.copytree(repo / "examples" / "plugins" / "shipper-logfmt", source)
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+         str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    if done.returncode and "satisfies the requirement setuptools" in done.stderr:
+        pytest.skip("pip cannot fetch the example's build backend (setuptools) here")
+    assert done.returncode == 0, done.stderr
+    env = {"PYTHONPATH": f"{repo}:{site}"}
+
+    listed = cli("plugins", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[:3] == ["logfmt", "shipper-logfmt", "0.1.0"]
+               for line in listed.stdout.splitlines())  # fmt: skip
+
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "inputs": [
+                    {"type": "rms_usage", "paths": [str(repo / "examples" / "rms" / "*")]},
+                    {"type": "windows_events", "paths": [str(repo / "examples/windows/*")]},
+                ],
+                "outputs": [
+                    {"type": "logfmt", "path": str(tmp_path / "out" / "events.logfmt")},
+                    {"type": "ndjson", "path": str(tmp_path / "out" / "events.ndjson")},
+                ],
+            }
+        )
+    )
+    first = cli("run", "--once", str(cfg), cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    again = cli("run", "--once", str(cfg), cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "shipped 0 events" in again.stderr, again.stderr
+
+    want = [json.loads(line)["event"]["id"]
+            for line in (tmp_path / "out" / "events.ndjson").read_text().splitlines()]  # fmt: skip
+    lines = (tmp_path / "out" / "events.logfmt").read_text(encoding="utf-8").splitlines()
+    got = [next(p[len("event.id="):] for p in line.split(" ") if p.startswith("event.id="))
+           for line in lines]  # fmt: skip
+    assert len(want) > 100 and got == [g.strip('"') for g in got]
+    assert got == want
+    assert {"event.dataset=azure_rms.usage" in line for line in lines} == {True, False}
