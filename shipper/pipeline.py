@@ -329,7 +329,7 @@ class Pipeline:
     def _run(self, data_dir: Path, started: float) -> Summary:
         spool = spool_path(data_dir)
         shutil.rmtree(spool, ignore_errors=True)  # a crash's leftovers: never committed
-        spool.mkdir()
+        spool.mkdir(exist_ok=True)  # (a mount point stays)
         store = Store(data_dir)
         outputs: list[Output] = []
         quarantine = NdjsonFileOutput(NdjsonOutput(path=str(quarantine_path(data_dir))))
