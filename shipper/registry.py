@@ -149,9 +149,7 @@ def entry(kind: str, name: str) -> Entry:
     found = _scan()[0][kind].get(name)
     if found is None:
         installed = ", ".join(names(kind)) or "none"
-        raise UnknownComponent(
-            f"unknown {_SINGULAR[kind]} type {name!r} (installed: {installed})"
-        )
+        raise UnknownComponent(f"unknown {_SINGULAR[kind]} type {name!r} (installed: {installed})")
     return found
 
 
