@@ -106,11 +106,35 @@ def _open_stream(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if ctx is not None:
+            started = time.monotonic()
             sock = ctx.wrap_socket(sock, server_hostname=server_name or host)
+            _after_handshake(sock, min(timeout, max(0.05, 3 * (time.monotonic() - started))))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _after_handshake(sock: ssl.SSLSocket, wait: float) -> None:
+    """With TLS 1.3 the client's handshake ends before the receiver has checked our
+    certificate; its verdict (an alert, or session tickets) follows. Wait for it a few
+    handshake times, so a refusal is an error here, not a batch that seemed delivered."""
+    deadline = time.monotonic() + wait
+    sock.setblocking(False)
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                return
+            try:
+                if not sock.recv(65536):
+                    raise ConnectionResetError(
+                        "closed by the receiver right after the TLS handshake (does it want a"
+                        " client certificate it trusts? cert_file, key_file)"
+                    )
+            except ssl.SSLWantReadError:
+                continue  # a session ticket: keep listening until the deadline
+    finally:
+        sock.setblocking(True)
 
 
 def open_socket(settings: Settings, host: str, port: int, ctx: ssl.SSLContext | None):
@@ -127,6 +151,10 @@ def open_socket(settings: Settings, host: str, port: int, ctx: ssl.SSLContext | 
     except ssl.SSLCertVerificationError as e:
         raise CertificateRefused(f"{where}: TLS certificate refused: {e.verify_message}") from e
     except ssl.SSLError as e:
+        if "CERTIFICATE" in (e.reason or "") or "UNKNOWN_CA" in (e.reason or ""):
+            raise CertificateRefused(
+                f"{where}: the receiver refused our TLS client certificate ({e.reason})"
+            ) from e
         raise TransportError(f"{where}: TLS handshake failed: {e.reason or e}") from e
     except OSError as e:
         raise TransportError(f"{where}: cannot connect: {e.strerror or e}") from e

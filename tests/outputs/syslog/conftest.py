@@ -122,7 +122,7 @@ def rsyslog(tmp_path: Path) -> Iterator[Callable[..., Rsyslog]]:
     started: list[Receiver] = []
 
     def start(kind: str = "imptcp", parse: str = "json", **kw: Any) -> Rsyslog:
-        why = rsyslog_available({"tls": "lmnsd_gtls"}.get(kind, kind))
+        why = rsyslog_available({"tls": "lmnsd_gtls", "imrelp_tls": "imrelp"}.get(kind, kind))
         if why:
             pytest.skip(why)
         folder = tmp_path / f"rsyslog{len(started)}"
@@ -233,12 +233,16 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save("ca", ca, ca_key)
     server_key = ec.generate_private_key(ec.SECP256R1())
     save("server", leaf("localhost", ca.subject, ca_key, server_key), server_key)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    save("client", leaf("shipper", ca.subject, ca_key, client_key), client_key)
     self_key = ec.generate_private_key(ec.SECP256R1())
     save("selfsigned", leaf("localhost", name("localhost"), self_key, self_key), self_key)
     return {
         "ca": d / "ca.pem",
         "server": d / "server.pem",
         "server_key": d / "server.key",
+        "client": d / "client.pem",
+        "client_key": d / "client.key",
         "self": d / "selfsigned.pem",
         "self_key": d / "selfsigned.key",
     }

@@ -142,6 +142,12 @@ class Rsyslog(Receiver):
             'module(load="imrelp")\n'
             'input(type="imrelp" port="{port}" address="127.0.0.1" maxDataSize="300k")'
         ),
+        "imrelp_tls": (
+            'module(load="imrelp")\n'
+            'input(type="imrelp" port="{port}" address="127.0.0.1" maxDataSize="300k"'
+            ' tls="on" tls.myCert="{cert}" tls.myPrivKey="{key}" tls.caCert="{ca}"'
+            ' tls.authMode="certvalid")'
+        ),
     }
 
     def __init__(
@@ -151,6 +157,7 @@ class Rsyslog(Receiver):
         kind: str,
         parse: str = "json",
         tls_files: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
     ) -> None:
         super().__init__(folder, port, udp=kind == "imudp")
         self.kind = kind
@@ -159,9 +166,16 @@ class Rsyslog(Receiver):
         work = folder / "work"
         work.mkdir(parents=True, exist_ok=True)
         tls = ""
+        cert = key = ""
         if tls_files is not None:
-            cert, key = tls_files
+            cert, key = (str(p) for p in tls_files)
             tls = f' defaultNetstreamDriverCertFile="{cert}" defaultNetstreamDriverKeyFile="{key}"'
+        inputs = self.INPUTS[kind].format(
+            port=port, folder=folder, cert=cert, key=key, ca=client_ca or ""
+        )
+        if client_ca is not None:  # clients must show a certificate this CA signed
+            tls += f' defaultNetstreamDriverCAFile="{client_ca}"'
+            inputs = inputs.replace('authMode="anon"', 'authMode="x509/certvalid"')
         parser = {
             "json": 'action(type="mmjsonparse" cookie="")',
             "cef": f'action(type="mmnormalize" rulebase="{folder}/cef.rb")',
@@ -174,7 +188,7 @@ global(workDirectory="{work}" maxMessageSize="300k" parser.escapeControlCharacte
 main_queue(queue.type="Direct")
 module(load="mmjsonparse")
 module(load="mmnormalize")
-{self.INPUTS[kind].format(port=port, folder=folder)}
+{inputs}
 template(name="line" type="string" string="%jsonmesg%\\n")
 {parser}
 if $inputname != "rsyslogd" then action(type="omfile" file="{self.out}" template="line")
