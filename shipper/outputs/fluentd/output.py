@@ -101,6 +101,8 @@ class ForwardOutput:
     # --- sending ---------------------------------------------------------------------------
 
     def send(self, batch: EventBatch) -> Ack:
+        if not len(batch):
+            return Ack()
         p = self._progress
         if p is None or p.batch is not batch:
             p = self._progress = _Progress(batch, self.encoder.chunks(_runs(batch)))

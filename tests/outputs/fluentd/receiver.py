@@ -222,7 +222,7 @@ class Receiver:
         conn.sendall(msgpack.packb({"ack": "not-" + chunk if wrong else chunk}))
         with self._lock:
             self.log.append(("ack", "not-" + chunk if wrong else chunk))
-        return True
+        return self.keepalive  # without keepalive, one chunk per connection (deny_keepalive)
 
     # --- control --------------------------------------------------------------------------
 

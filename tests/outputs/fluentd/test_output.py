@@ -149,6 +149,13 @@ def test_handshake_with_shared_key_and_user(make_output):
         assert "s3cret" not in repr(ping) and "pw" not in ping
 
 
+def test_a_receiver_without_keepalive_gets_one_chunk_per_connection(make_output):
+    with Receiver(shared_key="k", keepalive=False) as r:
+        out = make_output(r, shared_key="k", chunk_events=100)
+        out.send(batch_of([event(i) for i in range(500)]))
+        assert len(r.ids()) == 500 and r.connections == 5 and out.resent == 0
+
+
 def test_a_wrong_shared_key_is_a_clear_error_naming_the_receiver(make_output):
     with Receiver(shared_key="right") as r:
         out = make_output(r, shared_key="wrong")
