@@ -21,6 +21,7 @@ a cardinality condition of N on it; the look-back is the correlation's timespan.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ class Detection:
     logsource: str  # "product/service"
     kind: str
     query: str  # Lucene, the (base) rule's selection including the dataset condition
+    esql_where: str  # the same selection as an ES|QL condition
     tags: list[str]
     falsepositives: list[str]
     references: list[str]
@@ -88,7 +90,7 @@ def _load_settings() -> dict[str, Any]:
 
 def compile_detections() -> list[Detection]:
     """Parse, validate and convert every Sigma rule; raises on the first invalid one."""
-    from sigma.backends.elasticsearch import LuceneBackend
+    from sigma.backends.elasticsearch import ESQLBackend, LuceneBackend
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationConditionOperator as Op
     from sigma.correlations import SigmaCorrelationRule
@@ -99,14 +101,24 @@ def compile_detections() -> list[Detection]:
         (detections_dir() / "pipeline.yml").read_text(encoding="utf-8")
     )
 
-    def lucene(rule: SigmaRule) -> str:
+    def convert(rule: SigmaRule, backend: Any) -> str:
         # Converted from a fresh copy: inside its collection a correlation's base rule is
         # marked as not to be output, and the backend returns nothing for it.
         fresh = SigmaRule.from_dict(rule.to_dict())
-        queries = LuceneBackend(pipeline).convert(SigmaCollection([fresh]))
+        queries = backend(pipeline).convert(SigmaCollection([fresh]))
         if len(queries) != 1:
-            raise ValueError(f"{rule.title}: expected one Lucene query, got {queries!r}")
+            raise ValueError(f"{rule.title}: expected one query, got {queries!r}")
         return str(queries[0])
+
+    def esql_where(rule: SigmaRule) -> str:
+        query = convert(rule, ESQLBackend)
+        m = re.fullmatch(r"from \S+ metadata [^|]*\| where (.+)", query, re.DOTALL)
+        if not m:
+            raise ValueError(f"{rule.title}: unexpected ES|QL conversion {query!r}")
+        return m.group(1)
+
+    def selections(rule: SigmaRule) -> dict[str, str]:
+        return {"query": convert(rule, LuceneBackend), "esql_where": esql_where(rule)}
 
     out: list[Detection] = []
     for path in sorted((detections_dir() / "sigma").glob("*.yml")):
@@ -154,7 +166,7 @@ def compile_detections() -> list[Detection]:
                         **common,
                         logsource=f"{ls.product}/{ls.service}",
                         kind=kind,
-                        query=lucene(base),
+                        **selections(base),
                         group_by=list(rule.group_by or []),
                         timespan=rule.timespan.seconds,
                         timespan_spec=rule.timespan.spec,
@@ -169,7 +181,7 @@ def compile_detections() -> list[Detection]:
                         **common,
                         logsource=f"{ls.product}/{ls.service}",
                         kind="query",
-                        query=lucene(rule),
+                        **selections(rule),
                     )
                 )
     ids = [d.id for d in out]
@@ -286,15 +298,29 @@ def generate_elastic_rules(detections: list[Detection] | None = None) -> list[di
         else:
             if over.get("type") != "esql":
                 raise ValueError(f"{d.source}: {d.title}: needs an esql entry in elastic.yml")
-            rule.update(
-                type="esql", language="esql", query=over.pop("query"), **{"from": over["from"]}
+            del over["type"]
+            query = over.pop("query").format(
+                index=",".join(source["index"]),
+                where=d.esql_where,
+                group=", ".join(d.group_by),
+                count=d.count,
+                timespan=_esql_span(d.timespan),
+                **{k: over.pop(k) for k in list(over) if k != "from"},
             )
-            over.pop("type")
-            over.pop("from")
+            rule.update(type="esql", language="esql", query=query, **{"from": over.pop("from")})
         if over:
             raise ValueError(f"elastic.yml: {d.id}: unknown keys {sorted(over)}")
         rules.append(rule)
     return rules
+
+
+def _esql_span(seconds: int) -> str:
+    """A timespan as an ES|QL time-span literal (``3600`` -> ``1 hour``)."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{seconds} seconds"
 
 
 def _add(a: str, b: str) -> str:

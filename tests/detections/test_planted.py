@@ -12,9 +12,11 @@ loopback, with classic daily indices (osmem has no data streams). Then each rule
   field named in ``threshold.cardinality``), over windows as long as the rule's look-back
   (``from``) -- two passes, the second shifted by half a window, standing in for the rule's
   runs every few minutes;
-- the ``esql`` absence rule: osmem has no ES|QL (nor EQL: both answer "no handler"), so the
-  test checks the query says what it relies on and runs the same logic as an aggregation:
-  the latest 1004 per host over the last 24 h, older than 15 minutes.
+- the two ``esql`` rules: osmem has no ES|QL (nor EQL: both answer "no handler"), so the test
+  takes the documents the Sigma rule's Lucene query selects, checks the ES|QL query says
+  what the test relies on, and applies the same logic to them: the after-hours openings of
+  the last hour against the user's own average over 14 days (evaluated every 10 minutes
+  across the corpus), and the latest 1004 per host over the last 24 h, older than 15 minutes.
 
 The working-hours and GeoIP enrichment (``azure_rms.after_hours``, ``source.geo.*``) belong
 to the normaliser; where a shipped event lacks them the test adds them itself (working hours
@@ -193,32 +195,78 @@ def fired_threshold(url: str, rule: dict[str, Any]) -> set[str]:
     return out
 
 
+def _sigma_query(rule_id: str) -> str:
+    """The Sigma -> Lucene query of an ES|QL rule's base selection (osmem has no ES|QL)."""
+    pytest.importorskip(
+        "sigma.backends.elasticsearch", reason="pip install pysigma-backend-elasticsearch"
+    )
+    from shipper.detections import compile_detections
+
+    return next(d.query for d in compile_detections() if d.id == rule_id)
+
+
+def _times(url: str, query: str, group: str) -> list[tuple[str, dt.datetime]]:
+    body = {
+        "size": 10000,
+        "query": {"query_string": {"query": query}},
+        "_source": [group, "@timestamp"],
+    }
+    out = []
+    for hit in _search(url, body)["hits"]["hits"]:
+        e = hit["_source"]
+        key: Any = e
+        for part in group.split("."):
+            key = key[part]
+        out.append((key, dt.datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00"))))
+    return out
+
+
 def fired_absence(url: str, rule: dict[str, Any]) -> set[str]:
-    """The ES|QL absence rule, as an aggregation: hosts whose latest 1004 is too old."""
+    """The ES|QL absence rule, evaluated at ``planted.NOW``: hosts whose latest 1004 is old."""
     q = rule["query"]
-    assert 'event.code == "1004"' in q and "MAX(@timestamp) BY host.name" in q, q
-    m = re.search(r"last_refresh < NOW\(\) - (\d+) minutes", q)
+    assert "MAX(@timestamp) BY host.name" in q, q
+    m = re.search(r"WHERE last_refresh < NOW\(\) - (\d+) minutes", q)
     assert m, q
     silence = dt.timedelta(minutes=int(m.group(1)))
     since = planted.NOW - dt.timedelta(seconds=_seconds(rule["from"]))
-    dataset = 'event.dataset:"rms_connector.events" AND event.code:1004'
-    window = {"gte": since.isoformat(), "lte": planted.NOW.isoformat()}
-    last = {"last": {"max": {"field": "@timestamp"}}}
-    body = {
-        "size": 0,
-        "query": {
-            "bool": {
-                "filter": [{"query_string": {"query": dataset}}, {"range": {"@timestamp": window}}]
-            }
-        },
-        "aggs": {"hosts": {"terms": {"field": "host.name"}, "aggs": last}},
-    }
+    last: dict[str, dt.datetime] = {}
+    for host, t in _times(url, _sigma_query(rule["rule_id"]), "host.name"):
+        if since <= t <= planted.NOW:
+            last[host] = max(t, last.get(host, t))
+    return {host for host, t in last.items() if t < planted.NOW - silence}
+
+
+def fired_baseline(url: str, rule: dict[str, Any]) -> set[str]:
+    """The ES|QL after-hours rule, run every 10 minutes over the corpus: the users with at
+    least ``floor`` events in the last hour and ``factor`` times their own hourly average."""
+    q = rule["query"]
+    m = re.search(r"WHERE in_window >= (\d+) AND in_window >= (\d+) \* usual", q)
+    h = re.search(r"usual = TO_DOUBLE\(total - in_window\) / (\d+)", q)
+    assert m and h and "NOW() - 1 hour" in q and "BY user.id" in q, q
+    floor, factor, windows = int(m.group(1)), int(m.group(2)), int(h.group(1))
+    history = dt.timedelta(seconds=_seconds(rule["from"]))
+    events = _times(url, _sigma_query(rule["rule_id"]), "user.id")
     out = set()
-    for b in _search(url, body)["aggregations"]["hosts"]["buckets"]:
-        last = dt.datetime.fromtimestamp(b["last"]["value"] / 1000, dt.timezone.utc)
-        if last < planted.NOW - silence:
-            out.add(b["key"])
+    now = dt.datetime(2024, 3, 3, 12, tzinfo=dt.timezone.utc)
+    while now <= planted.NOW:
+        in_window: dict[str, int] = {}
+        total: dict[str, int] = {}
+        for user, t in events:
+            if now - history <= t <= now:
+                total[user] = total.get(user, 0) + 1
+                if t >= now - dt.timedelta(hours=1):
+                    in_window[user] = in_window.get(user, 0) + 1
+        for user, n in in_window.items():
+            if n >= floor and n >= factor * (total[user] - n) / windows:
+                out.add(user)
+        now += dt.timedelta(minutes=10)
     return out
+
+
+def fired_esql(url: str, rule: dict[str, Any]) -> set[str]:
+    if "last_refresh" in rule["query"]:
+        return fired_absence(url, rule)
+    return fired_baseline(url, rule)
 
 
 RULES = {r["rule_id"]: r for r in elastic_rules()}
@@ -240,7 +288,7 @@ def test_rule_fires_on_its_planted_case_and_nothing_else(
     fired = {
         "query": fired_query,
         "threshold": fired_threshold,
-        "esql": fired_absence,
+        "esql": fired_esql,
     }[rule["type"]](url, rule)
     assert fired == expected
 

@@ -262,8 +262,9 @@ def test_rules_refused_by_kibana_fail_the_step_naming_them() -> None:
     with LocalServer(kibana) as kb:
         step = setup.import_rules(ElasticsearchOutput(kibana_url=kb.url))
     assert step.result == "failed"
-    assert "1 of 13 refused" in step.detail
+    assert "2 of 13 refused" in step.detail
     assert "9a6aaa38-767a-4b05-bbaf-b2a763e3b5c4" in step.detail and "esql" in step.detail
+    assert "14154a54-51c6-4e28-84db-a46b6f1b51a2" in step.detail
 
 
 def test_kibana_unreachable_is_a_failed_step_not_a_traceback() -> None:
@@ -302,7 +303,10 @@ def test_index_mode_points_rules_at_the_indices() -> None:
         if "index" in r:
             assert r["index"][0] in ("shipper-azure_rms.usage-*", "shipper-rms_connector.events-*")
         else:
-            assert r["query"].startswith("FROM shipper-rms_connector.events-*\n")
+            assert r["query"].split("\n")[0] in (
+                "FROM shipper-azure_rms.usage-*",
+                "FROM shipper-rms_connector.events-*",
+            )
     default = [orjson.loads(x) for x in setup.detection_rules(ElasticsearchOutput()).splitlines()]
     assert {r["index"][0] for r in default if "index" in r} == {
         "logs-azure_rms.usage-*",
