@@ -174,6 +174,7 @@ class ForwardOutput:
                 if chunk.chunk_id is None:  # no acks: written is all we will know
                     chunk.acked = True
                     p.unacked.remove(chunk)
+                    conn.check_alive()  # a close, or a HELO asking for a key we lack
                 else:
                     inflight[chunk.chunk_id] = chunk
                     self._settle(r, p, inflight, conn.acks(0))

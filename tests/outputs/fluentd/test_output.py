@@ -182,9 +182,10 @@ def test_a_receiver_that_does_not_know_the_key_is_not_trusted(make_output):
 
 def test_a_receiver_wanting_a_handshake_without_our_key_is_a_clear_error(make_output):
     with Receiver(shared_key="k") as r:
-        out = make_output(r)
-        with pytest.raises(OutputFailed, match="set shared_key"):
-            out.send(batch_of([event(1)]))
+        for acks in (True, False):
+            out = make_output(r, require_ack=acks)
+            with pytest.raises(OutputFailed, match="set shared_key"):
+                send_until_acked(out, batch_of([event(i) for i in range(100)]), timeout=5)
 
 
 def test_close_after_helo_is_retried(make_output):
