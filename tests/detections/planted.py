@@ -7,7 +7,8 @@ its own user, document or host, written as the service and the connector write t
 lines; wevtutil event XML):
 
 =================  =============================================================
-after_hours        night.owl: 25 openings 02:10-02:34 (outside 08:00-18:00)
+after_hours        night.owl: 25 openings 02:10-02:34 (outside 08:00-18:00); night.worker:
+                   15 on Monday night, 25 on Tuesday night (not far above their usual)
 multiple_ips       traveller: requests from 4 addresses within 6 minutes
 multiple_countries roamer: requests from Germany and Brazil 30 minutes apart
 bulk               collector: 30 distinct documents within 6 minutes
@@ -99,11 +100,12 @@ class _W3C:
         admin: bool = False,
         acting_as: str = "",
         file_name: str = "",
+        day: str = DAY,
     ) -> str:
         row_id = _guid(self.rng)
         owner = "vera.harris@contoso.com" if content else ""
         row = {
-            "date": DAY,
+            "date": day,
             "time": time,
             "row-id": row_id,
             "request-type": request,
@@ -144,6 +146,12 @@ def _plant_usage(corpus: Corpus, rng: random.Random) -> str:
 
     for t in _clock("02:10:00", 60, 25):
         ids.add(w.add(t, "AcquireLicense", "night.owl@contoso.com", content=doc()))
+    # night.worker's nights reach 15 an hour (Monday), so 25 on Tuesday is not "far above"
+    # their usual: the Sigma floor alone would fire, the Elastic rule must not
+    for t in _clock("21:10:00", 50, 15):
+        w.add(t, "AcquireLicense", "night.worker@contoso.com", content=doc(), day="2024-03-04")
+    for t in _clock("21:05:00", 55, 25):
+        ids.add(w.add(t, "AcquireLicense", "night.worker@contoso.com", content=doc()))
     exp[AFTER_HOURS] = {"night.owl@contoso.com"}
 
     addresses = ("198.51.100.7", "203.0.113.9", "192.0.2.44", "2001:db8:77::1")

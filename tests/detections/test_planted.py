@@ -238,26 +238,30 @@ def fired_absence(url: str, rule: dict[str, Any]) -> set[str]:
 
 def fired_baseline(url: str, rule: dict[str, Any]) -> set[str]:
     """The ES|QL after-hours rule, run every 10 minutes over the corpus: the users with at
-    least ``floor`` events in the last hour and ``factor`` times their own hourly average."""
+    least ``floor`` events in the last hour and ``factor`` times their busiest clock hour of
+    the look-back before it."""
     q = rule["query"]
     m = re.search(r"WHERE in_window >= (\d+) AND in_window >= (\d+) \* usual", q)
-    h = re.search(r"usual = TO_DOUBLE\(total - in_window\) / (\d+)", q)
-    assert m and h and "NOW() - 1 hour" in q and "BY user.id" in q, q
-    floor, factor, windows = int(m.group(1)), int(m.group(2)), int(h.group(1))
+    assert m and "NOW() - 1 hour" in q and "DATE_TRUNC(1 hour, @timestamp)" in q, q
+    assert "usual = MAX(past) BY user.id" in q, q
+    floor, factor = int(m.group(1)), int(m.group(2))
     history = dt.timedelta(seconds=_seconds(rule["from"]))
+    hour = dt.timedelta(hours=1)
     events = _times(url, _sigma_query(rule["rule_id"]), "user.id")
     out = set()
     now = dt.datetime(2024, 3, 3, 12, tzinfo=dt.timezone.utc)
     while now <= planted.NOW:
-        in_window: dict[str, int] = {}
-        total: dict[str, int] = {}
+        recent: dict[str, int] = {}
+        past: dict[tuple[str, dt.datetime], int] = {}
         for user, t in events:
-            if now - history <= t <= now:
-                total[user] = total.get(user, 0) + 1
-                if t >= now - dt.timedelta(hours=1):
-                    in_window[user] = in_window.get(user, 0) + 1
-        for user, n in in_window.items():
-            if n >= floor and n >= factor * (total[user] - n) / windows:
+            if now - hour <= t <= now:
+                recent[user] = recent.get(user, 0) + 1
+            elif now - history <= t < now - hour:
+                key = (user, t.replace(minute=0, second=0, microsecond=0))
+                past[key] = past.get(key, 0) + 1
+        for user, n in recent.items():
+            usual = max((c for (u, _), c in past.items() if u == user), default=0)
+            if n >= floor and n >= factor * usual:
                 out.add(user)
         now += dt.timedelta(minutes=10)
     return out
