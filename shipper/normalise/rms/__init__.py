@@ -115,11 +115,12 @@ def _json_str(value: str) -> str:
 #: per user-id: (``user`` members or None, related.user values, the same as JSON array items,
 #: azure_rms members, working-hours calendar)
 _UserJson = tuple[str | None, tuple[str, ...], str, str, Any]
-#: per e-mail value: for acting-as-user, owner-email and issuer in turn: (related.user values
-#: and their JSON), then acting-as-user's ``user`` members, owner-email's and issuer's azure_rms
-#: members
+#: per e-mail value: acting-as-user's (related.user values and their JSON) and ``user`` members;
+#: owner-email's related.user value (or None), its JSON and azure_rms members; the same for the
+#: issuer; the owner's and the issuer's azure_rms members together (the same value in both
+#: fields is the common case)
 _Related = tuple[tuple[str, str], ...]
-_EmailJson = tuple[_Related, _Related, _Related, str, str, str]
+_EmailJson = tuple[_Related, str, str | None, str, str, str | None, str, str, str]
 
 
 class RmsNormaliser:
@@ -164,7 +165,10 @@ class RmsNormaliser:
             _members(nest({k: v for k, v in m.constants.items() if not k.startswith("event.")}))
             + ',"log":{"file":{"path":'
         )
-        self._event_constants = {k: v for k, v in m.constants.items() if k.startswith("event.")}
+        # (not a dict: every dict on the instance is a bounded cache)
+        self._event_constants = tuple(
+            (k, v) for k, v in m.constants.items() if k.startswith("event.")
+        )
 
     # --- cache misses: a value's pieces of JSON, made from the reader's parts and the map ----
 
@@ -175,26 +179,29 @@ class RmsNormaliser:
         cache[key] = value
         return value
 
-    def _flat(self, field: str, parts: dict[str, Any]) -> dict[str, Any]:
-        targets = self._map.targets[field]
-        return {targets[part]: value for part, value in parts.items() if part in targets}
-
     def _related(self, field: str, parts: dict[str, Any]) -> _Related:
-        values = (parts.get(name) for name in self._map.related[field])
-        return tuple((v, _json_str(v)) for v in dict.fromkeys(values) if v is not None)
+        """The (value, value as JSON) that ``field`` adds to related.user, each once."""
+        names = self._map.related[field]
+        if len(names) == 1:  # most fields
+            value = parts.get(names[0])
+            return () if value is None else ((value, _json_str(value)),)
+        found: dict[str, str] = {}
+        for name in names:
+            value = parts.get(name)
+            if value is not None and value not in found:
+                found[value] = _json_str(value)
+        return tuple(found.items())
 
     def _event_fragments(self, request: str, result: str) -> tuple[str, str]:
         """(``event`` members before ``id``, other top-level members such as ``error``)."""
         m = self._map
-        flat = dict(self._event_constants)
-        flat.update(
-            self._flat(
-                "request-type",
-                readers.request_type(request, m.request_types, m.default_request),
-            )
-        )
-        flat.update(self._flat("result", readers.result(result)))
-        nested = nest(flat)
+        nested = nest(dict(self._event_constants))
+        for field, parts in (
+            ("request-type", readers.request_type(request, m.request_types, m.default_request)),
+            ("result", readers.result(result)),
+        ):
+            for name, members in m.render(field, parts).items():
+                nested.setdefault(name, {}).update(members)
         pair = (_members(nested.pop("event"))[1:], _members(nested))
         return self._remember(self._event_json, (request, result), pair)
 
@@ -202,7 +209,7 @@ class RmsNormaliser:
         """A user-id's pieces (see ``_UserJson``)."""
         m = self._map
         parts = readers.principal(raw, m.principal_ids, m.tenant_services)
-        nested = nest(self._flat("user-id", parts))
+        nested = self._map.render("user-id", parts)
         user = nested.get("user")
         related = self._related("user-id", parts)
         calendar = None
@@ -220,14 +227,23 @@ class RmsNormaliser:
     def _email_fragments(self, raw: str) -> _EmailJson:
         """An owner-email, issuer or acting-as-user's pieces (see ``_EmailJson``)."""
         parts = readers.email(raw)
-        target = nest(self._flat("acting-as-user", parts)).get("user")
+        render = self._map.render
+        target = render("acting-as-user", parts).get("user")
+        # fieldmap allows owner-email and issuer one related.user part each
+        (owner, owner_q), *_ = self._related("owner-email", parts) or ((None, ""),)
+        (issuer, issuer_q), *_ = self._related("issuer", parts) or ((None, ""),)
+        owner_rms = _members(render("owner-email", parts).get("azure_rms") or {})
+        issuer_rms = _members(render("issuer", parts).get("azure_rms") or {})
         entry = (
             self._related("acting-as-user", parts),
-            self._related("owner-email", parts),
-            self._related("issuer", parts),
             _members(target)[1:] if target else "",
-            _members(nest(self._flat("owner-email", parts)).get("azure_rms") or {}),
-            _members(nest(self._flat("issuer", parts)).get("azure_rms") or {}),
+            owner,
+            owner_q,
+            owner_rms,
+            issuer,
+            issuer_q,
+            issuer_rms,
+            owner_rms + issuer_rms,
         )
         return self._remember(self._email_json, raw, entry)
 
@@ -235,7 +251,7 @@ class RmsNormaliser:
         """c-ip -> (``,"source":{...}`` or "", ``,"related":{"ip":[...]`` with the related
         object left open, or "", azure_rms members)."""
         parts = readers.ip(raw)
-        nested = nest(self._flat("c-ip", parts))
+        nested = self._map.render("c-ip", parts)
         source = nested.get("source")
         address = parts.get("ip")
         if address is not None and self.enrich is not None and self.enrich.geo:
@@ -259,7 +275,7 @@ class RmsNormaliser:
         if reader == "client_info":
             nested = nest(readers.client_info(raw, m.client_info))
         else:
-            nested = nest(self._flat(field, _SIMPLE_READERS[reader](raw)))
+            nested = m.render(field, _SIMPLE_READERS[reader](raw))
         rms = nested.pop("azure_rms", None) or {}
         return self._remember(cache, raw if key is None else key, (_members(nested), _members(rms)))
 
@@ -312,7 +328,7 @@ class RmsNormaliser:
         corr_pre = ',"' + m.key("correlation-id", "value") + '":'
         content_pre = ',"' + m.key("content-id", "value") + '":'
         published_pre = ',"' + m.key("date-published", "value") + '":"'
-        flat_published = self._flat
+        render = m.render
         # the caches' get methods (a full cache is cleared, never replaced)
         event_get, event_fragments = self._event_json.get, self._event_fragments
         path_get, path_json, ecs_log = self._path_json.get, self._path_json, self._ecs_log
@@ -414,9 +430,9 @@ class RmsNormaliser:
                     except ValueError:
                         pass
                 if dp:
-                    found = flat_published("date-published", published(dp))
+                    found = render("date-published", published(dp))
                     if found:
-                        what += _members(nest(found)["azure_rms"])
+                        what += _members(found["azure_rms"])
             if template_id:  # a tenant has a few templates
                 top, rms = template_get(template_id) or fragments(
                     template_json, "template-id", template_id
@@ -435,22 +451,25 @@ class RmsNormaliser:
                     if v not in related:
                         related += (v,)
                         rel = f"{rel},{q}" if rel else q
-                if entry[3]:
-                    user = entry[3] if user is None else f"{user},{entry[3]}"
+                if entry[1]:
+                    user = entry[1] if user is None else f"{user},{entry[1]}"
             if owner:
                 entry = email_get(owner) or email_fragments(owner)
-                rms_people += entry[4]
-                for v, q in entry[1]:
-                    if v not in related:
-                        related += (v,)
-                        rel = f"{rel},{q}" if rel else q
+                v = entry[2]
+                if v is not None and v not in related:
+                    related += (v,)
+                    rel = f"{rel},{entry[3]}" if rel else entry[3]
+                if issuer == owner:  # the same value: its related.user value is in already
+                    rms_people += entry[8]
+                    issuer = ""
+                else:
+                    rms_people += entry[4]
             if issuer:
-                if issuer != owner:
-                    entry = email_get(issuer) or email_fragments(issuer)
-                rms_people += entry[5]
-                for v, q in entry[2]:
-                    if v not in related:
-                        rel = f"{rel},{q}" if rel else q
+                entry = email_get(issuer) or email_fragments(issuer)
+                rms_people += entry[7]
+                v = entry[5]
+                if v is not None and v not in related:
+                    rel = f"{rel},{entry[6]}" if rel else entry[6]
             # from where: source and related.ip, or azure_rms.c_ip
             if c_ip:
                 source, near, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)

@@ -42,6 +42,8 @@ BUILT = frozenset({"@timestamp", "event", "ecs", "log", "user", "source", "relat
 INLINE = frozenset({"row-id", "correlation-id", "content-id", "date-published"})
 #: fields whose parts may add to related.user
 RELATED_USER = frozenset({"user-id", "acting-as-user", "owner-email", "issuer"})
+#: ... one part each at most
+ONE_RELATED = frozenset({"owner-email", "issuer"})
 
 Nested = dict[str, Any]
 
@@ -60,6 +62,11 @@ def nest(flat: dict[str, Any]) -> Nested:
             node = node.setdefault(name, {})
         node[leaf] = value
     return out
+
+
+def _split(dotted: str) -> tuple[tuple[str, ...], str]:
+    *parents, leaf = dotted.split(".")
+    return tuple(parents), leaf
 
 
 class FieldMap:
@@ -100,6 +107,11 @@ class FieldMap:
             k.lower(): v["type"] for k, v in (principals.get("tenant_services") or {}).items()
         }
         self._check()
+        #: per field, (part, parent names, leaf name) of each target, in the map's order
+        self._paths = {
+            name: tuple((part, *_split(target)) for part, target in targets.items())
+            for name, targets in self.targets.items()
+        }
         info = self.client_info
         every = [t for targets in self.targets.values() for t in targets.values()]
         every += [info["original"], info["sdk"], info["other"] + ".x", *info["keys"].values()]
@@ -131,6 +143,8 @@ class FieldMap:
                     )
             if self.related[name] and name not in RELATED_USER:
                 raise MappingError(f"rms/fields.yaml: {name}: related is not supported")
+            if len(self.related[name]) > 1 and name in ONE_RELATED:
+                raise MappingError(f"rms/fields.yaml: {name}: related takes one part at most")
 
     def key(self, field: str, part: str) -> str:
         """The azure_rms member an inline field's part goes to (``row_id``)."""
@@ -138,10 +152,15 @@ class FieldMap:
 
     def render(self, field: str, parts: dict[str, Any]) -> Nested:
         """A reader's parts for ``field`` as nested ECS objects, by the map."""
-        if field == "c-info":
-            return nest(parts)
-        targets = self.targets[field]
-        return nest({targets[part]: value for part, value in parts.items() if part in targets})
+        out: Nested = {}
+        for part, parents, leaf in self._paths[field]:
+            value = parts.get(part)
+            if value is not None:
+                node = out
+                for name in parents:
+                    node = node.setdefault(name, {})
+                node[leaf] = value
+        return out
 
 
 @cache
