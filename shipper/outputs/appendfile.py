@@ -108,6 +108,11 @@ class AppendFile:
             raise self._failure("flush", e) from None
         return self.state()
 
+    def cut_back(self, length: int) -> None:
+        """Forget what was written after ``length`` (an output writing several files undoes a
+        batch in all of them when one fails)."""
+        self._cut_back(length)
+
     def _cut_back(self, length: int) -> None:
         assert self._fd is not None
         try:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, field_validator, model_validator
 
-from shipper.errors import OutputFailed
+from shipper.errors import OutputFailed, ShipperError
 from shipper.mappings import load_yaml
 from shipper.outputs.appendfile import AppendFile, check_writable
 from shipper.outputs.base import Ack, EventBatch
@@ -249,15 +249,22 @@ class CsvOutput:
             path = self._path(str(_lookup(event, "event.dataset") or ""))
             if path is not None:
                 by_path.setdefault(path, []).append(event)
+        started: list[tuple[_Sheet, int]] = []
         try:
             for sheet in self._sheets.values():
                 sheet.file.rotate_if_full()  # everything written so far is committed
             for path, events in by_path.items():
                 sheet = self._sheet(path)
+                started.append((sheet, sheet.file.length))
                 sheet.file.write([sheet.render(events)])
-            for path in by_path:
-                self._sheets[path].file.sync()
-        except OSError as e:
+            for sheet, _ in started:
+                sheet.file.sync()
+        except (OSError, ShipperError) as e:
+            # undo the batch in every file, so that the batch sent again is written once
+            for sheet, length in started:
+                sheet.file.cut_back(length)
+            if isinstance(e, ShipperError):
+                raise
             raise OutputFailed(f"{self.name}: cannot write: {e.strerror or e}") from e
         return Ack(delivered=len(batch), state=self._state())
 

@@ -210,7 +210,8 @@ def test_first_start_appends_to_files_already_there(tmp_path):
     out.send(batch(rms(1), {"event": {"dataset": "rms_connector.events", "id": "w1"}}))
     out.close()
     assert (tmp_path / "rms_connector.events.csv").read_bytes().startswith(b"old\r\n")
-    assert (tmp_path / "u.csv").read_bytes().startswith(b"older\r\n2024-03-04,09:00:01,id-1,")  # no header
+    no_header = b"older\r\n2024-03-04,09:00:01,id-1,"
+    assert (tmp_path / "u.csv").read_bytes().startswith(no_header)
 
 
 def test_settings_errors_name_the_setting():
@@ -220,3 +221,31 @@ def test_settings_errors_name_the_setting():
         parse_config({"outputs": [{"type": "csv", "colums": ["a"]}]})
     with pytest.raises(ConfigError, match=r"outputs\[0\].*other_path must differ"):
         parse_config({"outputs": [{"type": "csv", "path": "a.csv", "other_path": "a.csv"}]})
+
+
+def test_disk_full_in_one_file_undoes_the_batch_in_all_of_them(tmp_path, monkeypatch):
+    """The pipeline resends a batch after RetryLater: no file may keep half of it."""
+    import errno
+
+    from shipper.errors import RetryLater
+    from shipper.outputs import appendfile
+
+    win = {"event": {"dataset": "rms_connector.events", "id": "w1"}}
+    out = output(tmp_path, path=str(tmp_path / "u.csv"), other_path=str(tmp_path / "{dataset}.csv"))
+    out.restore(None)
+    real = appendfile.write_all
+    full = {"once": True}
+
+    def write_all(fd: int, data: bytes) -> None:
+        if b"w1" in bytes(data) and full.pop("once", False):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(appendfile, "write_all", write_all)
+    b = batch(rms(1), win, rms(2))
+    with pytest.raises(RetryLater, match="disk full"):
+        out.send(b)
+    assert out.send(b).delivered == 3
+    out.close()
+    assert [r[2] for r in rows(tmp_path / "u.csv")] == ["row-id", "id-1", "id-2"]
+    assert [r[2] for r in rows(tmp_path / "rms_connector.events.csv")] == ["event.id", "w1"]
