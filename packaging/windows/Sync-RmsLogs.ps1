@@ -392,10 +392,10 @@ function Split-EventXml {
 
 function Get-EventPosition {
     <# (time, record id) of one Event element. #>
-    param([Parameter(Mandatory)] [System.Xml.XmlElement] $Event)
+    param([Parameter(Mandatory)] [System.Xml.XmlElement] $Element)
     $ns = @{ e = 'http://schemas.microsoft.com/win/2004/08/events/event' }
-    $time = (Select-Xml -Xml $Event -XPath 'e:System/e:TimeCreated/@SystemTime' -Namespace $ns).Node.Value
-    $id = (Select-Xml -Xml $Event -XPath 'e:System/e:EventRecordID' -Namespace $ns).Node.InnerText
+    $time = (Select-Xml -Xml $Element -XPath 'e:System/e:TimeCreated/@SystemTime' -Namespace $ns).Node.Value
+    $id = (Select-Xml -Xml $Element -XPath 'e:System/e:EventRecordID' -Namespace $ns).Node.InnerText
     [pscustomobject]@{ Time = (ConvertFrom-SystemTime $time); SystemTime = $time; RecordId = [long]$id }
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 WINDOWS = Path(__file__).resolve().parents[2] / "packaging" / "windows"
-SCRIPTS = sorted(WINDOWS.glob("*.ps1"))
+SCRIPTS = sorted(WINDOWS.rglob("*.ps1"))
 
 
 def parser():
