@@ -102,4 +102,4 @@ def test_setup_dry_run_names_what_it_would_install_without_connecting(tmp_path, 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines and all(line.startswith("opensearch: ") for line in lines)
-    assert any(line.endswith(": would install") and "index template" in line for line in lines)
+    assert any("index template" in line and ": would install (PUT " in line for line in lines)

@@ -200,19 +200,12 @@ def check(settings: ElasticsearchOutput, data_dir: Path) -> str:
 def setup(
     settings: ElasticsearchOutput, data_dir: Path, dry_run: bool = False, kibana: bool = True
 ) -> Iterator[str]:
-    """``shipper setup``: templates, lifecycle policy and (with ``kibana``) Kibana objects, one
-    line a step; raises ``OutputFailed`` at the end when a step failed."""
+    """``shipper setup``: templates, lifecycle policy and (with ``kibana``) Kibana objects and
+    detection rules, one line a step (with ``dry_run``: what would be done, contacting nothing);
+    raises ``OutputFailed`` at the end when a step failed."""
     from shipper.outputs.elasticsearch import setup as content
 
-    if dry_run:
-        for name in content.component_templates(settings):
-            yield f"component template {name}: would install"
-        for name in content.index_templates(settings):
-            yield f"index template {name}: would install"
-        if kibana and settings.kibana_url:
-            yield f"Kibana saved objects: would import into {settings.kibana_url}"
-        return
-    report = content.install(settings, kibana=kibana)
+    report = content.install(settings, kibana=kibana, dry_run=dry_run)
     for step in report.steps:
         detail = f" ({step.detail})" if step.detail else ""
         yield f"{step.what}: {step.result}{detail}"
