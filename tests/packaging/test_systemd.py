@@ -89,7 +89,7 @@ def test_hardening_the_issue_asks_for():
 def test_stop_lets_shipper_commit_the_batch_at_hand():
     s = service_section()
     assert s["KillSignal"] == ["SIGTERM"]
-    # SIGTERM to shipper alone: its decoder processes must not be killed under it
+    # SIGTERM to shipper alone, which stops its own decoder processes when it is done
     assert s["KillMode"] == ["mixed"]
     assert int(s["TimeoutStopSec"][0]) >= 60
     assert s["ExecStart"][0].split()[1:] == ["run", "/etc/shipper/shipper.yaml"]
