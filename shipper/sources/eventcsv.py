@@ -28,16 +28,24 @@ from zoneinfo import ZoneInfo
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
+from shipper.sources.limits import max_record_bytes, oversized
 from shipper.sources.text import (
     Cut,
-    byte_length,
+    Offsets,
     emit,
     head_text,
     load_state,
+    max_bytes_per_char,
+    oversized_record,
     quarantine,
+    quarantine_oversized,
     text_chunks,
     to_text,
 )
+
+# A record's size is bounded by max_record_bytes (checked by the reader and below), the same
+# bound for every format; the csv module's own 128 KiB field limit must not be a second one.
+csv.field_size_limit(2**31 - 1)
 
 EVENT_VIEWER = ("level", "date and time", "source", "event id", "task category")
 DEFAULT_DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
@@ -70,19 +78,44 @@ def _header_line(text: str) -> str | None:
     return None
 
 
-def _cut(text: str, at_eof: bool) -> int:
-    """Index just past the last line end that lies outside quotes."""
-    cut = 0
-    quotes = 0
-    pos = 0
-    while True:
-        nl = text.find("\n", pos)
-        if nl < 0:
-            return cut
-        quotes += text.count('"', pos, nl)
-        if not quotes & 1:
-            cut = nl + 1
-        pos = nl + 1
+class CsvScanner:
+    """Record ends: line ends outside quotes (see ``text.Scanner``). The only state is
+    whether an odd number of ``"`` has been seen, so a quoted field of any length costs one
+    pass."""
+
+    __slots__ = ("odd",)
+
+    def __init__(self, odd: bool = False) -> None:
+        self.odd = odd
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> CsvScanner:
+        return cls(d.get("odd", False))
+
+    def save(self) -> dict[str, Any]:
+        return {"odd": self.odd}
+
+    def boundary_state(self) -> dict[str, Any]:
+        return {}
+
+    def feed(self, text: str) -> list[int]:
+        ends = []
+        odd = self.odd
+        pos = 0
+        find, count = text.find, text.count
+        while True:
+            nl = find("\n", pos)
+            if nl < 0:
+                break
+            if count('"', pos, nl) & 1:
+                odd = not odd
+            if not odd:
+                ends.append(nl + 1)
+            pos = nl + 1
+        if count('"', pos) & 1:
+            odd = not odd
+        self.odd = odd
+        return ends
 
 
 class EventCsv:
@@ -112,7 +145,7 @@ class EventCsv:
             state,
             final,
             options,
-            lambda st, text, at_eof: _cut(text, at_eof),
+            CsvScanner.load,
             _learn_header,
             line=1,
             cols=None,
@@ -226,10 +259,15 @@ def decode(chunk: Chunk) -> Decoded:
     """Parse a chunk of CSV/TXT records; an unparsable row is quarantined with the reason."""
     st = load_state(chunk.state_in, enc="utf-8", cols=None, delim=",", kind=None)
     enc = st["enc"]
+    out = Decoded()
+    info = oversized(chunk)
+    if info is not None:
+        return quarantine_oversized(out, chunk, info, enc)
     text = to_text(chunk.payload, enc)
     fmt = str(chunk.options.get("date_format") or DEFAULT_DATE_FORMAT)
     zone = str(chunk.options.get("timezone") or "UTC")
-    out = Decoded()
+    limit = max_record_bytes(chunk.options)
+    wide = max_bytes_per_char(enc)
     cols, kind = st["cols"], st["kind"]
     if cols is None:  # the first chunk: the header is in it
         line = _header_line(text)
@@ -239,7 +277,9 @@ def decode(chunk: Chunk) -> Decoded:
         if kind is None:
             out.refused = f"{chunk.path}: not an Event Viewer or Export-Csv event export"
             return out
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=st["delim"])
+    at = Offsets(text, enc, chunk.start)
+    starts = [0]  # where each physical line begins, as the reader takes them
+    reader = csv.reader(_lines(text, starts), delimiter=st["delim"])
     prev_line = 0
     while True:
         try:
@@ -247,18 +287,20 @@ def decode(chunk: Chunk) -> Decoded:
         except StopIteration:
             break
         except csv.Error as e:
-            quarantine(out, chunk.path, chunk.first_line + prev_line, chunk.start, str(e), "")
+            a, b = starts[prev_line], starts[reader.line_num]
+            bad = _strip_eol(text[a:b])
+            quarantine(out, chunk.path, chunk.first_line + prev_line, at(a), str(e), bad)
             prev_line = reader.line_num
             continue
         line_no = chunk.first_line + prev_line
-        start_line = prev_line
+        a, b = starts[prev_line], starts[reader.line_num]
         prev_line = reader.line_num
 
-        def offset(n: int = start_line) -> int:
-            return chunk.start + byte_length(_upto_line(text, n), enc)
+        def offset(a: int = a) -> int:
+            return at(a)
 
-        def raw(n: int = start_line, m: int = reader.line_num) -> str:
-            return "\n".join(text.split("\n")[n:m])
+        def raw(a: int = a, b: int = b) -> str:
+            return _strip_eol(text[a:b])
 
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -266,6 +308,12 @@ def decode(chunk: Chunk) -> Decoded:
             continue
         if [c.strip() for c in row[: len(cols)]] == cols:
             continue  # the header line itself
+        if (b - a) * wide > limit:
+            begin = at(a)
+            size = at(b) - begin
+            if size > limit:
+                oversized_record(out, chunk, line_no, begin, size, text[a:b])
+                continue
         try:
             if kind == "eventviewer":
                 rec = _eventviewer(row, fmt, zone)
@@ -282,11 +330,14 @@ def decode(chunk: Chunk) -> Decoded:
     return out
 
 
-def _upto_line(text: str, n: int) -> str:
+def _lines(text: str, starts: list[int]) -> Iterator[str]:
+    """The lines of ``text`` as the csv module wants them, noting where each one ends."""
     pos = 0
-    for _ in range(n):
-        nl = text.find("\n", pos)
-        if nl < 0:
-            return text
-        pos = nl + 1
-    return text[:pos]
+    for line in io.StringIO(text, newline=""):
+        pos += len(line)
+        starts.append(pos)
+        yield line
+
+
+def _strip_eol(text: str) -> str:
+    return text.removesuffix("\n").removesuffix("\r")

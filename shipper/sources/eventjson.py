@@ -23,55 +23,138 @@ import orjson
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
+from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.text import (
-    Cut,
-    byte_length,
+    Offsets,
     emit,
     head_text,
     load_state,
+    max_bytes_per_char,
+    oversized_record,
     quarantine,
+    quarantine_oversized,
     text_chunks,
     to_text,
 )
 
 _TOKEN = re.compile(r'[{}\[\]"]')
-_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+_STRING_STOP = re.compile(r'["\\]')
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _SNIFF = re.compile(r'^\s*[\[{]\s*\{?\s*"(?:Message|Id|TimeCreated|ProviderName|LogName)"')
 
+#: ``start`` of a record that opened in an earlier piece of text
+_EARLIER = -2
 
-def records(text: str, base: int) -> Iterator[tuple[int, int]]:
+
+class JsonScanner:
+    """Where top-level records begin and end, fed piece by piece (see ``text.Scanner``).
+
+    Strings are skipped by searching for the next quote or backslash, so a string costs one
+    pass and no memory, however long (the regex it replaces, ``(?:[^"\\]|\\.)*"``, kept a
+    backtracking frame per character: 120 bytes of memory per byte of string). ``base`` is 1
+    inside the top-level array of ``ConvertTo-Json``'s many-event form, 0 for one object.
+    """
+
+    __slots__ = ("base", "depth", "in_str", "esc", "start", "cut_base", "spans")
+
+    def __init__(
+        self,
+        base: int = 0,
+        depth: int | None = None,
+        in_str: bool = False,
+        esc: bool = False,
+        open_: bool = False,
+    ) -> None:
+        self.base = base
+        self.depth = base if depth is None else depth
+        self.in_str, self.esc = in_str, esc
+        self.start = _EARLIER if open_ else -1  # where the open record began, -1: none open
+        self.cut_base = base  # ``base`` after the last record end
+        #: (start, end) of each complete record, when the caller wants them (decoding)
+        self.spans: list[tuple[int, int]] | None = None
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> JsonScanner:
+        return cls(d.get("base", 0), d.get("depth"), d.get("in_str", False), d.get("esc", False),
+                   d.get("open", False))  # fmt: skip
+
+    def save(self) -> dict[str, Any]:
+        return {"base": self.base, "depth": self.depth, "in_str": self.in_str, "esc": self.esc,
+                "open": self.start != -1}  # fmt: skip
+
+    def boundary_state(self) -> dict[str, Any]:
+        return {"base": self.cut_base}
+
+    def feed(self, text: str) -> list[int]:
+        ends: list[int] = []
+        spans = self.spans
+        n = len(text)
+        if self.start >= 0:
+            self.start = _EARLIER
+        pos = self._string(text, 0) if self.in_str else 0
+        depth, base, start = self.depth, self.base, self.start
+        search = _TOKEN.search
+        while pos < n:
+            m = search(text, pos)
+            if m is None:
+                break
+            i = m.start()
+            c = text[i]
+            if c == '"':
+                self.in_str = True
+                pos = self._string(text, i + 1)
+                continue
+            if c == "{" or c == "[":
+                if depth == base:
+                    if c == "{":
+                        start = i
+                    elif depth == 0:
+                        base = 1  # the top-level array opens
+                depth += 1
+            else:
+                depth -= 1
+                if depth == base and c == "}" and start != -1:
+                    ends.append(i + 1)
+                    if spans is not None and start >= 0:
+                        spans.append((start, i + 1))
+                    start = -1
+                    self.cut_base = base
+                if depth < base:
+                    base = depth = 0
+                    start = -1
+            pos = i + 1
+        self.depth, self.base, self.start = depth, base, start
+        return ends
+
+    def _string(self, text: str, pos: int) -> int:
+        """Just past the quote that closes the string ``pos`` is in, or ``len(text)``."""
+        n = len(text)
+        if self.esc:
+            if pos >= n:
+                return n
+            pos += 1
+            self.esc = False
+        search = _STRING_STOP.search
+        while True:
+            m = search(text, pos)
+            if m is None:
+                return n
+            i = m.start()
+            if text[i] == '"':
+                self.in_str = False
+                return i + 1
+            if i + 1 >= n:
+                self.esc = True
+                return n
+            pos = i + 2
+
+
+def records(text: str, base: int) -> list[tuple[int, int]]:
     """(start, end) of each complete top-level record; ``base`` is 1 inside an array."""
-    depth = base
-    start = -1
-    pos = 0
-    n = len(text)
-    while pos < n:
-        m = _TOKEN.search(text, pos)
-        if not m:
-            return
-        c = m.group()
-        i = m.start()
-        if c == '"':
-            e = _STRING_END.match(text, i + 1)
-            if not e:
-                return  # string runs past the end: incomplete
-            pos = e.end()
-            continue
-        if c in "{[":
-            if depth == base and c == "{":
-                start = i
-            elif depth == 0 and c == "[":
-                base = 1  # the top-level array opens
-            depth += 1
-        else:
-            depth -= 1
-            if depth == base and c == "}" and start >= 0:
-                yield start, i + 1
-                start = -1
-            if depth < base:
-                base = depth = 0
-        pos = i + 1
+    scanner = JsonScanner(base)
+    scanner.spans = []
+    scanner.feed(text)
+    return scanner.spans
 
 
 class EventJson:
@@ -93,25 +176,11 @@ class EventJson:
         options: dict[str, object],
     ) -> Iterator[Chunk]:
         return text_chunks(
-            self.name, f, path, start, state, final, options, _cut, _learn_array, base=0
+            self.name, f, path, start, state, final, options, JsonScanner.load, base=0
         )
 
     def decode(self, chunk: Chunk) -> Decoded:
         return decode(chunk)
-
-
-def _cut(st: dict[str, Any], text: str, at_eof: bool) -> int:
-    """Just past the last complete record of ``text``."""
-    last = (0, 0)
-    for last in records(text, st["base"]):  # noqa: B007 - the last one is wanted
-        pass
-    return last[1]
-
-
-def _learn_array(st: dict[str, Any], cut: Cut) -> None:
-    """Whether the export is one JSON array (ConvertTo-Json of many events)."""
-    if st["base"] == 0 and cut.text.lstrip().startswith("["):
-        st["base"] = 1
 
 
 EVENT_JSON = EventJson()
@@ -199,18 +268,35 @@ def parse_record(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode(chunk: Chunk) -> Decoded:
-    """Parse each record of the chunk; a record that is not valid JSON is quarantined."""
+    """Parse each record of the chunk; a record that is not valid JSON is quarantined, and so
+    is one bigger than the bound and what is left of one the file ends inside."""
     st = load_state(chunk.state_in, enc="utf-8", base=0)
     enc = st["enc"]
+    out = Decoded()
+    info = oversized(chunk)
+    if info is not None:
+        return quarantine_oversized(out, chunk, info, enc)
     text = to_text(chunk.payload, enc)
     keep = bool(chunk.options.get("keep_original", False))
-    out = Decoded()
-    for s, e in records(text, st["base"]):
+    limit = max_record_bytes(chunk.options)
+    wide = max_bytes_per_char(enc)
+    at = Offsets(text, enc, chunk.start)
+    scanner = JsonScanner(st["base"])
+    spans: list[tuple[int, int]] = []
+    scanner.spans = spans
+    scanner.feed(text)
+    for s, e in spans:
         raw = text[s:e]
 
         def offset(s: int = s) -> int:
-            return chunk.start + byte_length(text[:s], enc)
+            return at(s)
 
+        if (e - s) * wide > limit:
+            begin = at(s)
+            size = at(e) - begin
+            if size > limit:
+                oversized_record(out, chunk, None, begin, size, raw)
+                continue
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
@@ -222,4 +308,9 @@ def decode(chunk: Chunk) -> Decoded:
         if keep:
             rec["original"] = raw
         emit(out, normalise, rec, chunk.path, None, offset, raw)
+    if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
+        s = scanner.start
+        raw = text[s:]
+        why = "the file ends inside this JSON record"
+        quarantine(out, chunk.path, None, at(s), why, raw[:HEAD])
     return out

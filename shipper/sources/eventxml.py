@@ -23,13 +23,17 @@ from typing import Any, BinaryIO
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
+from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.text import (
-    byte_length,
+    Offsets,
     clean,
     emit,
     head_text,
     load_state,
+    max_bytes_per_char,
+    oversized_record,
     quarantine,
+    quarantine_oversized,
     text_chunks,
     to_text,
 )
@@ -220,9 +224,37 @@ def _escape_control(m: re.Match[str]) -> str:
     return f"\\x{ord(m.group()):02x}"
 
 
-def _cut(text: str, at_eof: bool) -> int:
-    i = text.rfind(_END)
-    return 0 if i < 0 else i + len(_END)
+class XmlScanner:
+    """Record ends (just past each ``</Event>``), fed piece by piece (see ``text.Scanner``).
+
+    The only state is the last few characters of the previous piece, in case a ``</Event>``
+    straddles two pieces."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self, tail: str = "") -> None:
+        self.tail = tail
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> XmlScanner:
+        return cls(d.get("tail", ""))
+
+    def save(self) -> dict[str, Any]:
+        return {"tail": self.tail}
+
+    def boundary_state(self) -> dict[str, Any]:
+        return {}
+
+    def feed(self, text: str) -> list[int]:
+        tail = self.tail
+        both = tail + text if tail else text
+        ends = []
+        i = both.find(_END)
+        while i >= 0:
+            ends.append(i + len(_END) - len(tail))
+            i = both.find(_END, i + len(_END))
+        self.tail = both[-(len(_END) - 1) :]
+        return ends
 
 
 class EventXml:
@@ -243,9 +275,8 @@ class EventXml:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
-        return text_chunks(
-            self.name, f, path, start, state, final, options, lambda st, t, e: _cut(t, e), line=1
-        )
+        scanner = XmlScanner.load
+        return text_chunks(self.name, f, path, start, state, final, options, scanner, line=1)
 
     def decode(self, chunk: Chunk) -> Decoded:
         return decode(chunk)
@@ -255,14 +286,24 @@ EVENT_XML = EventXml()
 
 
 def decode(chunk: Chunk) -> Decoded:
-    """Parse and normalise every ``<Event>`` in the chunk; a malformed one is quarantined."""
+    """Parse and normalise every ``<Event>`` in the chunk; a malformed one is quarantined.
+
+    An event cut short (an ``<Event`` whose ``</Event>`` never comes before the next event
+    starts) is quarantined on its own and the event after it is read as usual; so is what is
+    left of an event when the file ends inside it.
+    """
     st = load_state(chunk.state_in, enc="utf-8", line=1)
     enc = st["enc"]
+    out = Decoded()
+    info = oversized(chunk)
+    if info is not None:
+        return quarantine_oversized(out, chunk, info, enc)
     text = to_text(chunk.payload, enc)
     keep = bool(chunk.options.get("keep_original", False))
-    out = Decoded()
-    line = chunk.first_line
-    prev = 0
+    limit = max_record_bytes(chunk.options)
+    wide = max_bytes_per_char(enc)
+    at = Offsets(text, enc, chunk.start)
+    lines = _Lines(text, chunk.first_line)
     pos = 0
     while True:
         m = _START.search(text, pos)
@@ -271,15 +312,29 @@ def decode(chunk: Chunk) -> Decoded:
         s = m.start()
         e = text.find(_END, s)
         if e < 0:
+            if text[s:].strip():  # the file ends inside this event
+                why = "the file ends inside this event"
+                quarantine(out, chunk.path, lines(s), at(s), why, text[s : s + HEAD])
             break
         e += len(_END)
-        line += text.count("\n", prev, s)
-        prev = s
+        later = _last_start(text, s + 1, e)
+        if later > s:  # an event cut short before the next one began
+            why = "malformed event XML: no </Event> before the next <Event>"
+            quarantine(out, chunk.path, lines(s), at(s), why, text[s:later][:HEAD])
+            s = later
+        line = lines(s)
         fragment = text[s:e]
 
         def offset(s: int = s) -> int:
-            return chunk.start + byte_length(text[:s], enc)
+            return at(s)
 
+        pos = e
+        if (e - s) * wide > limit:
+            begin = at(s)
+            size = at(e) - begin
+            if size > limit:
+                oversized_record(out, chunk, line, begin, size, fragment)
+                continue
         try:
             rec = parse_event_xml(fragment)
         except ET.ParseError as err:
@@ -290,5 +345,31 @@ def decode(chunk: Chunk) -> Decoded:
             if keep:
                 rec["original"] = fragment
             emit(out, normalise, rec, chunk.path, line, offset, fragment)
-        pos = e
     return out
+
+
+def _last_start(text: str, lo: int, hi: int) -> int:
+    """Where the last ``<Event`` start between ``lo`` and ``hi`` is, or -1."""
+    i = text.rfind("<Event", lo, hi)
+    while i >= 0:
+        if _START.match(text, i):
+            return i
+        i = text.rfind("<Event", lo, i)
+    return -1
+
+
+class _Lines:
+    """Line numbers of indices visited in order (counting only the text since the last)."""
+
+    __slots__ = ("text", "i", "line")
+
+    def __init__(self, text: str, first: int) -> None:
+        self.text, self.i, self.line = text, 0, first
+
+    def __call__(self, i: int) -> int:
+        if i >= self.i:
+            self.line += self.text.count("\n", self.i, i)
+        else:
+            self.line -= self.text.count("\n", i, self.i)
+        self.i = i
+        return self.line

@@ -13,16 +13,20 @@ reader fills ``Decoded`` the same way.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, Quarantine
+from shipper.sources.limits import DEFAULT as DEFAULT_LIMIT
+from shipper.sources.limits import HEAD, Skip, max_record_bytes, skip_chunk
+from shipper.sources.limits import reason as oversize_reason
 
 BLOCK = 2 * 1024 * 1024
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
@@ -78,48 +82,110 @@ class Cut:
     data: bytes
 
 
+class Scanner(Protocol):
+    """Finds where records end, one piece of text after another (resumable, linear).
+
+    ``feed`` sees each character once, whatever the size of a record: it keeps what it needs
+    about the text seen so far (inside a string, nesting depth, quote parity, ...) in a few
+    fields, never by looking back. ``save``/``load`` carry those fields across reads when a
+    reader stops inside an oversized record (follow mode) and goes on skipping it later.
+    """
+
+    def feed(self, text: str) -> list[int]:
+        """Indices just past each record end in ``text``, in order."""
+        ...
+
+    def boundary_state(self) -> dict[str, Any]:
+        """What the position state must say after the last record end fed."""
+        ...
+
+    def save(self) -> dict[str, Any]:
+        """The whole scanning state, to resume in the middle of a record."""
+        ...
+
+
 def read_cuts(
     f: BinaryIO,
     start: int,
     enc: str,
     final: bool,
-    cutter: Callable[[str, bool], int],
-    block: int = BLOCK,
-) -> Iterator[Cut]:
-    """Read from ``start`` in blocks and yield runs of whole records.
+    scanner: Scanner,
+    limit: int = DEFAULT_LIMIT,
+    block: int | None = None,
+    skipping: bool = False,
+) -> Iterator[Cut | Skip]:
+    """Read from ``start`` in blocks and yield runs of whole records, and oversized records.
 
-    ``cutter(text, at_eof)`` returns the index just past the last complete record in ``text``
-    (0 when there is none yet). A record longer than a block makes the block grow. At EOF
-    with ``final`` everything left is handed over, so a last record without its terminator
-    still ships; without ``final`` it waits for the writer to finish it.
+    Every byte is read, decoded and scanned once (an incremental decoder; the scanner keeps
+    its state between blocks), so the cost is linear in the file whatever its records' sizes.
+    A record still open after ``limit`` bytes is not kept: its first ``HEAD`` bytes are, and
+    the reader streams on to its end and yields a ``Skip`` for it; memory stays about
+    ``limit`` plus a block. At EOF with ``final`` everything left is handed over, so a last
+    record without its terminator still ships; without ``final`` a record under the bound
+    waits for the writer to finish it, and one already over it is reported at once (a
+    ``Skip`` that is not ``complete``; the caller saves ``scanner.save()`` to go on skipping).
+    ``skipping`` resumes such a record: its rest is yielded as a ``continued`` Skip.
     """
+    block = block or BLOCK
     unit = _UNIT[enc]
-    pos = start
+    decoder = codecs.getincrementaldecoder(enc)(_ERRORS[enc])
+    f.seek(start)
+    pos = start  # file offset of the first byte not handed over yet (a record boundary)
+    parts: list[str] = []  # the text read since ``pos``: the beginning of one open record
+    pending = 0  # its length in bytes
+    skip: Skip | None = Skip(start, start, b"", continued=True) if skipping else None
     while True:
-        f.seek(pos)
         data = f.read(block)
-        if not data:
+        eof = len(data) < block
+        text = decoder.decode(data, final=eof and final and unit == 1)
+        cur = 0
+        bounds = scanner.feed(text)
+        if skip is not None and bounds:
+            b = bounds[0]
+            skip.end += byte_length(text[:b], enc)
+            skip.lines += text.count("\n", 0, b)
+            yield skip
+            pos, skip, cur = skip.end, None, b
+        if bounds and bounds[-1] > cur:
+            b = bounds[-1]
+            piece = "".join([*parts, text[cur:b]]) if parts else text[cur:b]
+            raw = piece.encode(enc, _ERRORS[enc])
+            yield Cut(pos, pos + len(raw), piece, raw)
+            pos += len(raw)
+            parts, pending, cur = [], 0, b
+        rest = text[cur:] if cur else text
+        if skip is not None:  # still inside an oversized record
+            skip.end += byte_length(rest, enc)
+            skip.lines += rest.count("\n")
+        elif rest:
+            parts.append(rest)
+            pending += byte_length(rest, enc)
+            if pending > limit:
+                skip = Skip(pos, pos + pending, _head(parts, enc))
+                skip.lines = sum(p.count("\n") for p in parts)
+                parts, pending = [], 0
+        if eof:
+            if skip is not None:
+                skip.complete = final
+                if skip.end > skip.start or not skip.continued:
+                    yield skip
+            elif parts and final:
+                piece = "".join(parts)
+                raw = piece.encode(enc, _ERRORS[enc])
+                yield Cut(pos, pos + len(raw), piece, raw)
             return
-        at_eof = len(data) < block
-        while True:
-            usable = data[: len(data) - len(data) % unit]
-            text = to_text(usable, enc)
-            cut = cutter(text, at_eof)
-            if cut or at_eof:
-                break
-            more = f.read(block)
-            at_eof = len(more) < block
-            data += more
-        if at_eof and final:
-            cut = len(text)
-        if cut == 0:
-            return
-        piece = text[:cut]
-        size = len(usable) if cut == len(text) else byte_length(piece, enc)
-        yield Cut(pos, pos + size, piece, usable[:size])
-        pos += size
-        if at_eof:
-            return  # all consumed, or an unfinished last record waits for the writer
+
+
+def _head(parts: list[str], enc: str) -> bytes:
+    """The first ``HEAD`` bytes of the text in ``parts``."""
+    taken: list[str] = []
+    n = 0
+    for p in parts:
+        taken.append(p[: HEAD - n])
+        n += len(taken[-1])
+        if n >= HEAD:
+            break
+    return "".join(taken).encode(enc, _ERRORS[enc])[:HEAD]
 
 
 def text_chunks(
@@ -130,24 +196,42 @@ def text_chunks(
     state: str,
     final: bool,
     options: dict[str, object],
-    cutter: Callable[[dict[str, Any], str, bool], int],
+    scanner: Callable[[dict[str, Any]], Scanner],
     advance: Callable[[dict[str, Any], Cut], None] | None = None,
     **defaults: Any,
 ) -> Iterator[Chunk]:
     """``Format.chunks`` for a text export: the readers differ only in where a record ends
-    (``cutter(state, text, at_eof)``) and in what a chunk teaches them for the next one
-    (``advance(state, cut)``: a CSV's header, whether JSON is an array).
+    (the ``scanner`` made from the state) and in what a chunk teaches them for the next one
+    (``advance(state, cut)``: a CSV's header).
 
     The state is a dict (``defaults`` plus the encoding, sniffed at the start of the file);
-    with a ``line`` entry, lines are counted for quarantine reports.
+    with a ``line`` entry, lines are counted for quarantine reports. While a reader is inside
+    an oversized record that is still being written, the state holds ``skip``: the
+    scanner's state there, so that the next read goes on skipping it.
     """
     st = load_state(state, enc="utf-8", **defaults)
     if start == 0:
         f.seek(0)
         st["enc"], start = sniff_encoding(f.read(4))
-    for cut in read_cuts(f, start, st["enc"], final, lambda t, e: cutter(st, t, e)):
-        state_in = dump_state(st)
+    saved = st.pop("skip", None)
+    scan = scanner(saved if saved is not None else st)
+    limit = max_record_bytes(options)
+    cuts = read_cuts(f, start, st["enc"], final, scan, limit, skipping=saved is not None)
+    for cut in cuts:
+        state_in = dump_state(st if saved is None else {**st, "skip": saved})
+        saved = None
         first = st.get("line", 1)
+        if isinstance(cut, Skip):
+            if "line" in st:
+                st["line"] += cut.lines
+            if cut.complete:
+                st.update(scan.boundary_state())
+                out = dump_state(st)
+            else:
+                out = dump_state({**st, "skip": scan.save()})
+            yield skip_chunk(name, path, cut, state_in, out, first, options)
+            continue
+        st.update(scan.boundary_state())
         if advance is not None:
             advance(st, cut)
         if "line" in st:
@@ -163,6 +247,65 @@ def text_chunks(
             first_line=first,
             options=options,
         )
+
+
+class Offsets:
+    """Byte offsets in the file of indices into a chunk's text, worked out as records are
+    visited in order: each call encodes only the text since the previous one (asking for
+    every record's offset from the start of the chunk would be quadratic)."""
+
+    __slots__ = ("text", "enc", "base", "i", "at")
+
+    def __init__(self, text: str, enc: str, base: int) -> None:
+        self.text, self.enc, self.base = text, enc, base
+        self.i, self.at = 0, base
+
+    def __call__(self, i: int) -> int:
+        if i < self.i:
+            self.i, self.at = 0, self.base
+        self.at += byte_length(self.text[self.i : i], self.enc)
+        self.i = i
+        return self.at
+
+
+def max_bytes_per_char(enc: str) -> int:
+    """At most this many bytes per character of the lossless decode (for cheap size checks)."""
+    return 4 if _UNIT[enc] == 1 else 2
+
+
+def quarantine_oversized(out: Decoded, chunk: Chunk, info: dict[str, Any], enc: str) -> Decoded:
+    """Decode a chunk standing for an oversized record (see ``shipper.sources.limits``)."""
+    if not info.get("continued"):
+        limit = max_record_bytes(chunk.options)
+        why = oversize_reason(int(info["size"]), limit, bool(info.get("complete", True)))
+        line = chunk.first_line if "line" in load_state(chunk.state_in) else None
+        quarantine(out, chunk.path, line, chunk.start, why, _display(chunk.payload, enc))
+    return out
+
+
+def _display(head: bytes | bytearray, enc: str) -> str:
+    """The first bytes of a record as text for the quarantine file (cut anywhere)."""
+    unit = _UNIT[enc]
+    return bytes(head[: len(head) - len(head) % unit]).decode(enc, "replace")
+
+
+def oversized_record(
+    out: Decoded,
+    chunk: Chunk,
+    line: int | None,
+    at: int,
+    size: int,
+    text: str,
+) -> None:
+    """Quarantine a record over the bound found inside an ordinary chunk."""
+    enc = chunk_enc(chunk)
+    head = text[:HEAD].encode(enc, _ERRORS[enc])[:HEAD]
+    why = oversize_reason(size, max_record_bytes(chunk.options))
+    quarantine(out, chunk.path, line, at, why, _display(head, enc))
+
+
+def chunk_enc(chunk: Chunk) -> str:
+    return str(load_state(chunk.state_in, enc="utf-8")["enc"])
 
 
 def load_state(state: str, **defaults: Any) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from typing import Any, BinaryIO
 
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
+from shipper.sources.limits import HEAD, Skip, max_record_bytes, oversized, skip_chunk
+from shipper.sources.limits import reason as oversize_reason
 
 BLOCK = 512 * 1024
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
@@ -33,7 +35,7 @@ _UNIT = {"utf-8": 1, "utf-16-le": 2, "utf-16-be": 2}
 class _Header:
     """What the ``#`` directives seen so far say; serialised into the position's state."""
 
-    __slots__ = ("encoding", "software", "version", "fields", "line")
+    __slots__ = ("encoding", "software", "version", "fields", "line", "skip")
 
     def __init__(self, encoding: str = "utf-8") -> None:
         self.encoding = encoding
@@ -41,6 +43,8 @@ class _Header:
         self.version: str | None = None
         self.fields: list[str] | None = None
         self.line = 1  # number of the next line, for quarantine reports after a resume
+        #: inside an oversized line already quarantined, whose end was not written yet
+        self.skip = False
 
     @classmethod
     def load(cls, state: str) -> _Header:
@@ -54,6 +58,7 @@ class _Header:
                 d["fields"],
                 d["line"],
             )
+            h.skip = d.get("skip", False)
         return h
 
     def dump(self) -> str:
@@ -64,6 +69,7 @@ class _Header:
                 "version": self.version,
                 "fields": self.fields,
                 "line": self.line,
+                **({"skip": True} if self.skip else {}),
             }
         )
 
@@ -99,23 +105,52 @@ def _sniff_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
-def _last_newline(block: bytes | bytearray, enc: str, base: int) -> int:
-    """End (exclusive) of the last complete line in ``block``, 0 if none.
+def _last_newline(block: bytes | bytearray, enc: str, base: int, lo: int = 0) -> int:
+    """End (exclusive) of the last complete line in ``block[lo:]``, 0 if none.
 
     For UTF-16 the newline's two bytes must sit on a code-unit boundary (``base`` is the
     block's file offset minus the BOM), or a CJK character could pass for one.
     """
     nl = _NL[enc]
+    lo = max(lo, 0)
     if len(nl) == 1:
-        return block.rfind(nl) + 1
+        return block.rfind(nl, lo) + 1
     end = len(block)
     while True:
-        i = block.rfind(nl, 0, end)
+        i = block.rfind(nl, lo, end)
         if i < 0:
             return 0
         if (base + i) % 2 == 0:
             return i + 2
         end = i + 1
+
+
+def _first_newline(block: bytes | bytearray, enc: str, base: int) -> int:
+    """End (exclusive) of the first line in ``block``, 0 if there is no line end."""
+    nl = _NL[enc]
+    i = block.find(nl)
+    while i >= 0 and (base + i) % len(nl):
+        i = block.find(nl, i + 1)
+    return i + len(nl) if i >= 0 else 0
+
+
+def _skip_line(f: BinaryIO, pos: int, enc: str, bom: int, final: bool) -> tuple[int, bool]:
+    """Read from ``pos`` to just past the next line end, a block at a time, keeping nothing:
+    (where the line ends, whether it did). Without a line end before EOF, the line ends at
+    EOF when ``final``; else it is still being written, and the answer stops at the last
+    whole character, so that a line end cannot be split between this read and the next."""
+    unit = _UNIT[enc]
+    while True:
+        f.seek(pos)
+        buf = f.read(BLOCK)
+        i = _first_newline(buf, enc, pos - bom)
+        if i:
+            return pos + i, True
+        end = pos + len(buf)
+        end -= (end - bom) % unit
+        if len(buf) < BLOCK:
+            return end, final
+        pos = end
 
 
 def _has_directive(payload: bytes | bytearray, enc: str) -> bool:
@@ -170,6 +205,15 @@ class W3cRms:
         nl = _NL[enc]
         verified = header.problem() is None
         size = os.fstat(f.fileno()).st_size
+        limit = max_record_bytes(options)
+        if header.skip:  # the rest of an oversized line, quarantined when it was seen
+            end, complete = _skip_line(f, pos, enc, bom, final)
+            if end == pos:
+                return
+            yield self._skipped(path, Skip(pos, end, b"", complete, True), header, options)
+            if not complete:
+                return
+            pos = end
         while True:
             f.seek(pos)
             # never ask for more than is there: a 2 MiB buffer per tiny file adds up. A
@@ -180,11 +224,23 @@ class W3cRms:
                 return
             at_eof = len(block) < BLOCK
             cut = _last_newline(block, enc, pos - bom)
-            while cut == 0 and not at_eof:  # one line longer than a block
+            while cut == 0 and not at_eof and len(block) <= limit:  # a line over a block
                 more = f.read(BLOCK)
                 at_eof = len(more) < BLOCK
+                old = len(block)
                 block += more
-                cut = _last_newline(block, enc, pos - bom)
+                # only the new bytes can hold it (one byte back: a UTF-16 line end may
+                # straddle the two reads); looking from the start again would be quadratic
+                cut = _last_newline(block, enc, pos - bom, old - 1)
+            if cut == 0 and not at_eof:  # too long to read: skip it, keeping its beginning
+                end, complete = _skip_line(f, pos + len(block), enc, bom, final)
+                skip = Skip(pos, end, bytes(block[:HEAD]), complete)
+                del block
+                yield self._skipped(path, skip, header, options)
+                if not complete:
+                    return
+                pos = end
+                continue
             if at_eof and final and cut < len(block):
                 cut = len(block) - (len(block) % _UNIT[enc])  # EOF completes the last line
             if cut == 0:
@@ -220,6 +276,15 @@ class W3cRms:
             pos += cut
             if at_eof:
                 return
+
+    def _skipped(self, path: str, skip: Skip, header: _Header, options: dict[str, object]) -> Chunk:
+        """The chunk standing for an oversized line; the header learns whether it ended."""
+        state_in = header.dump()
+        first_line = header.line
+        header.skip = not skip.complete
+        if skip.complete:
+            header.line += 1
+        return skip_chunk(self.name, path, skip, state_in, header.dump(), first_line, options)
 
     @staticmethod
     def _verify(header: _Header, path: str) -> None:
@@ -281,6 +346,9 @@ def decode(chunk: Chunk) -> Decoded:
     A UTF-8 chunk that decodes as a whole (nearly all of them) is split into lines as one
     string; anything else goes line by line, so that an undecodable line costs only itself.
     """
+    info = oversized(chunk)
+    if info is not None:
+        return _oversized(chunk, info)
     state = _Decoding(chunk)
     if state.header.encoding == "utf-8":
         try:
@@ -290,6 +358,28 @@ def decode(chunk: Chunk) -> Decoded:
         else:
             return _decode_text(state, text)
     return _decode_lines(state)
+
+
+def _oversized(chunk: Chunk, info: dict[str, Any]) -> Decoded:
+    """A chunk standing for a line over ``max_record_bytes``: quarantined with its first bytes
+    (once: the rest of a line reported while still being written is not reported again)."""
+    out = Decoded()
+    if not info.get("continued"):
+        enc = _Header.load(chunk.state_in).encoding
+        head = bytes(chunk.payload)
+        text = head[: len(head) - len(head) % _UNIT[enc]].decode(enc, "replace")
+        why = oversize_reason(
+            int(info["size"]), max_record_bytes(chunk.options), bool(info.get("complete"))
+        )
+        out.quarantined.append(Quarantine(chunk.path, chunk.first_line, chunk.start, why, text))
+    return out
+
+
+def _too_long(state: _Decoding, line: int, offset: int, size: int, text: str) -> None:
+    """A line over the bound inside an ordinary chunk (the reader skips those that are
+    longer than its read blocks; this holds shorter ones to the same bound)."""
+    why = oversize_reason(size, max_record_bytes(state.chunk.options))
+    state.reject(line, offset, why, text[:HEAD])
 
 
 class _Decoding:
@@ -347,8 +437,13 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
     if lines and not lines[-1]:
         lines.pop()
     crlf = "\r" in text
+    limit = max_record_bytes(chunk.options)
     for i, line in enumerate(lines):
         size = len(line) + 1 if line.isascii() else len(line.encode()) + 1
+        if size > limit:
+            _too_long(state, first + i, offset, size, line)
+            offset += size
+            continue
         if crlf and line[-1:] == "\r":
             line = line[:-1]
         if bind is not None and line and line[0] != "#":
@@ -374,8 +469,11 @@ def _decode_lines(state: _Decoding) -> Decoded:
     chunk, out = state.chunk, state.out
     enc = state.header.encoding
     offset, line = chunk.start, chunk.first_line
+    limit = max_record_bytes(chunk.options)
     for text, raw, size in _lines(chunk, enc):
-        if text is None:
+        if size > limit:
+            _too_long(state, line, offset, size, text or raw.decode(enc, "backslashreplace"))
+        elif text is None:
             reason = f"bytes that are not {enc} text"
             state.reject(line, offset, reason, raw.decode(enc, "backslashreplace"))
         else:
