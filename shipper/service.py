@@ -33,6 +33,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+
 from shipper.errors import ShipperError
 
 SERVICE_NAME = "shipper"
@@ -293,6 +295,79 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
     if name == "ShipperService":
         return _service_class()
     raise AttributeError(name)
+
+
+# --- `shipper service install|remove` --------------------------------------------------------
+
+
+@click.group("service")
+def service_command() -> None:
+    """Install or remove shipper as a Windows service (Windows only)."""
+
+
+@service_command.command("install")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=r"Configuration file [default: %ProgramData%\shipper\shipper.yaml].",
+)
+@click.option("--name", default=SERVICE_NAME, show_default=True, help="Service name.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=r"Working directory: data, logs [default: %ProgramData%\shipper].",
+)
+@click.option(
+    "--start",
+    type=click.Choice(["auto", "delayed", "manual"]),
+    default="auto",
+    show_default=True,
+    help="Start type.",
+)
+@click.option("--user", default=None, help=r"Account to run as (DOMAIN\user); default LocalSystem.")
+@click.option(
+    "--password-file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="File holding that account's password (else asked for).",
+)
+def install_command(
+    config: Path | None,
+    name: str,
+    home: Path | None,
+    start: str,
+    user: str | None,
+    password_file: click.utils.LazyFile | None,
+) -> None:
+    """Register the service (start it with: sc.exe start shipper)."""
+    try:
+        _require_windows()
+        home = home or default_home()
+        password = None
+        if user:
+            if password_file is not None:
+                password = password_file.read().rstrip("\r\n")
+            else:
+                password = click.prompt(f"password of {user}", hide_input=True)
+        line = install(config or home / "shipper.yaml", name, home, start, user, password)
+    except ServiceError as e:
+        click.echo(f"shipper service install: {e}", err=True)
+        sys.exit(1)
+    click.echo(line)
+
+
+@service_command.command("remove")
+@click.option("--name", default=SERVICE_NAME, show_default=True, help="Service name.")
+def remove_command(name: str) -> None:
+    """Stop the service (committing the batch at hand) and unregister it."""
+    try:
+        line = remove(name)
+    except ServiceError as e:
+        click.echo(f"shipper service remove: {e}", err=True)
+        sys.exit(1)
+    click.echo(line)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -194,3 +194,16 @@ def test_module_entry_point_refuses_off_windows():
     )
     assert r.returncode != 0
     assert "Windows only" in r.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the refusal is for other platforms")
+@pytest.mark.parametrize("args", [["install", "--config", "x.yaml"], ["remove"]])
+def test_service_commands_refuse_clearly_off_windows(args):
+    from click.testing import CliRunner
+
+    from shipper.service import service_command
+
+    result = CliRunner().invoke(service_command, args)
+    assert result.exit_code == 1
+    assert f"shipper service {args[0]}: " in result.output
+    assert "Windows only" in result.output
