@@ -217,6 +217,12 @@ def install(
         description=DESCRIPTION,
         delayedstart=start == "delayed",
     )
+    # Messages logged with servicemanager.LogInfoMsg read well in Event Viewer only with the
+    # source registered against the message table inside servicemanager's module.
+    import servicemanager
+    import win32evtlogutil
+
+    win32evtlogutil.AddSourceToRegistry(name, servicemanager.__file__)
     if how.environment:
         import winreg
 
@@ -257,6 +263,12 @@ def remove(name: str = SERVICE_NAME) -> str:
         win32serviceutil.RemoveService(name)
     except Exception as e:  # pywintypes.error
         raise ServiceError(f"cannot remove service {name!r}: {e}") from None
+    try:
+        import win32evtlogutil
+
+        win32evtlogutil.RemoveSourceFromRegistry(name)
+    except Exception:  # noqa: BLE001 - the event source was never registered
+        pass
     return f"service {name!r} removed"
 
 
