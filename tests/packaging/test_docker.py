@@ -236,3 +236,17 @@ def test_health_check_reports_an_unreadable_config(prefix, tmp_path):
     )
     assert r.returncode == 1
     assert r.stdout.startswith(f"unhealthy: cannot read {tmp_path / 'no'}")
+
+
+def test_compose_file_runs_the_image_locked_down():
+    import yaml
+
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    svc = compose["services"]["shipper"]
+    assert svc["build"]["dockerfile"] == "packaging/docker/Dockerfile"
+    assert (DOCKER / svc["build"]["context"]).resolve() == REPO
+    assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in svc["security_opt"]
+    mounts = {v.removesuffix(":ro").rsplit(":", 1)[1]: v for v in svc["volumes"]}
+    assert set(mounts) == {"/var/lib/shipper", "/logs/rms", "/logs/events"}
+    assert mounts["/logs/rms"].endswith(":ro") and mounts["/logs/events"].endswith(":ro")
