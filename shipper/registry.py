@@ -78,7 +78,12 @@ def _scan() -> tuple[dict[str, dict[str, Entry]], dict[tuple[str, str], list[Ent
     clashes: dict[tuple[str, str], list[Entry]] = {}
     seen_dists: set[str] = set()
     for dist in metadata.distributions():
-        dist_name = dist.metadata["Name"] or "?"
+        try:
+            dist_name = dist.metadata["Name"] or ""
+        except KeyError:  # a distribution without metadata (Python 3.12+ raises)
+            dist_name = ""
+        if not dist_name:
+            continue  # half-installed: nothing to load from it with a name to report
         key = dist_name.lower().replace("_", "-")
         if key in seen_dists:
             continue  # the same distribution twice on the path: the first one wins, as imports do
