@@ -384,9 +384,14 @@ function Split-EventXml {
        under one. Returns the Event elements. #>
     param([Parameter(Mandatory)] [AllowEmptyString()] [string] $Text)
     if (-not $Text.Trim()) { return , @() }
+    # Event data may hold characters XML 1.0 forbids (as character references): read them
+    # rather than fail the export on every run.
+    $settings = New-Object System.Xml.XmlReaderSettings
+    $settings.CheckCharacters = $false
+    $reader = [System.Xml.XmlReader]::Create((New-Object System.IO.StringReader("<Events>$Text</Events>")), $settings)
     $doc = New-Object System.Xml.XmlDocument
     $doc.PreserveWhitespace = $true
-    $doc.LoadXml("<Events>$Text</Events>")
+    try { $doc.Load($reader) } finally { $reader.Close() }
     return , @($doc.DocumentElement.ChildNodes | Where-Object { $_.NodeType -eq 'Element' -and $_.LocalName -eq 'Event' })
 }
 
@@ -484,6 +489,7 @@ function Export-EventSource {
 # --- the run ---------------------------------------------------------------------------------
 
 function Invoke-RmsLogSync {
+    <# One run; returns $true when every part succeeded (each failure is logged). #>
     [CmdletBinding()]
     param(
         [string] $UsageLogPath, [string] $EventPath, [string] $StatePath,
@@ -523,13 +529,14 @@ function Invoke-RmsLogSync {
             }
         }
     }
-    if ($failed) { exit 1 }
+    return (-not $failed)
 }
 
 # Dot-sourced (for tests), define the functions only; run otherwise.
 if ($MyInvocation.InvocationName -ne '.') {
-    Invoke-RmsLogSync -UsageLogPath $UsageLogPath -EventPath $EventPath -StatePath $StatePath `
+    $ok = Invoke-RmsLogSync -UsageLogPath $UsageLogPath -EventPath $EventPath -StatePath $StatePath `
         -UsageLogs:$UsageLogs -Events:$Events -InitialDays $InitialDays -OverlapDays $OverlapDays `
         -NumberOfThreads $NumberOfThreads -CredentialPath $CredentialPath -ConnectParameters $ConnectParameters `
         -SkipConnect:$SkipConnect -EventSources $EventSources -InitialEventDays $InitialEventDays -MaxEvents $MaxEvents
+    if (@($ok)[-1] -ne $true) { exit 1 }
 }
