@@ -300,15 +300,20 @@ W3C_RMS = W3cRms()
 
 
 @cache
-def _normaliser(keep_original: bool) -> Any:
+def _normaliser(settings: tuple[bool, str]) -> Any:
+    """One normaliser per process and settings: (keep_original, enrichment options as JSON)."""
+    from shipper.normalise.enrich import Enricher
     from shipper.normalise.rms import RmsNormaliser
 
-    return RmsNormaliser(keep_original=keep_original)
+    keep_original, enrich = settings
+    return RmsNormaliser(keep_original, Enricher.from_options(json.loads(enrich)))
 
 
 @cache
-def _bound(keep_original: bool, fields: tuple[str, ...]) -> Callable[..., tuple[str, str, bytes]]:
-    return _normaliser(keep_original).bind_json(list(fields))
+def _bound(
+    settings: tuple[bool, str], fields: tuple[str, ...]
+) -> Callable[..., tuple[str, str, bytes]]:
+    return _normaliser(settings).bind_json(list(fields))
 
 
 def _lines(chunk: Chunk, enc: str) -> Iterator[tuple[str | None, bytes, int]]:
@@ -388,7 +393,11 @@ class _Decoding:
     def __init__(self, chunk: Chunk) -> None:
         self.chunk = chunk
         self.header = _Header.load(chunk.state_in)
-        self.keep = bool(chunk.options.get("keep_original", False))
+        # the normaliser's settings, hashable: (keep_original, enrichment options as JSON)
+        self.keep = (
+            bool(chunk.options.get("keep_original", False)),
+            json.dumps(chunk.options.get("enrich") or {}, sort_keys=True),
+        )
         self.out = Decoded()
         self.bind: Callable[..., tuple[str, str, bytes]] | None = None
         self.nfields = 0
