@@ -98,6 +98,9 @@ class CsvScanner:
     def boundary_state(self) -> dict[str, Any]:
         return {}
 
+    def lead(self, text: str) -> int:
+        return 0
+
     def feed(self, text: str) -> list[int]:
         ends = []
         odd = self.odd

@@ -85,6 +85,10 @@ class JsonScanner:
     def boundary_state(self) -> dict[str, Any]:
         return {"base": self.cut_base}
 
+    def lead(self, text: str) -> int:
+        i = text.find("{")
+        return i if i >= 0 else 0
+
     def feed(self, text: str) -> list[int]:
         ends: list[int] = []
         spans = self.spans

@@ -245,6 +245,10 @@ class XmlScanner:
     def boundary_state(self) -> dict[str, Any]:
         return {}
 
+    def lead(self, text: str) -> int:
+        m = _START.search(text)
+        return m.start() if m else 0
+
     def feed(self, text: str) -> list[int]:
         tail = self.tail
         both = tail + text if tail else text

@@ -47,10 +47,18 @@ class Skip:
 
     start: int
     end: int
-    head: bytes
+    head: bytes  # the file's bytes from ``start``: what precedes the record, then its beginning
     complete: bool = True
     continued: bool = False
     lines: int = 0
+    #: where the record itself begins, past the separators before it (``,`` and white space
+    #: in a JSON array; line breaks between XML events), and the line breaks skipped to get there
+    at: int = -1
+    lead_lines: int = 0
+
+    def __post_init__(self) -> None:
+        if self.at < 0:
+            self.at = self.start
 
 
 def reason(size: int, limit: int, complete: bool = True) -> str:
@@ -82,7 +90,9 @@ def skip_chunk(
     """The chunk that stands for an oversized record (or the rest of one already reported)."""
     marked = dict(options)
     marked[OVERSIZED] = {
-        "size": skip.end - skip.start,
+        "size": skip.end - skip.at,
+        "at": skip.at,
+        "lines": skip.lead_lines,
         "complete": skip.complete,
         "continued": skip.continued,
     }

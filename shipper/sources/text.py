@@ -103,6 +103,11 @@ class Scanner(Protocol):
         """The whole scanning state, to resume in the middle of a record."""
         ...
 
+    def lead(self, text: str) -> int:
+        """Where the record that ``text`` (read from a record boundary) holds really begins:
+        past the separators and white space before it."""
+        ...
+
 
 def read_cuts(
     f: BinaryIO,
@@ -146,6 +151,15 @@ def read_cuts(
             skip.lines += text.count("\n", 0, b)
             yield skip
             pos, skip, cur = skip.end, None, b
+        if parts and bounds and bounds[0] > cur:
+            b = bounds[0]  # the open record ends here: over the bound, it is not joined up
+            size = pending + byte_length(text[cur:b], enc)
+            if size > limit:
+                parts.append(text[cur:b])
+                skip = _skip(parts, pos, size, scanner, enc)
+                yield skip
+                pos, skip, cur = skip.end, None, b
+                parts, pending = [], 0
         if bounds and bounds[-1] > cur:
             b = bounds[-1]
             piece = "".join([*parts, text[cur:b]]) if parts else text[cur:b]
@@ -161,8 +175,7 @@ def read_cuts(
             parts.append(rest)
             pending += byte_length(rest, enc)
             if pending > limit:
-                skip = Skip(pos, pos + pending, _head(parts, enc))
-                skip.lines = sum(p.count("\n") for p in parts)
+                skip = _skip(parts, pos, pending, scanner, enc)
                 parts, pending = [], 0
         if eof:
             if skip is not None:
@@ -176,16 +189,28 @@ def read_cuts(
             return
 
 
-def _head(parts: list[str], enc: str) -> bytes:
-    """The first ``HEAD`` bytes of the text in ``parts``."""
+def _skip(parts: list[str], pos: int, size: int, scanner: Scanner, enc: str) -> Skip:
+    """An oversized record whose text so far is ``parts`` (``size`` bytes from ``pos``)."""
+    head = _head(parts)
+    lead = min(scanner.lead(head), len(head))
+    before = head[:lead].encode(enc, _ERRORS[enc])
+    raw = head[: lead + HEAD].encode(enc, _ERRORS[enc])[: len(before) + HEAD]
+    skip = Skip(pos, pos + size, raw, at=pos + len(before))
+    skip.lead_lines = head.count("\n", 0, lead)
+    skip.lines = sum(p.count("\n") for p in parts)
+    return skip
+
+
+def _head(parts: list[str], want: int = 2 * HEAD) -> str:
+    """The first ``want`` characters of the text in ``parts``."""
     taken: list[str] = []
     n = 0
     for p in parts:
-        taken.append(p[: HEAD - n])
+        taken.append(p[: want - n])
         n += len(taken[-1])
-        if n >= HEAD:
+        if n >= want:
             break
-    return "".join(taken).encode(enc, _ERRORS[enc])[:HEAD]
+    return "".join(taken)
 
 
 def text_chunks(
@@ -278,8 +303,12 @@ def quarantine_oversized(out: Decoded, chunk: Chunk, info: dict[str, Any], enc: 
     if not info.get("continued"):
         limit = max_record_bytes(chunk.options)
         why = oversize_reason(int(info["size"]), limit, bool(info.get("complete", True)))
-        line = chunk.first_line if "line" in load_state(chunk.state_in) else None
-        quarantine(out, chunk.path, line, chunk.start, why, _display(chunk.payload, enc))
+        at = int(info.get("at", chunk.start))
+        line = None
+        if "line" in load_state(chunk.state_in):
+            line = chunk.first_line + int(info.get("lines", 0))
+        head = _display(chunk.payload[at - chunk.start :], enc)
+        quarantine(out, chunk.path, line, at, why, head)
     return out
 
 
