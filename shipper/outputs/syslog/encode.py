@@ -216,16 +216,30 @@ class Encoder:
 
     def messages(self, batch: EventBatch, positions: Iterable[int] | None = None) -> list[bytes]:
         """One RFC 5424 message per document, in the order of ``positions`` (default: all)."""
+        heads, bodies = self.encode(batch, positions)
+        return [h + b for h, b in zip(heads, bodies, strict=True)]
+
+    def encode(
+        self, batch: EventBatch, positions: Iterable[int] | None = None
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The messages as (header, body) pairs, in two lists: a message is ``head + body``.
+
+        Kept apart so that a JSON body, the batch's own document, is never copied here: the
+        transport hands both to the kernel as separate buffers (``sendmsg``).
+        """
         docs = batch.docs
-        todo: Iterable[int] = range(len(docs)) if positions is None else positions
+        todo: Sequence[int] = range(len(docs)) if positions is None else list(positions)
         ids = batch.ids or [""] * len(docs)
         datasets = batch.datasets or [""] * len(docs)
         stamps = batch.timestamps or [""] * len(docs)
         if self._format == "json":
-            return self._json(docs, ids, datasets, stamps, todo)
-        return [
-            self._structured(orjson.loads(docs[i]), ids[i], datasets[i], stamps[i]) for i in todo
-        ]
+            return self._json(docs, ids, datasets, stamps, todo), [docs[i] for i in todo]
+        heads, bodies = [], []
+        for i in todo:
+            head, body = self._structured(orjson.loads(docs[i]), ids[i], datasets[i], stamps[i])
+            heads.append(head)
+            bodies.append(body)
+        return heads, bodies
 
     def _json(
         self,
@@ -235,16 +249,18 @@ class Encoder:
         stamps: Sequence[str],
         todo: Iterable[int],
     ) -> list[bytes]:
+        """The header of each message (BOM included); the body is the document itself."""
         facility, app, sd_id, bom = self._facility, self._app, self._sd_id, self._bom
         default_pri = f"<{facility + self._sev_default}>1 "
         default_host = self._default_host
         by_action = self._msgid_action
         ds_parts, sd_value, to_ts = self._dataset_parts, _sd_value, rfc3339
-        out = []
+        heads = []
+        append = heads.append
         for i in todo:
             doc = docs[i]
             msgid, sd_tail = ds_parts(datasets[i])
-            if by_action or _FAILURE in doc or _LEVEL in doc or _HOST in doc:
+            if by_action or _FAILURE in doc or _HOST in doc or _LEVEL in doc:
                 event = orjson.loads(doc)
                 pri = f"<{facility + self.severity(event)}>1 "
                 host = self._host(_get(event, "host.name"))
@@ -253,14 +269,18 @@ class Encoder:
                     msgid = _header_field(action, 32) if isinstance(action, str) else msgid
             else:
                 pri, host = default_pri, default_host
-            head = (
-                f"{pri}{to_ts(stamps[i])} {host} {app} - {msgid} "
-                f'[{sd_id} event_id="{sd_value(ids[i])}{sd_tail}'
+            append(
+                (
+                    f"{pri}{to_ts(stamps[i])} {host} {app} - {msgid} "
+                    f'[{sd_id} event_id="{sd_value(ids[i])}{sd_tail}'
+                ).encode()
+                + bom
             )
-            out.append(head.encode() + bom + doc)
-        return out
+        return heads
 
-    def _structured(self, event: dict[str, Any], event_id: str, dataset: str, ts: str) -> bytes:
+    def _structured(
+        self, event: dict[str, Any], event_id: str, dataset: str, ts: str
+    ) -> tuple[bytes, bytes]:
         """A CEF or LEEF message; the event is parsed, so everything comes from it."""
         dataset = dataset or _text(_get(event, "event.dataset") or "")
         event_id = event_id or _text(_get(event, "event.id") or "")
@@ -278,7 +298,7 @@ class Encoder:
             body = self._cef(event, dataset, sev)
         else:
             body = self._leef(event, dataset)
-        return head.encode() + self._bom + body.encode()
+        return head.encode() + self._bom, body.encode()
 
     def _cef(self, event: dict[str, Any], dataset: str, sev: int) -> str:
         vendor, product = self._cef_products.get(dataset, self._cef_default)
@@ -336,13 +356,30 @@ def octet_frame(msg: bytes) -> bytes:
     return b"%d %b" % (len(msg), msg)
 
 
-def frame_octets(msgs: Sequence[bytes]) -> list[bytes]:
-    return [b"%d %b" % (len(m), m) for m in msgs]
+def frame_octets(heads: Sequence[bytes], bodies: Sequence[bytes]) -> tuple[list[bytes], list[int]]:
+    """Octet counting as buffers to write in order (``LEN SP head``, ``body``, ...), and the
+    byte offset after each message."""
+    out: list[bytes] = []
+    ends: list[int] = []
+    total = 0
+    for h, b in zip(heads, bodies, strict=True):
+        framed = b"%d %b" % (len(h) + len(b), h)
+        out += (framed, b)
+        total += len(framed) + len(b)
+        ends.append(total)
+    return out, ends
 
 
-def frame_lf(msgs: Sequence[bytes]) -> list[bytes]:
+def frame_lf(heads: Sequence[bytes], bodies: Sequence[bytes]) -> tuple[list[bytes], list[int]]:
     """RFC 6587 3.4.2 non-transparent framing; messages never hold a LF (module docstring)."""
-    return [m + b"\n" for m in msgs]
+    out: list[bytes] = []
+    ends: list[int] = []
+    total = 0
+    for h, b in zip(heads, bodies, strict=True):
+        out += (h, b, b"\n")
+        total += len(h) + len(b) + 1
+        ends.append(total)
+    return out, ends
 
 
 def truncate(msg: bytes, limit: int) -> bytes:

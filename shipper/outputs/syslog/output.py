@@ -90,17 +90,20 @@ class SyslogOutput:
         if p is None or p.batch is not batch:
             p = _Progress(batch, list(range(len(batch))))
         self._progress = p
-        msgs = self.encoder.messages(batch, p.pending)
+        heads, bodies = self.encoder.encode(batch, p.pending)
         if self.limit is not None:
-            msgs = self._fit(p, msgs)
+            heads, bodies = self._fit(p, heads, bodies)
         while p.pending:
             try:
-                self._connection().deliver(msgs)
+                self._connection().deliver(heads, bodies)
             except TransportError as e:
                 done = set(e.done)
                 p.ack.delivered += len(done)
-                p.pending = [i for n, i in enumerate(p.pending) if n not in done]
-                msgs = [m for n, m in enumerate(msgs) if n not in done]
+                if done:
+                    keep = [n for n in range(len(p.pending)) if n not in done]
+                    p.pending = [p.pending[n] for n in keep]
+                    heads = [heads[n] for n in keep]
+                    bodies = [bodies[n] for n in keep]
                 self._drop()
                 p.rounds += 1
                 if p.rounds > self.settings.retry_rounds:
@@ -121,30 +124,37 @@ class SyslogOutput:
         self._progress = None
         return p.ack
 
-    def _fit(self, p: _Progress, msgs: list[bytes]) -> list[bytes]:
+    def _fit(
+        self, p: _Progress, heads: list[bytes], bodies: list[bytes]
+    ) -> tuple[list[bytes], list[bytes]]:
         """Apply ``oversize`` to messages over the limit; never split one into two."""
         limit = self.limit
         assert limit is not None
-        if all(len(m) <= limit for m in msgs):
-            return msgs
+        sizes = [len(h) + len(b) for h, b in zip(heads, bodies, strict=True)]
+        if max(sizes, default=0) <= limit:
+            return heads, bodies
         if self.settings.oversize == "truncate":
-            return [m if len(m) <= limit else truncate(m, limit) for m in msgs]
-        keep_pos, keep_msgs, dead = [], [], []
+            for n, size in enumerate(sizes):
+                if size > limit:
+                    heads[n], bodies[n] = truncate(heads[n] + bodies[n], limit), b""
+            return heads, bodies
+        keep: list[int] = []
+        dead = []
         batch = p.batch
-        for i, m in zip(p.pending, msgs, strict=True):
-            if len(m) <= limit:
-                keep_pos.append(i)
-                keep_msgs.append(m)
-            else:
-                dead.append(
-                    (
-                        self.name,
-                        batch.ids[i] if batch.ids else "",
-                        None,
-                        {"reason": f"message of {len(m)} bytes over max_message_size {limit}"},
-                        batch.docs[i],
-                    )
+        for n, size in enumerate(sizes):
+            if size <= limit:
+                keep.append(n)
+                continue
+            i = p.pending[n]
+            dead.append(
+                (
+                    self.name,
+                    batch.ids[i] if batch.ids else "",
+                    None,
+                    {"reason": f"message of {size} bytes over max_message_size {limit}"},
+                    batch.docs[i],
                 )
+            )
         self.dead_letters.write(dead)  # durable before anything is acknowledged
         log.warning(
             "%s: %d events over %d bytes went to %s",
@@ -154,8 +164,8 @@ class SyslogOutput:
             self.dead_letters.path,
         )
         p.ack.dead_lettered += len(dead)
-        p.pending = keep_pos
-        return keep_msgs
+        p.pending = [p.pending[n] for n in keep]
+        return [heads[n] for n in keep], [bodies[n] for n in keep]
 
     def close(self) -> None:
         self._stop.set()

@@ -21,7 +21,14 @@ import ssl
 from collections.abc import Sequence
 
 from shipper.outputs.syslog.settings import Settings
-from shipper.outputs.syslog.transport import Connection, TransportError, _why
+from shipper.outputs.syslog.transport import (
+    CHUNK,
+    MAX_BUFFERS,
+    Connection,
+    TransportError,
+    _why,
+    send_buffers,
+)
 
 MAX_TXNR = 999_999_999
 _HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})[ \n]")
@@ -101,28 +108,31 @@ class RelpConnection(Connection):
 
     # --- sending ----------------------------------------------------------------------
 
-    def deliver(self, msgs: Sequence[bytes]) -> None:
-        pending: dict[int, int] = {}  # txnr -> index in msgs
+    def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        pending: dict[int, int] = {}  # txnr -> index of the message
         done: list[int] = []
         sent = 0
-        n = len(msgs)
+        n = len(heads)
         window = self.window
         try:
             while sent < n or pending:
                 if sent < n and len(pending) < window:
-                    frames = []
+                    bufs: list[bytes] = []
                     size = 0
-                    while sent < n and len(pending) < window and size < 1 << 20:
+                    while sent < n and len(pending) < window and size < CHUNK:
+                        if len(bufs) >= MAX_BUFFERS - 3:
+                            break
                         txnr = self._next()
-                        m = msgs[sent]
-                        frame = b"%d syslog %d %b\n" % (txnr, len(m), m)
-                        frames.append(frame)
-                        size += len(frame)
+                        head, body = heads[sent], bodies[sent]
+                        length = len(head) + len(body)
+                        framed = b"%d syslog %d %b" % (txnr, length, head)
+                        bufs += (framed, body, b"\n")
+                        size += len(framed) + len(body) + 1
                         pending[txnr] = sent
                         sent += 1
-                    self.sock.sendall(b"".join(frames))
+                    send_buffers(self.sock, bufs, size)
                     if sent < n and len(pending) < window:
-                        continue  # the burst stopped at 1 MiB: keep writing
+                        continue  # the burst stopped at its size: keep writing
                 # wait for one answer, then take every answer already received
                 frame: tuple[int, bytes, bytes] | None = self._read_frame()
                 while frame is not None:

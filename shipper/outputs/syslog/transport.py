@@ -1,6 +1,6 @@
 """Sockets to a syslog receiver: TCP and TLS streams, UDP datagrams; errors translated here.
 
-A connection has one method, ``deliver(messages)``, which returns only when the messages are
+A connection has one method, ``deliver(heads, bodies)``, which returns only when the messages are
 delivered in the transport's own sense, or raises ``TransportError`` saying which of them are
 known to be delivered all the same (they are not sent again):
 
@@ -46,6 +46,8 @@ except (ImportError, AttributeError):  # pragma: no cover - Windows
 
 #: bytes handed to the kernel per write: large enough to keep the pipe full
 CHUNK = 256 * 1024
+#: buffers per sendmsg (the kernel's IOV_MAX is 1024)
+MAX_BUFFERS = 1020
 
 __all__ = [
     "CertificateRefused",
@@ -73,7 +75,8 @@ class Connection:
 
     where: str
 
-    def deliver(self, msgs: Sequence[bytes]) -> None:
+    def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        """Deliver the messages ``heads[i] + bodies[i]``, or raise ``TransportError``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -182,6 +185,29 @@ def connect(settings: Settings, ctx: ssl.SSLContext | None) -> Connection:
     raise (CertificateRefused if refused else TransportError)(message)
 
 
+def send_buffers(sock: socket.socket, bufs: Sequence[bytes], total: int) -> None:
+    """Write the buffers (``total`` bytes) in order, whole. Plain sockets take them as one
+    gather write (``sendmsg``, no copy into one string); TLS sockets take them joined."""
+    if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):
+        sock.sendall(b"".join(bufs))
+        return
+    sent = sock.sendmsg(bufs)
+    if sent == total:
+        return
+    todo: list[bytes | memoryview] = list(bufs)
+    while True:
+        i = 0
+        while i < len(todo) and sent >= len(todo[i]):
+            sent -= len(todo[i])
+            i += 1
+        del todo[:i]
+        if sent:  # a partial write (the receiver is slow): go on from inside this buffer
+            todo[0] = memoryview(todo[0])[sent:]
+        if not todo:
+            return
+        sent = sock.sendmsg(todo)
+
+
 def _healthy(sock: socket.socket) -> str | None:
     """None when nothing came back; else why the connection is over (reset, closed)."""
     try:
@@ -220,22 +246,19 @@ class StreamConnection(Connection):
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._closed_by_peer = False
 
-    def deliver(self, msgs: Sequence[bytes]) -> None:
+    def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
         if self._closed_by_peer:
             raise TransportError(f"{self.where}: closed by the receiver")
-        frames = self._frame(msgs)
-        ends: list[int] = []  # byte offset after each frame
-        total = 0
-        for f in frames:
-            total += len(f)
-            ends.append(total)
+        bufs, ends = self._frame(heads, bodies)  # ends: byte offset after each message
+        per = len(bufs) // len(heads) if heads else 1  # buffers per message
         written = 0
         try:
-            start = 0
-            while start < len(frames):
+            start = 0  # in messages
+            while start < len(ends):
                 stop = bisect.bisect_right(ends, written + CHUNK, lo=start + 1)
-                stop = max(stop, start + 1)
-                self.sock.sendall(b"".join(frames[start:stop]))
+                stop = min(max(stop, start + 1), start + MAX_BUFFERS // per)
+                chunk = ends[stop - 1] - written
+                send_buffers(self.sock, bufs[start * per : stop * per], chunk)
                 written = ends[stop - 1]
                 start = stop
             self._drain(written)
@@ -306,15 +329,16 @@ class DatagramConnection(Connection):
         self.sock = sock
         self.where = where
 
-    def deliver(self, msgs: Sequence[bytes]) -> None:
-        send = self.sock.send
+    def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
+        send = self.sock.sendmsg
         i = 0
         try:
-            for i, m in enumerate(msgs):  # noqa: B007 - i names the failed one
-                send(m)
+            for i, head in enumerate(heads):  # noqa: B007 - i names the failed one
+                send((head, bodies[i]))
         except OSError as e:
             if e.errno == errno.EMSGSIZE:
-                too_big = f"{self.where}: datagram too large ({len(msgs[i])} bytes)"
+                size = len(heads[i]) + len(bodies[i])
+                too_big = f"{self.where}: datagram too large ({size} bytes)"
                 raise TransportError(too_big, range(i)) from e
             raise TransportError(f"{self.where}: {_why(e)}", range(i)) from e
 

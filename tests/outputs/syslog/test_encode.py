@@ -80,8 +80,10 @@ def test_no_value_can_break_a_message(name: str, fmt: str) -> None:
     m = HEADER.match(msg)
     assert m, msg[:300]
     assert parse_sd(m.group(6).decode())["meta"]["event_id"].startswith("id-")
-    assert frame_octets([msg]) == [b"%d %b" % (len(msg), msg)]
-    assert frame_lf([msg])[0].count(b"\n") == 1
+    head, body = msg[:20], msg[20:]
+    octets, ends = frame_octets([head], [body])
+    assert b"".join(octets) == b"%d %b" % (len(msg), msg) and ends == [len(b"".join(octets))]
+    assert b"".join(frame_lf([head], [body])[0]) == msg + b"\n"
 
 
 def test_truncate_keeps_whole_utf8_characters() -> None:
