@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -114,24 +113,52 @@ def test_everything_copied_exists_and_is_in_the_build_context():
 # --- the image's steps, replayed in a temporary prefix ---------------------------------------
 
 
+def build_stage_run() -> str:
+    ins = instructions(DOCKER / "Dockerfile")
+    first_stage = ins[: [i for i, (w, _) in enumerate(ins) if w == "FROM"][1]]
+    (run,) = [a for w, a in first_stage if w == "RUN"]
+    return run
+
+
 @pytest.fixture(scope="module")
-def prefix(wheel, tmp_path_factory) -> Path:
-    """The wheel installed as the build stage installs it (its dependencies are this
-    Python's), with the files the final stage copies."""
+def prefix(tmp_path_factory) -> Path:
+    """The image's steps, with / moved to a temporary root: the build stage's RUN line run on
+    a copy of what it COPYs (its venv seeing this Python's packages for the dependencies, which
+    the image downloads), then the files the final stage copies."""
     root = tmp_path_factory.mktemp("image")
-    site = root / "opt" / "shipper" / "site"
-    zipfile.ZipFile(wheel).extractall(site)
+    src = root / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("shipper", "mappings"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = root / "opt" / "shipper"
+    run = build_stage_run()
+    assert "python -m venv /opt/shipper" in run and "pip install --no-compile ." in run
+    run = run.replace("python -m venv", f"{sys.executable} -m venv --system-site-packages")
+    run = run.replace("pip install --no-compile .", "pip install -q --no-compile --no-deps .")
+    run = run.replace("/opt/shipper", str(venv))
+    built = subprocess.run(
+        ["bash", "-c", run], cwd=src, capture_output=True, text=True, timeout=300
+    )
+    if built.returncode != 0 and "Could not find a version that satisfies" in built.stderr:
+        pytest.skip(f"no package index for the build backend: {built.stderr[-300:]}")
+    assert built.returncode == 0, built.stderr[-2000:]
     etc = root / "etc" / "shipper"
     etc.mkdir(parents=True)
     for name in ("shipper.yaml", "elasticsearch.yaml"):
         shutil.copy(DOCKER / name, etc / name)
-    shutil.copy(DOCKER / "healthcheck.py", root / "opt" / "shipper" / "healthcheck.py")
+    shutil.copy(DOCKER / "healthcheck.py", venv / "healthcheck.py")
     return root
 
 
 def image_env(prefix: Path, work: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPPER_", "ES_"))}
-    env["PYTHONPATH"] = str(prefix / "opt" / "shipper" / "site")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SHIPPER_", "ES_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
+    env["PATH"] = f"{prefix / 'opt' / 'shipper' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         SHIPPER_DATA_DIR=str(work / "data"),
         SHIPPER_RMS_PATHS=str(work / "logs" / "rms" / "**" / "*"),
@@ -144,9 +171,33 @@ def image_env(prefix: Path, work: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def entrypoint(prefix: Path) -> str:
+    return str(prefix / "opt" / "shipper" / "bin" / "shipper")
+
+
+def venv_python(prefix: Path) -> str:
+    return str(prefix / "opt" / "shipper" / "bin" / "python")
+
+
+def test_the_entrypoint_runs_the_installed_copy(prefix, tmp_path):
+    probe = "import shipper.cli as c, shipper.mappings as m; print(c.__file__, m.mappings_dir())"
+    r = subprocess.run(
+        [venv_python(prefix), "-c", probe],
+        cwd=tmp_path,
+        env=image_env(prefix, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.split():
+        assert Path(line).is_relative_to(prefix / "opt" / "shipper"), line
+    assert Path(entrypoint(prefix)).is_file()
+
+
 def shipper(prefix: Path, work: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shipper.cli", *args],
+        [entrypoint(prefix), *args],
         cwd=work,
         env=image_env(prefix, work, **env),
         capture_output=True,
@@ -185,7 +236,7 @@ def health(prefix: Path, work: Path, pid: int) -> subprocess.CompletedProcess:
     # With the process gone, the check falls back to $SHIPPER_CONFIG for the data dir.
     config = str(prefix / "etc/shipper/shipper.yaml")
     return subprocess.run(
-        [sys.executable, str(prefix / "opt" / "shipper" / "healthcheck.py")],
+        [venv_python(prefix), str(prefix / "opt" / "shipper" / "healthcheck.py")],
         cwd="/",
         env=image_env(prefix, work, SHIPPER_HEALTH_PID=str(pid), SHIPPER_CONFIG=config),
         capture_output=True,
@@ -199,7 +250,7 @@ def test_default_command_ships_and_health_check_follows_it(prefix, tmp_path, wri
     write_rms(tmp_path / "logs" / "rms" / "2024-03-04" / "rmslog.log", range(1, 41))
     config = prefix / "etc/shipper/shipper.yaml"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(config)],
+        [entrypoint(prefix), "run", str(config)],
         cwd=tmp_path,
         env=image_env(prefix, tmp_path),
         stdout=subprocess.DEVNULL,
@@ -228,7 +279,7 @@ def test_default_command_ships_and_health_check_follows_it(prefix, tmp_path, wri
 def test_health_check_reports_an_unreadable_config(prefix, tmp_path):
     env = image_env(prefix, tmp_path, SHIPPER_HEALTH_PID="0", SHIPPER_CONFIG=str(tmp_path / "no"))
     r = subprocess.run(
-        [sys.executable, str(prefix / "opt" / "shipper" / "healthcheck.py")],
+        [venv_python(prefix), str(prefix / "opt" / "shipper" / "healthcheck.py")],
         env=env,
         capture_output=True,
         text=True,
