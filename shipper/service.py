@@ -10,8 +10,9 @@ a child (the SCM would wait for an answer from the launcher forever), so in a ve
 runs the base interpreter with the venv's ``site-packages`` on ``PYTHONPATH``, set in the
 service's own environment.
 
-Data lives under ``%ProgramData%\\shipper`` (the "home"): the service starts there, so the
-default ``data_dir`` (``.shipper-data``), relative paths in the config and the log file
+Data lives under ``%ProgramData%\\shipper`` (the "home", which install makes readable by the
+service's account and administrators only): the service starts there, so the default
+``data_dir`` (``.shipper-data``), relative paths in the config and the log file
 (``logs\\shipper.log``; a service has no console) all land in it. Stopping the service (or
 shutting Windows down) does what Ctrl+C does to ``shipper run``: the batch at hand is delivered
 and committed, then the process exits. A run that fails raises out of ``SvcDoRun``, so the SCM
@@ -163,6 +164,20 @@ def launch(
     return Launch(exe=exe, args=args, environment=env)
 
 
+#: well-known SIDs (names differ by language): LocalSystem, BUILTIN\Administrators
+_SYSTEM, _ADMINISTRATORS = "*S-1-5-18", "*S-1-5-32-544"
+
+
+def acl_command(home: Path, user: str | None) -> list[str]:
+    """icacls arguments that make the home readable by the service and administrators only:
+    its checkpoint, logs and (usually) its config with secrets are nobody else's business,
+    while %ProgramData%'s inherited ACL would let every local user read them."""
+    grants = [f"{_SYSTEM}:(OI)(CI)F", f"{_ADMINISTRATORS}:(OI)(CI)F"]
+    if user:
+        grants.append(f"{user}:(OI)(CI)M")
+    return ["icacls", str(home), "/inheritance:r", "/grant:r", *grants]
+
+
 def _require_windows() -> None:
     if sys.platform != "win32":
         raise ServiceError(
@@ -199,6 +214,9 @@ def install(
         raise ServiceError(f"{config}: no such configuration file")
     home = Path(home) if home else default_home()
     home.mkdir(parents=True, exist_ok=True)
+    acl = subprocess.run(acl_command(home, user), capture_output=True, text=True, timeout=60)
+    if acl.returncode != 0:
+        raise ServiceError(f"cannot restrict access to {home}: {acl.stdout}{acl.stderr}".strip())
     how = launch(config, home, name)
     start_type = {
         "auto": win32service.SERVICE_AUTO_START,

@@ -9,7 +9,7 @@
   copy of itself while one still runs. Run from an elevated PowerShell:
 
       .\Install-SyncRmsLogsTask.ps1 -UsageLogPath D:\RMSLogs -EventPath D:\Exports `
-          -CredentialPath C:\ProgramData\shipper\sync\aip.cred -User CONTOSO\svc-rmslogs
+          -CredentialPath C:\ProgramData\shipper-sync\aip.cred -User CONTOSO\svc-rmslogs
 
   The account needs: for usage logs, a credential allowed to read them (saved beforehand,
   logged on as that account, with  Get-Credential | Export-Clixml <CredentialPath>); for
@@ -24,7 +24,7 @@
 param(
     [string] $UsageLogPath,
     [string] $EventPath,
-    [string] $StatePath = (Join-Path $env:ProgramData 'shipper\sync'),
+    [string] $StatePath = (Join-Path $env:ProgramData 'shipper-sync'),
     [string] $CredentialPath,
     [string] $User = 'SYSTEM',
     [bool] $UsageLogs = $true,

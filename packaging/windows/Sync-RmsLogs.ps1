@@ -34,7 +34,7 @@
   Folder shipper's windows_events input watches (for example D:\Exports).
 
 .PARAMETER StatePath
-  Where the state file and the log go. Default: %ProgramData%\shipper\sync.
+  Where the state file and the log go. Default: %ProgramData%\shipper-sync.
 
 .PARAMETER UsageLogs
   Only fetch usage logs (default: both usage logs and events).
@@ -74,13 +74,13 @@
   At most this many events per log and run (the rest come next run). Default 50000.
 
 .EXAMPLE
-  .\Sync-RmsLogs.ps1 -UsageLogPath D:\RMSLogs -EventPath D:\Exports -CredentialPath C:\ProgramData\shipper\sync\aip.cred
+  .\Sync-RmsLogs.ps1 -UsageLogPath D:\RMSLogs -EventPath D:\Exports -CredentialPath C:\ProgramData\shipper-sync\aip.cred
 #>
 [CmdletBinding()]
 param(
     [string] $UsageLogPath,
     [string] $EventPath,
-    [string] $StatePath = (Join-Path $env:ProgramData 'shipper\sync'),
+    [string] $StatePath = (Join-Path $env:ProgramData 'shipper-sync'),
     [switch] $UsageLogs,
     [switch] $Events,
     [ValidateRange(1, 3650)] [int] $InitialDays = 30,

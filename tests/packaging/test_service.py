@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from shipper.errors import ConfigError
-from shipper.service import ServiceError, ServiceRunner, default_home, install, launch, remove
+from shipper.service import (
+    ServiceError,
+    ServiceRunner,
+    acl_command,
+    default_home,
+    install,
+    launch,
+    remove,
+)
 from tests.conftest import REPO
 
 
@@ -207,3 +215,15 @@ def test_service_commands_refuse_clearly_off_windows(args):
     assert result.exit_code == 1
     assert f"shipper service {args[0]}: " in result.output
     assert "Windows only" in result.output
+
+
+def test_install_restricts_the_home_to_the_service_and_administrators():
+    argv = acl_command(Path(r"C:\ProgramData\shipper"), r"CONTOSO\svc-shipper")
+    assert argv[:4] == ["icacls", r"C:\ProgramData\shipper", "/inheritance:r", "/grant:r"]
+    # well-known SIDs, not names (which are translated on non-English Windows)
+    assert argv[4:] == [
+        "*S-1-5-18:(OI)(CI)F",
+        "*S-1-5-32-544:(OI)(CI)F",
+        r"CONTOSO\svc-shipper:(OI)(CI)M",
+    ]
+    assert len(acl_command(Path("h"), None)) == 6
