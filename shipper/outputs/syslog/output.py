@@ -72,6 +72,9 @@ class SyslogOutput:
         """Nothing to restore: a receiver keeps no state we could check against."""
 
     def _connection(self) -> Connection:
+        if self._conn is not None and self._conn.stale():
+            log.info("%s: %s closed the connection; connecting again", self.name, self._conn.where)
+            self._drop()
         if self._conn is None:
             try:
                 self._conn = connect(self.settings, self._ctx)

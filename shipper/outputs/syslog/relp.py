@@ -16,6 +16,7 @@ Delivery is at least once: a message whose ``200`` was lost with the connection 
 from __future__ import annotations
 
 import re
+import select
 import socket
 import ssl
 from collections.abc import Sequence
@@ -150,6 +151,17 @@ class RelpConnection(Connection):
             raise TransportError(str(e), done) from None
         except (OSError, ssl.SSLError) as e:
             raise TransportError(f"{self.where}: {_why(e)}", done) from e
+
+    def stale(self) -> bool:
+        """Between batches a RELP server has nothing to say: anything readable is a
+        ``serverclose``, a close or a reset."""
+        return bool(self._buf) or self._readable()
+
+    def _readable(self) -> bool:
+        try:
+            return bool(select.select([self.sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def close(self) -> None:
         try:

@@ -79,6 +79,11 @@ class Connection:
         """Deliver the messages ``heads[i] + bodies[i]``, or raise ``TransportError``."""
         raise NotImplementedError
 
+    def stale(self) -> bool:
+        """True when the receiver closed or reset the connection while it was idle (receivers
+        drop idle connections): better a new one than writing into this."""
+        return False
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -123,6 +128,7 @@ def _after_handshake(sock: ssl.SSLSocket, wait: float) -> None:
     certificate; its verdict (an alert, or session tickets) follows. Wait for it a few
     handshake times, so a refusal is an error here, not a batch that seemed delivered."""
     deadline = time.monotonic() + wait
+    timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
         while (left := deadline - time.monotonic()) > 0:
@@ -137,7 +143,7 @@ def _after_handshake(sock: ssl.SSLSocket, wait: float) -> None:
             except ssl.SSLWantReadError:
                 continue  # a session ticket: keep listening until the deadline
     finally:
-        sock.setblocking(True)
+        sock.settimeout(timeout)
 
 
 def open_socket(settings: Settings, host: str, port: int, ctx: ssl.SSLContext | None):
@@ -216,6 +222,7 @@ def _healthy(sock: socket.socket) -> str | None:
         return f"socket error: {e}"
     if not readable:
         return None
+    timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
         while True:
@@ -230,7 +237,7 @@ def _healthy(sock: socket.socket) -> str | None:
         return f"{getattr(e, 'strerror', None) or e}"
     finally:
         try:
-            sock.setblocking(True)
+            sock.settimeout(timeout)
         except OSError:
             pass
 
@@ -274,6 +281,9 @@ class StreamConnection(Connection):
             self._closed_by_peer = True
         elif problem:
             raise TransportError(f"{self.where}: {problem}", self._confirmed(ends, written))
+
+    def stale(self) -> bool:
+        return self._closed_by_peer or _healthy(self.sock) is not None
 
     def _unacked(self) -> int | None:
         if _OUTQ is None or fcntl is None:
@@ -330,11 +340,15 @@ class DatagramConnection(Connection):
         self.where = where
 
     def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
-        send = self.sock.sendmsg
+        sock = self.sock
         i = 0
         try:
-            for i, head in enumerate(heads):  # noqa: B007 - i names the failed one
-                send((head, bodies[i]))
+            if hasattr(sock, "sendmsg"):
+                for i, head in enumerate(heads):  # noqa: B007 - i names the failed one
+                    sock.sendmsg((head, bodies[i]))
+            else:  # Windows
+                for i, head in enumerate(heads):  # noqa: B007
+                    sock.send(head + bodies[i])
         except OSError as e:
             if e.errno == errno.EMSGSIZE:
                 size = len(heads[i]) + len(bodies[i])

@@ -114,3 +114,29 @@ def test_tcp_loses_at_most_the_receivers_unread_bytes(rsyslog: Any, tmp_path: Pa
     lost = [int(i[1:]) for i in result["lost"]]
     assert lost == list(range(lost[0], lost[0] + len(lost))) if lost else True
     assert result["duplicates"] <= PER_BATCH
+
+
+@pytest.mark.parametrize("kind,transport", [("imptcp", "tcp"), ("imrelp", "relp")])
+def test_a_receiver_restarted_between_batches_costs_nothing(
+    rsyslog: Any, tmp_path: Path, kind: str, transport: str
+) -> None:
+    """Receivers close idle connections (and restart): the next batch notices before writing
+    and connects again at once, without a retry or a lost event."""
+    first = rsyslog(kind, parse="none")
+    out = build(
+        Settings(hosts=[f"127.0.0.1:{first.port}"], transport=transport, retry_rounds=0),
+        tmp_path,
+    )
+    out.restore(None)
+    try:
+        assert out.send(batch_of(events(0, 50))).delivered == 50
+        first.wait_for(50)  # (stopped before reading them, rsyslog would drop them: TCP's gap)
+        first.stop()  # SIGTERM: rsyslog closes its connections in order
+        second = rsyslog(kind, parse="none", port=first.port)
+        time.sleep(0.2)
+        assert out.send(batch_of(events(50, 50))).delivered == 50  # retry_rounds=0: no retry
+    finally:
+        out.close()
+    second.wait_for(50)  # TCP's "delivered" comes before rsyslog has written it
+    got = [orjson.loads(line["msg"])["event"]["id"] for r in (first, second) for line in r.lines()]
+    assert sorted(got) == [f"r{n:06d}" for n in range(100)]
