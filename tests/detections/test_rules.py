@@ -17,10 +17,15 @@ import pytest
 from shipper.detections import detections_dir, elastic_rules, render
 from shipper.mappings import load_yaml
 
-sigma = pytest.importorskip("sigma", reason="pip install pysigma pysigma-backend-elasticsearch")
+pytest.importorskip("sigma", reason="pip install pysigma pysigma-backend-elasticsearch")
 pytest.importorskip(
     "sigma.backends.elasticsearch", reason="pip install pysigma-backend-elasticsearch"
 )
+# Imported at collection, as it imports the PyPI package ``packaging``: under pytest,
+# tests/packaging/ (it has an __init__.py) becomes a top-level package of that name too and
+# shadows it once collected. Failing here is loud, where an import inside a test would fail
+# depending on which tests ran first.
+from sigma.plugins import InstalledSigmaPlugins  # noqa: E402
 
 from shipper.detections import compile_detections, generate_elastic_rules  # noqa: E402
 
@@ -43,7 +48,6 @@ SKIPPED_VALIDATORS = {
 
 def test_sigma_rules_pass_pysigma_validators() -> None:
     from sigma.collection import SigmaCollection
-    from sigma.plugins import InstalledSigmaPlugins
     from sigma.validation import SigmaValidator
 
     validators = InstalledSigmaPlugins.autodiscover().validators
