@@ -38,11 +38,7 @@ _HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})[ \n]")
 def _offer() -> bytes:
     from shipper.outputs.syslog import VERSION
 
-    return (
-        b"relp_version=0\nrelp_software=shipper,"
-        + VERSION.encode()
-        + b",https://github.com/\ncommands=syslog"
-    )
+    return b"relp_version=0\nrelp_software=shipper,%b\ncommands=syslog" % VERSION.encode()
 
 
 class RelpConnection(Connection):

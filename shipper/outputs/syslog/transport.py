@@ -286,9 +286,17 @@ class StreamConnection(Connection):
         return self._closed_by_peer or _healthy(self.sock) is not None
 
     def _unacked(self) -> int | None:
+        """Bytes not yet acknowledged by the receiver's TCP; None where that is unknown."""
+        global _OUTQ
         if _OUTQ is None or fcntl is None:
             return None
-        buf = fcntl.ioctl(self.sock.fileno(), _OUTQ, b"\0\0\0\0")
+        try:
+            buf = fcntl.ioctl(self.sock.fileno(), _OUTQ, b"\0\0\0\0")
+        except OSError as e:
+            if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                _OUTQ = None  # this system has no such query for sockets
+                return None
+            raise
         return int.from_bytes(buf, "little", signed=True)
 
     def _drain(self, written: int) -> None:
