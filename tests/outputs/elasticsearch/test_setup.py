@@ -312,3 +312,39 @@ def test_index_mode_points_rules_at_the_indices() -> None:
         "logs-azure_rms.usage-*",
         "logs-rms_connector.events-*",
     }
+
+
+def test_shipper_setup_command_dry_run_then_twice_for_real(tmp_path: Any) -> None:
+    """As a user runs it: `shipper setup --dry-run` touches nothing; two real runs both say
+    the rules are installed and leave Kibana with the same rules."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    kibana = FakeKibana()
+
+    def shipper(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shipper.cli", "setup", *args, str(tmp_path / "s.yaml")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    with LocalServer(_elasticsearch) as es, LocalServer(kibana) as kb:
+        cfg = {"outputs": [{"type": "elasticsearch", "hosts": [es.url], "kibana_url": kb.url}]}
+        (tmp_path / "s.yaml").write_text(json.dumps(cfg))
+        dry = shipper("--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert es.requests == [] and kb.requests == []
+        assert "elasticsearch: Kibana detection rules: would install (13 rules: POST " in dry.stdout
+        runs = [shipper(), shipper()]
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "elasticsearch: Kibana detection rules: installed (13 rules)" in run.stdout
+        assert "elasticsearch: Kibana saved objects: installed (20 objects)" in run.stdout
+    assert len(kibana.rules) == 13
