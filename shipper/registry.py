@@ -77,21 +77,24 @@ def _scan() -> tuple[dict[str, dict[str, Entry]], dict[tuple[str, str], list[Ent
     found: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
     clashes: dict[tuple[str, str], list[Entry]] = {}
     seen_dists: set[str] = set()
+    kinds = {group: kind for kind, group in GROUPS.items()}
     for dist in metadata.distributions():
+        ours = [ep for ep in dist.entry_points if ep.group in kinds]
+        if not ours:
+            continue  # most distributions: their METADATA (the costly part) is never parsed
+        meta = dist.metadata  # parsed anew at each access: once here
         try:
-            dist_name = dist.metadata["Name"] or ""
+            dist_name, version = meta["Name"] or "", meta["Version"] or "?"
         except KeyError:  # a distribution without metadata (Python 3.12+ raises)
-            dist_name = ""
+            dist_name = version = ""
         if not dist_name:
             continue  # half-installed: nothing to load from it with a name to report
         key = dist_name.lower().replace("_", "-")
         if key in seen_dists:
             continue  # the same distribution twice on the path: the first one wins, as imports do
         seen_dists.add(key)
-        for ep in dist.entry_points:
-            kind = next((k for k, g in GROUPS.items() if g == ep.group), None)
-            if kind is not None:
-                _add(found, clashes, Entry(kind, ep.name, ep.value, dist_name, dist.version))
+        for ep in ours:
+            _add(found, clashes, Entry(kinds[ep.group], ep.name, ep.value, dist_name, version))
     if "shipper" not in seen_dists:
         for entry in _source_tree_entries():
             _add(found, clashes, entry)
