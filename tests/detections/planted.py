@@ -65,9 +65,10 @@ CONNECTIVITY = "7ea5a234-3bf2-4a1b-93c9-bfe68adc7f45"
 SSL_INSPECTION = "006ae27c-0e77-4415-b434-ce6209b05ecc"
 REFRESH_MISSING = "9a6aaa38-767a-4b05-bbaf-b2a763e3b5c4"
 
-# Planted addresses (documentation ranges) and the countries the test's stand-in for the
-# GeoIP enrichment gives them.
-COUNTRY_OF = {"192.0.2.10": "DE", "198.51.100.20": "BR"}
+# The networks of the tiny GeoIP database the test builds (GeoIP looks up only globally
+# routable addresses, so roamer's two are real-world ones, placed here in two countries).
+GEO_NETWORKS = {"85.214.0.0/16": "DE", "200.160.0.0/16": "BR"}
+ROAMER_IPS = ("85.214.132.117", "200.160.2.3")
 LEAKED_DOC = "0badc0de-0000-4000-8000-00000000f00d"
 
 
@@ -159,9 +160,9 @@ def _plant_usage(corpus: Corpus, rng: random.Random) -> str:
         ids.add(w.add(t, "AcquireLicense", "traveller@contoso.com", content=doc(), ip=ip))
     exp[MULTIPLE_IPS] = {"traveller@contoso.com"}
 
-    ids.add(w.add("11:05:00", "Certify", "roamer@contoso.com", ip="192.0.2.10"))
+    ids.add(w.add("11:05:00", "Certify", "roamer@contoso.com", ip=ROAMER_IPS[0]))
     ids.add(
-        w.add("11:35:00", "AcquireLicense", "roamer@contoso.com", content=doc(), ip="198.51.100.20")
+        w.add("11:35:00", "AcquireLicense", "roamer@contoso.com", content=doc(), ip=ROAMER_IPS[1])
     )
     exp[MULTIPLE_COUNTRIES] = {"roamer@contoso.com"}
 

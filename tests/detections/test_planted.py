@@ -18,14 +18,17 @@ loopback, with classic daily indices (osmem has no data streams). Then each rule
   the last hour against the user's own average over 14 days (evaluated every 10 minutes
   across the corpus), and the latest 1004 per host over the last 24 h, older than 15 minutes.
 
-The working-hours and GeoIP enrichment (``azure_rms.after_hours``, ``source.geo.*``) belong
-to the normaliser; where a shipped event lacks them the test adds them itself (working hours
-Monday-Friday 08:00-18:00 UTC; countries for the planted addresses only) with a bulk update.
+The working-hours and GeoIP enrichment the rules read (``azure_rms.after_hours``,
+``source.geo.country_iso_code``) is the normaliser's, configured in the input as a user does:
+working hours Monday-Friday 08:00-18:00 UTC, and a tiny GeoIP database built here that knows
+two networks. Until the ``rms_usage`` input's settings take ``enrich`` (``shipper check``
+refuses it), the test sets those fields itself after shipping, with a bulk update.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import re
@@ -75,50 +78,71 @@ def _shipper(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _geoip_database(path: Path) -> Path:
+    """A tiny MaxMind City database placing ``planted.GEO_NETWORKS`` in their countries."""
+    mmdb_writer = pytest.importorskip("mmdb_writer", reason="mmdb-writer (test extra) is absent")
+    from netaddr import IPSet
+
+    writer = mmdb_writer.MMDBWriter(
+        ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City"
+    )
+    for network, country in planted.GEO_NETWORKS.items():
+        writer.insert_network(IPSet([network]), {"country": {"iso_code": country}})
+    writer.to_db_file(str(path))
+    return path
+
+
 def _after_hours(timestamp: str) -> bool:
     t = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     return t.weekday() >= 5 or not 8 <= t.hour < 18
 
 
-def _enrich(url: str, events: list[dict[str, Any]]) -> int:
-    """Add the enrichment fields the normaliser did not (see the module docstring)."""
+def _stand_in_enrichment(url: str, events: list[dict[str, Any]]) -> None:
+    """What the enrichment would add, set with a bulk update, for a shipper whose rms_usage
+    input does not take ``enrich`` yet: after_hours (only the true ones: a missing flag keeps
+    the query from matching as false does) and the countries of GEO_NETWORKS."""
     lines: list[str] = []
     for e in events:
-        if e["event"].get("dataset") != "azure_rms.usage":
+        if e["event"]["dataset"] != "azure_rms.usage":
             continue
         doc: dict[str, Any] = {}
-        # only the true ones: a missing flag and false both keep the rule's query from matching
-        if "after_hours" not in e.get("azure_rms", {}) and _after_hours(e["@timestamp"]):
+        if _after_hours(e["@timestamp"]):
             doc["azure_rms"] = {"after_hours": True}
         ip = e.get("source", {}).get("ip")
-        if "geo" not in e.get("source", {}) and ip in planted.COUNTRY_OF:
-            doc["source"] = {"geo": {"country_iso_code": planted.COUNTRY_OF[ip]}}
+        for network, country in planted.GEO_NETWORKS.items():
+            if ip and ipaddress.ip_address(ip) in ipaddress.ip_network(network):
+                doc["source"] = {"geo": {"country_iso_code": country}}
         if doc:
             index = "shipper-azure_rms.usage-" + e["@timestamp"][:10].replace("-", ".")
             lines.append(json.dumps({"update": {"_index": index, "_id": e["event"]["id"]}}))
             lines.append(json.dumps({"doc": doc}))
-    if lines:
-        r = requests.post(
-            f"{url}/_bulk?refresh=true",
-            data="\n".join(lines) + "\n",
-            headers={"content-type": "application/x-ndjson"},
-            timeout=60,
-        )
-        r.raise_for_status()
-        assert not r.json()["errors"], [i for i in r.json()["items"] if "error" in i["update"]]
-    return len(lines) // 2
+    r = requests.post(
+        f"{url}/_bulk?refresh=true",
+        data="\n".join(lines) + "\n",
+        headers={"content-type": "application/x-ndjson"},
+        timeout=60,
+    )
+    r.raise_for_status()
+    assert not r.json()["errors"], [i for i in r.json()["items"] if "error" in i["update"]]
 
 
 @pytest.fixture(scope="module")
 def shipped(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, planted.Corpus]:
     root = tmp_path_factory.mktemp("detections")
     corpus = planted.build(root)
+    rms_input: dict[str, Any] = {
+        "type": "rms_usage",
+        "paths": [str(corpus.rms_dir / "*")],
+        # the normaliser's enrichment, as a user configures it: the tenant works Monday to
+        # Friday, 08:00-18:00 UTC (the defaults)
+        "enrich": {
+            "geoip_database": str(_geoip_database(root / "city.mmdb")),
+            "working_hours": {"default": {"timezone": "UTC"}},
+        },
+    }
     cfg = {
         "data_dir": str(root / "data"),
-        "inputs": [
-            {"type": "rms_usage", "paths": [str(corpus.rms_dir / "*")]},
-            {"type": "windows_events", "paths": [str(corpus.windows_dir / "*")]},
-        ],
+        "inputs": [rms_input, {"type": "windows_events", "paths": [str(corpus.windows_dir / "*")]}],
         "outputs": [
             {"type": "ndjson", "path": str(root / "out" / "events.ndjson")},
             {"type": "opensearch", "hosts": [engine.url], "index": INDEX, "request_timeout": 30},
@@ -127,12 +151,24 @@ def shipped(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
     }
     path = root / "shipper.yaml"
     path.write_text(json.dumps(cfg))
+    checked = _shipper("check", str(path), cwd=root)
+    enriching = checked.returncode == 0
+    if not enriching:  # the input's settings do not take enrich yet
+        assert "inputs[0].enrich: Extra inputs are not permitted" in checked.stderr, checked.stderr
+        del rms_input["enrich"]
+        path.write_text(json.dumps(cfg))
     for args in (("setup", str(path)), ("run", "--once", "--no-progress", str(path))):
         done = _shipper(*args, cwd=root)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
     events = [json.loads(x) for x in (root / "out" / "events.ndjson").read_text().splitlines()]
     assert {e["event"]["id"] for e in events} >= corpus.planted_ids
-    _enrich(engine.url, events)
+    if enriching:
+        usage = [e for e in events if e["event"]["dataset"] == "azure_rms.usage"]
+        assert all(isinstance(e["azure_rms"]["after_hours"], bool) for e in usage)
+        roamer = [e for e in usage if e["user"].get("id") == "roamer@contoso.com"]
+        assert {e["source"]["geo"]["country_iso_code"] for e in roamer} == {"DE", "BR"}
+    else:
+        _stand_in_enrichment(engine.url, events)
     requests.post(f"{engine.url}/shipper-*/_refresh", timeout=30)
     return engine.url, corpus
 
