@@ -3,19 +3,23 @@
 The Sigma rules (``mappings/detections/sigma/*.yml``) are what every SIEM team can read and
 convert; the Elastic Security rules (``elastic_rules.ndjson``, what ``shipper setup`` imports
 into Kibana's detection engine) are generated from them by ``python -m shipper.detections``,
-with what Sigma has no words for (risk scores, index patterns, ATT&CK names, the ES|QL form of
-the absence rule) taken from ``elastic.yml``. A test regenerates the file and fails when the
-committed one differs, so the two forms cannot drift apart.
+with what Sigma has no words for (risk scores, index patterns, ATT&CK names, the ES|QL
+templates of the rules a threshold cannot express) taken from ``elastic.yml``. A test
+regenerates the file and fails when the committed one differs, so the two forms cannot drift
+apart.
 
-Conversion uses pySigma and its Elasticsearch backend (the Lucene query of each rule, with the
-logsource turned into an ``event.dataset`` condition by ``pipeline.yml``). Those are test and
-authoring dependencies, imported only by :func:`compile_detections`; loading the rules for
-``shipper setup`` (:func:`elastic_rules`) needs nothing beyond the standard library.
+Conversion uses pySigma and its Elasticsearch backends (the Lucene query of each rule and its
+ES|QL condition, with the logsource turned into an ``event.dataset`` condition by
+``pipeline.yml``). Those are test and authoring dependencies, imported only by
+:func:`compile_detections`; loading the rules for ``shipper setup`` (:func:`elastic_rules`)
+needs only the standard library and PyYAML.
 
-The mapping of a Sigma correlation onto an Elastic threshold rule is written by hand here
-(pySigma's Lucene backend converts only plain rules): ``event_count >= N`` grouped by fields
-is a threshold of N on those fields; ``value_count >= N`` of a field is a threshold of 1 with
-a cardinality condition of N on it; the look-back is the correlation's timespan.
+Written by hand here, and why: the backend's own ``siem_rule_ndjson`` output makes only
+``query`` rules, with its own name prefix, licence and risk scores, and its Lucene backend does
+not convert correlations. So the rule documents are built here, and a Sigma correlation maps
+onto an Elastic threshold rule as ``event_count >= N`` grouped by fields = a threshold of N on
+those fields; ``value_count >= N`` of a field = a threshold of 1 with a cardinality condition
+of N on it; the look-back is the correlation's timespan.
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ def _load_settings() -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
-def compile_detections() -> list[Detection]:
-    """Parse, validate and convert every Sigma rule; raises on the first invalid one."""
+def compile_detections(sigma_dir: Path | None = None) -> list[Detection]:
+    """Parse, validate and convert every Sigma rule (``sigma/*.yml``, or those in
+    ``sigma_dir``); raises ValueError naming the file on the first invalid one."""
     from sigma.backends.elasticsearch import ESQLBackend, LuceneBackend
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationConditionOperator as Op
@@ -121,9 +126,12 @@ def compile_detections() -> list[Detection]:
         return {"query": convert(rule, LuceneBackend), "esql_where": esql_where(rule)}
 
     out: list[Detection] = []
-    for path in sorted((detections_dir() / "sigma").glob("*.yml")):
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        collection = SigmaCollection.from_dicts(docs, collect_errors=True)
+    for path in sorted((sigma_dir or detections_dir() / "sigma").glob("*.yml")):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            collection = SigmaCollection.from_dicts(docs, collect_errors=True)
+        except (yaml.YAMLError, ValueError) as e:
+            raise ValueError(f"{path.name}: {e}") from None
         errors = [e for r in collection for e in r.errors]
         if errors:
             raise ValueError(f"{path.name}: {errors[0]}")
@@ -148,9 +156,18 @@ def compile_detections() -> list[Detection]:
             if isinstance(rule, SigmaCorrelationRule):
                 if len(rule.rules) != 1:
                     raise ValueError(f"{path.name}: {rule.title}: one base rule expected")
-                base = bases[rule.rules[0].reference]
+                name = rule.rules[0].reference
+                if name not in bases:
+                    raise ValueError(
+                        f"{path.name}: {rule.title}: base rule {name!r} not in this file"
+                    )
+                base = bases[name]
                 cond = rule.condition
                 kind = rule.type.name.lower()
+                if kind not in ("event_count", "value_count"):
+                    raise ValueError(
+                        f"{path.name}: {rule.title}: {kind} correlations not supported"
+                    )
                 if cond.op in (Op.LT, Op.LTE):
                     kind = "absence"
                     count = cond.count if cond.op == Op.LT else cond.count + 1

@@ -201,3 +201,28 @@ def test_correlations_convert_with_a_correlation_capable_backend() -> None:
     assert sum("| stats " in q for q in queries) == 7
     absence = next(q for q in queries if 'event.code=="1004"' in q)
     assert "where event_count < 1" in absence
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("title: x\nlogsource: {product: azure_rms, service: usage}\n", "broken.yml: "),
+        ("title: [unclosed\n", "broken.yml: "),
+        (
+            "title: base\nid: 6e1c8f0e-0000-4000-8000-000000000001\nname: base\n"
+            "logsource: {product: azure_rms, service: usage}\n"
+            "detection: {sel: {event.action: GetAllDocs}, condition: sel}\n---\n"
+            "title: pair\nid: 6e1c8f0e-0000-4000-8000-000000000002\n"
+            "correlation: {type: temporal, rules: [base], group-by: [user.id], timespan: 5m}\n",
+            "broken.yml: pair: temporal correlations not supported",
+        ),
+    ],
+    ids=["no detection", "not YAML", "temporal correlation"],
+)
+def test_a_broken_sigma_rule_is_a_clear_error_naming_its_file(
+    tmp_path: Any, text: str, message: str
+) -> None:
+    (tmp_path / "broken.yml").write_text(text)
+    with pytest.raises(ValueError) as e:
+        compile_detections(tmp_path)
+    assert str(e.value).startswith(message), str(e.value)
