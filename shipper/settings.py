@@ -5,13 +5,15 @@ Each component module defines ``Settings``, a subclass of ``Settings`` here with
 validates the rest of the entry with that model. The base forbids unknown keys, so that a typo
 (``max_byte:``) is an error naming the setting instead of a silently ignored line.
 
-``Size`` is an ``int`` field that also accepts ``"10MB"`` / ``"1GiB"`` (``shipper.units``), for
-every model to use the same spelling of sizes.
+``Size`` is an ``int`` field that also accepts ``"10MB"`` / ``"1GiB"`` (``shipper.units``), and
+``Duration`` a ``float`` of seconds that also accepts ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``,
+for every model to spell sizes and durations the same way.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+import re
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -19,6 +21,23 @@ from shipper.units import parse_size
 
 #: bytes; "100MB", "1GiB" or a plain number in the YAML
 Size = Annotated[int, BeforeValidator(parse_size)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` or a number -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 30s, 5m, 1h or seconds)")
+    return float(m.group(1)) * _SECONDS[(m.group(2) or "s").lower()]
+
+
+#: seconds; "500ms", "30s", "5m", "1h" or a plain number in the YAML
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Settings(BaseModel):
@@ -48,4 +67,4 @@ class SourceSettings(Settings):
         return {}
 
 
-__all__ = ["Settings", "Size", "SourceSettings"]
+__all__ = ["Duration", "Settings", "Size", "SourceSettings", "parse_duration"]

@@ -64,3 +64,21 @@ def test_yaml_syntax_error_is_a_config_error(tmp_path):
 def test_quickstart_example_is_valid(repo):
     cfg = load_config(repo / "examples" / "quickstart.yaml")
     assert cfg.inputs and cfg.inputs[0].type == "rms_usage"
+
+
+def test_the_settings_base_spells_sizes_and_durations_one_way():
+    from pydantic import ValidationError
+
+    from shipper.settings import Duration, Settings, Size
+
+    class Example(Settings):
+        limit: Size = 0
+        wait: Duration = 0
+
+    s = Example(limit="10MB", wait="1.5m")
+    assert (s.limit, s.wait) == (10 * 10**6, 90.0)
+    assert Example(wait="500ms").wait == 0.5 and Example(wait=3).wait == 3.0
+    with pytest.raises(ValidationError, match="not a duration"):
+        Example(wait="soon")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        Example(limt=1)
