@@ -103,3 +103,14 @@ def test_setup_dry_run_names_what_it_would_install_without_connecting(tmp_path, 
     lines = result.stdout.splitlines()
     assert lines and all(line.startswith("opensearch: ") for line in lines)
     assert any("index template" in line and ": would install (PUT " in line for line in lines)
+
+
+def test_an_output_file_that_cannot_be_opened_is_one_clear_line(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(3))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = config(tmp_path, [{"type": "csv", "path": str(blocker / "out.csv")}])
+    result = cli("run", "--once", str(cfg), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{blocker / 'out.csv'}: cannot open" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -224,3 +224,21 @@ def test_the_example_plugin_installs_and_ships_the_examples_exactly_once(
     assert len(want) > 100 and got == [g.strip('"') for g in got]
     assert got == want
     assert {"event.dataset=azure_rms.usage" in line for line in lines} == {True, False}
+
+
+def test_a_source_tree_that_was_never_installed_still_finds_its_built_ins(repo):
+    """Without site-packages there is no installed metadata: the built-ins come from
+    pyproject.toml beside the package (running from a checkout)."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(repo)!r})\n"
+        "from shipper import registry\n"
+        "print(registry.entry('outputs', 'csv').provider, registry.names('formats'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode and "tomllib" in done.stderr:
+        pytest.skip("Python 3.10 has no tomllib: install the package instead")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("shipper 0.1.0 (source tree) ")
+    assert "w3c_rms" in done.stdout and "evtx" in done.stdout
