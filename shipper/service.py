@@ -418,7 +418,15 @@ def main(argv: list[str] | None = None) -> None:
 
     servicemanager.Initialize()
     servicemanager.PrepareToHostSingle(cls)
-    servicemanager.StartServiceCtrlDispatcher()
+    try:
+        servicemanager.StartServiceCtrlDispatcher()
+    except Exception as e:  # pywintypes.error
+        if getattr(e, "winerror", None) == 1063:  # ERROR_FAILED_SERVICE_CONTROLLER_CONNECT
+            sys.exit(
+                "shipper.service is started by the Service Control Manager (sc.exe start"
+                f" {args.name}); to run in a console, use: shipper run CONFIG"
+            )
+        raise
 
 
 if __name__ == "__main__":
