@@ -137,16 +137,38 @@ function Read-SyncState {
     } catch {
         throw "state file $Path is not valid JSON ($($_.Exception.Message)); fix or delete it"
     }
+    # PowerShell 7's ConvertFrom-Json turns ISO dates into DateTime values (5.1 keeps strings):
+    # the day is taken back to text, and an event time from its exact UTC ticks.
     if ($json.PSObject.Properties['usageLogs'] -and $json.usageLogs.PSObject.Properties['lastCompleteDay']) {
         $day = $json.usageLogs.lastCompleteDay
+        if ($day -is [datetime]) { $day = $day.ToString($script:DayFormat, $script:Invariant) }
         if ($day) { $state.usageLogs.lastCompleteDay = (ConvertTo-UtcDay $day).ToString($script:DayFormat, $script:Invariant) }
     }
     if ($json.PSObject.Properties['events'] -and $json.events) {
         foreach ($p in $json.events.PSObject.Properties) {
-            $state.events[$p.Name] = [ordered]@{ lastTime = [string]$p.Value.lastTime; lastRecordId = [long]$p.Value.lastRecordId }
+            if ($p.Value.PSObject.Properties['lastTicks'] -and $null -ne $p.Value.lastTicks) {
+                $time = Format-SystemTime (New-Object DateTime([long]$p.Value.lastTicks, [DateTimeKind]::Utc))
+            } else {
+                $time = [string]$p.Value.lastTime
+            }
+            $state.events[$p.Name] = New-EventPosition -LastTime $time -LastRecordId ([long]$p.Value.lastRecordId)
         }
     }
     return $state
+}
+
+function Format-SystemTime {
+    param([Parameter(Mandatory)] [datetime] $Time)
+    $Time.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", $script:Invariant)
+}
+
+function New-EventPosition {
+    <# An event log's entry in the state: the last exported event's time (as text, and as UTC
+       ticks, which survive any JSON reader) and record id. #>
+    param([string] $LastTime, [long] $LastRecordId)
+    $ticks = $null
+    if ($LastTime) { $ticks = (ConvertFrom-SystemTime $LastTime).Ticks }
+    [ordered]@{ lastTime = $LastTime; lastTicks = $ticks; lastRecordId = $LastRecordId }
 }
 
 function Write-SyncState {
@@ -481,7 +503,7 @@ function Export-EventSource {
     $body = ($selected.Events | ForEach-Object { $_.OuterXml }) -join "`r`n"
     [System.IO.File]::WriteAllText($tmp, $body + "`r`n", (New-Object System.Text.UTF8Encoding($false)))
     [System.IO.File]::Move($tmp, $final)
-    $State.events[$name] = [ordered]@{ lastTime = $selected.LastTime; lastRecordId = $selected.LastRecordId }
+    $State.events[$name] = New-EventPosition -LastTime $selected.LastTime -LastRecordId $selected.LastRecordId
     Write-SyncState -Path $StateFile -State $State
     Write-SyncLog ("events: {0} ({1}): {2} events to {3}, up to {4} record {5}" -f $name, $Source.Log, $selected.Events.Count, $names.Final, $selected.LastTime, $selected.LastRecordId)
 }

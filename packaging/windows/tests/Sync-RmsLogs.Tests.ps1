@@ -43,12 +43,15 @@ Describe 'state file' {
         $state = Read-SyncState -Path $path
         $state.usageLogs.lastCompleteDay | Should -BeNullOrEmpty
         $state.usageLogs.lastCompleteDay = '2024-03-04'
-        $state.events['ecma2host'] = [ordered]@{ lastTime = '2024-03-04T14:15:07.1270621Z'; lastRecordId = 1202 }
+        $state.events['ecma2host'] = New-EventPosition -LastTime '2024-03-04T14:15:07.1270621Z' -LastRecordId 1202
         Write-SyncState -Path $path -State $state
         Write-SyncState -Path $path -State $state
         $again = Read-SyncState -Path $path
         $again.usageLogs.lastCompleteDay | Should -Be '2024-03-04'
         $again.events['ecma2host'].lastRecordId | Should -Be 1202
+        # exact to the 100 ns, whichever PowerShell read the JSON
+        $again.events['ecma2host'].lastTime | Should -Be '2024-03-04T14:15:07.1270621Z'
+        $again.usageLogs.lastCompleteDay | Should -BeOfType [string]
         Test-Path "$path.tmp" | Should -BeFalse
     }
     It 'stops on a damaged file instead of starting over' {
