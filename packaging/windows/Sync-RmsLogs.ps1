@@ -313,7 +313,10 @@ function Get-UsageLogArguments {
         [Parameter(Mandatory)] [string] $Day,
         [int] $NumberOfThreads = 3
     )
-    $splat = @{ Path = $Path; ForDate = (ConvertTo-UtcDay $Day); Force = $true }
+    # The date alone (Kind Unspecified): a UTC midnight converted to local time west of
+    # Greenwich would name the day before.
+    $date = [datetime]::SpecifyKind((ConvertTo-UtcDay $Day), [DateTimeKind]::Unspecified)
+    $splat = @{ Path = $Path; ForDate = $date; Force = $true }
     if ($Command.Parameters.ContainsKey('NumberOfThreads')) { $splat.NumberOfThreads = $NumberOfThreads }
     return $splat
 }
