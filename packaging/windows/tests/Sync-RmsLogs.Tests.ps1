@@ -37,6 +37,24 @@ Describe 'Get-UsageLogDays' {
     }
 }
 
+Describe 'Get-UsageLogArguments' {
+    BeforeAll {
+        function Get-NewUserLog { param([string] $Path, [datetime] $ForDate, [switch] $Force, [int] $NumberOfThreads) }
+        function Get-OldUserLog { param([string] $Path, [datetime] $ForDate, [switch] $Force) }
+    }
+    It 'passes -NumberOfThreads where the cmdlet has it, and the bare date' {
+        $a = Get-UsageLogArguments -Command (Get-Command Get-NewUserLog) -Path 'D:\x' -Day '2024-03-04' -NumberOfThreads 8
+        $a.NumberOfThreads | Should -Be 8
+        $a.ForDate.ToString('yyyy-MM-dd HH:mm') | Should -Be '2024-03-04 00:00'
+        $a.ForDate.Kind | Should -Be 'Unspecified'
+        $a.Force | Should -BeTrue
+    }
+    It 'leaves it out where the cmdlet lacks it' {
+        $a = Get-UsageLogArguments -Command (Get-Command Get-OldUserLog) -Path 'D:\x' -Day '2024-03-04' -NumberOfThreads 8
+        $a.ContainsKey('NumberOfThreads') | Should -BeFalse
+    }
+}
+
 Describe 'state file' {
     It 'round-trips and survives a rewrite' {
         $path = Join-Path $TestDrive 'state.json'
