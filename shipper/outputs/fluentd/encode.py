@@ -47,6 +47,11 @@ Mode = Literal["packed_forward", "forward", "compressed_packed_forward"]
 def event_time(timestamp: str) -> msgspec.msgpack.Ext | None:
     """ISO 8601 (``2024-03-04T09:00:01.123Z``, an offset, up to 9 fraction digits) -> EventTime;
     None when it is not such a time or lies outside what 32 unsigned bits of seconds hold."""
+    pair = _parse(timestamp)
+    return None if pair is None else msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(*pair))
+
+
+def _parse(timestamp: str) -> tuple[int, int] | None:
     m = _ISO.match(timestamp) if isinstance(timestamp, str) else None
     if m is None:
         return None
@@ -63,7 +68,7 @@ def event_time(timestamp: str) -> msgspec.msgpack.Ext | None:
     nanos = int((m.group(7) or "0").ljust(9, "0"))
     if not 0 <= seconds < 2**32:
         return None
-    return msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(seconds, nanos))
+    return seconds, nanos
 
 
 def _now() -> msgspec.msgpack.Ext:
@@ -114,6 +119,7 @@ class ForwardEncoder:
         self.with_ack = with_ack
         self.gzip_level = gzip_level
         self._times: dict[str, msgspec.msgpack.Ext] = {}
+        self._seconds: dict[str, int | None] = {}
         self._tags: dict[str, str] = {}
         self._json = msgspec.json.Decoder()
         self._pack = msgspec.msgpack.Encoder().encode
@@ -155,10 +161,28 @@ class ForwardEncoder:
             yield self._close(tag, o)
 
     def _time(self, ts: Any) -> msgspec.msgpack.Ext:
-        t = event_time(ts) if type(ts) is str else None
-        if t is None:
+        """EventTime of a timestamp not in the cache. The pipeline writes
+        ``YYYY-MM-DDTHH:MM:SS[.fff]Z``, whose fractions rarely repeat but whose seconds do:
+        the seconds are cached apart, so a new fraction costs no date arithmetic."""
+        pair = None
+        if type(ts) is str:
+            frac = ts[20:-1]
+            if ts[-1:] == "Z" and (len(ts) == 20 or (ts[19] == "." and frac.isdigit())):
+                seconds = self._seconds.get(ts[:19])
+                if seconds is None:
+                    whole = _parse(ts[:19] + "Z")
+                    seconds = None if whole is None else whole[0]
+                    if len(self._seconds) >= _CACHE_MAX:
+                        self._seconds.clear()
+                    self._seconds[ts[:19]] = seconds
+                if seconds is not None:
+                    pair = seconds, int(frac[:9].ljust(9, "0") or 0)
+            else:
+                pair = _parse(ts)
+        if pair is None:
             self.untimed += 1
             return _now()
+        t = msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(*pair))
         if len(self._times) >= _CACHE_MAX:
             self._times.clear()
         self._times[ts] = t

@@ -104,3 +104,20 @@ def test_a_dataset_with_odd_characters_still_makes_a_valid_tag():
     nodata = {"@timestamp": "2024-01-01T00:00:00Z", "message": "no event.dataset"}
     (c,) = ForwardEncoder("shipper").chunks([orjson.dumps(nodata) + b"\n"])
     assert c.tag == "shipper.unknown"
+
+
+def test_the_encoder_caches_seconds_yet_gives_every_fraction_its_own_time():
+    texts = ["2024-03-04T09:00:01.123Z", "2024-03-04T09:00:01.456Z", "2024-03-04T09:00:01Z",
+             "2024-03-04T09:00:01.1234567Z", "2024-03-04T10:30:01+01:30", "2024-02-30T00:00:00Z",
+             "2024-03-04T09:00:01.Z", "2024-03-04T09:00:01.123Z"]  # fmt: skip
+    enc = ForwardEncoder("s")
+    run = b"".join(orjson.dumps(event(i, ts=t)) + b"\n" for i, t in enumerate(texts))
+    (chunk,) = enc.chunks([run])
+    times = [t for t, _ in entries_of(unpack(chunk.message)[1])]
+    for text, got in zip(texts, times, strict=True):
+        want = event_time(text)
+        if want is None:
+            assert abs(got[0] - time.time()) < 60, text
+        else:
+            assert got == _ext(want.code, want.data), text
+    assert enc.untimed == 2
