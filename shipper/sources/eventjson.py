@@ -38,7 +38,7 @@ from shipper.sources.text import (
 )
 
 _TOKEN = re.compile(r'[{}\[\]"]')
-_STRING_STOP = re.compile(r'["\\]')
+_STRING_STOP = re.compile(r'["\\\n]')
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _SNIFF = re.compile(r'^\s*[\[{]\s*\{?\s*"(?:Message|Id|TimeCreated|ProviderName|LogName)"')
 
@@ -53,6 +53,10 @@ class JsonScanner:
     pass and no memory, however long (the regex it replaces, ``(?:[^"\\]|\\.)*"``, kept a
     backtracking frame per character: 120 bytes of memory per byte of string). ``base`` is 1
     inside the top-level array of ``ConvertTo-Json``'s many-event form, 0 for one object.
+
+    JSON strings cannot hold a raw line break, so one ends a string that is still open: a
+    quote lost or doubled in a (pretty-printed, as ConvertTo-Json writes) export then costs
+    its own record, instead of turning every later string inside out.
     """
 
     __slots__ = ("base", "depth", "in_str", "esc", "start", "cut_base", "spans")
@@ -144,7 +148,8 @@ class JsonScanner:
             if m is None:
                 return n
             i = m.start()
-            if text[i] == '"':
+            c = text[i]
+            if c == '"' or c == "\n":
                 self.in_str = False
                 return i + 1
             if i + 1 >= n:
@@ -308,13 +313,44 @@ def decode(chunk: Chunk) -> Decoded:
             rec = parse_record(obj)
         except (orjson.JSONDecodeError, RecordRejected, TypeError) as err:
             quarantine(out, chunk.path, None, offset, f"bad JSON event: {err}", raw)
+            _recover(out, chunk, text, s + 1, e - 1, at, keep)
             continue
-        if keep:
-            rec["original"] = raw
-        emit(out, normalise, rec, chunk.path, None, offset, raw)
+        _ship(out, chunk, rec, raw, offset, keep)
     if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
         s = scanner.start
-        raw = text[s:]
         why = "the file ends inside this JSON record"
-        quarantine(out, chunk.path, None, at(s), why, raw[:HEAD])
+        quarantine(out, chunk.path, None, at(s), why, text[s : s + HEAD])
+        _recover(out, chunk, text, s + 1, len(text), at, keep)
     return out
+
+
+def _ship(
+    out: Decoded, chunk: Chunk, rec: dict[str, Any], raw: str, offset: Any, keep: bool
+) -> None:
+    if keep:
+        rec["original"] = raw
+    emit(out, normalise, rec, chunk.path, None, offset, raw)
+
+
+def _recover(
+    out: Decoded, chunk: Chunk, text: str, lo: int, hi: int, at: Offsets, keep: bool
+) -> None:
+    """Ship the whole event records inside a broken one: a brace lost (or one too many)
+    makes the records after it look nested in it, up to the end of the file. Scanning the
+    broken record's inside once finds them again; objects that are not event records
+    (``Properties`` items, say) are left alone, the broken record is already quarantined."""
+    inner = JsonScanner(0)
+    spans: list[tuple[int, int]] = []
+    inner.spans = spans
+    inner.feed(text[lo:hi])
+    for s, e in spans:
+        raw = text[lo + s : lo + e]
+        if '"TimeCreated"' not in raw:
+            continue
+        try:
+            obj = orjson.loads(raw)
+            rec = parse_record(obj) if isinstance(obj, dict) else None
+        except (orjson.JSONDecodeError, RecordRejected, TypeError):
+            continue
+        if rec is not None:
+            _ship(out, chunk, rec, raw, lambda s=s: at(lo + s), keep)

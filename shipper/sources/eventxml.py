@@ -311,6 +311,11 @@ def decode(chunk: Chunk) -> Decoded:
     pos = 0
     while True:
         m = _START.search(text, pos)
+        stray = text.find(_END, pos, m.start() if m else len(text))
+        if stray >= 0:  # an event's end without its beginning (its start tag was damaged)
+            why = "malformed event XML: </Event> without <Event>"
+            piece = text[pos : stray + len(_END)].strip()
+            quarantine(out, chunk.path, lines(pos), at(pos), why, piece[-HEAD:])
         if not m:
             break
         s = m.start()

@@ -14,7 +14,9 @@ reader fills ``Decoded`` the same way.
 from __future__ import annotations
 
 import codecs
+import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -139,8 +141,13 @@ def read_cuts(
     parts: list[str] = []  # the text read since ``pos``: the beginning of one open record
     pending = 0  # its length in bytes
     skip: Skip | None = Skip(start, start, b"", continued=True) if skipping else None
+    try:  # never ask for more than is there: a block-sized buffer per tiny file adds up
+        left = os.fstat(f.fileno()).st_size - start
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        left = block
     while True:
-        data = f.read(block)
+        data = f.read(max(min(block, left), 1))
+        left -= len(data)
         eof = len(data) < block
         text = decoder.decode(data, final=eof and final and unit == 1)
         cur = 0
