@@ -121,3 +121,14 @@ def test_the_encoder_caches_seconds_yet_gives_every_fraction_its_own_time():
         else:
             assert got == _ext(want.code, want.data), text
     assert enc.untimed == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-03-04T24:00:00Z", "2024-03-04T09:60:00Z", "2024-03-04T9:00:00.5Z",
+             "2024-03-04T09:00:+1Z", "1969-12-31T23:59:59.5Z", "2106-02-07T06:28:16Z"],
+)  # fmt: skip
+def test_the_encoders_fast_path_refuses_what_event_time_refuses(text):
+    assert event_time(text) is None
+    enc = ForwardEncoder("s")
+    enc._time(text)
+    assert enc.untimed == 1
