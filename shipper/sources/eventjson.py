@@ -59,7 +59,7 @@ class JsonScanner:
     its own record, instead of turning every later string inside out.
     """
 
-    __slots__ = ("base", "depth", "in_str", "esc", "start", "cut_base", "spans")
+    __slots__ = ("base", "depth", "in_str", "esc", "start", "cut_base", "spans", "broken")
 
     def __init__(
         self,
@@ -76,6 +76,8 @@ class JsonScanner:
         self.cut_base = base  # ``base`` after the last record end
         #: (start, end) of each complete record, when the caller wants them (decoding)
         self.spans: list[tuple[int, int]] | None = None
+        #: (start, end) of records closed by a bracket that does not match (with ``spans``)
+        self.broken: list[tuple[int, int]] = []
 
     @classmethod
     def load(cls, d: dict[str, Any]) -> JsonScanner:
@@ -127,7 +129,9 @@ class JsonScanner:
                         spans.append((start, i + 1))
                     start = -1
                     self.cut_base = base
-                if depth < base:
+                if depth < base:  # more closed than opened: the top level starts over
+                    if spans is not None and start >= 0:
+                        self.broken.append((start, i + 1))
                     base = depth = 0
                     start = -1
             pos = i + 1
@@ -294,7 +298,7 @@ def decode(chunk: Chunk) -> Decoded:
     spans: list[tuple[int, int]] = []
     scanner.spans = spans
     scanner.feed(text)
-    for s, e in spans:
+    for s, e in sorted(spans + scanner.broken):
         raw = text[s:e]
 
         def offset(s: int = s) -> int:

@@ -16,6 +16,11 @@ JSON reader is unsure of are read as XML), so an event ships identically from an
 its ``wevtutil`` export; the record's own
 ``timestamp`` is used because it keeps the 100 ns precision the XML rendering truncates.
 While a file is still being written (``final`` false) only complete 64 KiB chunks are read.
+
+Size: reading is in fixed runs of chunks, and a record lives inside one 64 KiB chunk, so no
+record can exceed ``max_record_bytes`` (at least 64 KiB) and memory is bounded by a run,
+whatever the file holds. A panic inside the parser (a Rust ``PanicException``, which is not an
+``Exception``) on a damaged chunk is quarantined like any other parser error.
 """
 
 from __future__ import annotations
@@ -118,12 +123,16 @@ def decode(chunk: Chunk) -> Decoded:
             record = next(records)
         except StopIteration:
             break
-        except (RuntimeError, OSError, ValueError) as e:
+        except BaseException as e:
+            if not isinstance(e, (RuntimeError, OSError, ValueError)) and not _panic(e):
+                raise
             reason = _CHUNK_NO.sub(
                 lambda m: f"chunk number {int(m.group(1)) + first_chunk}", str(e)
             )
             at = chunk.start + _relative_chunk(str(e)) * EVTX_CHUNK
             quarantine(out, chunk.path, None, at, f"evtx: {reason}", "")
+            if _panic(e):  # the parser cannot be trusted to go on after a panic
+                break
             continue
         rec = None
         if not keep:
@@ -153,6 +162,11 @@ def decode(chunk: Chunk) -> Decoded:
     return out
 
 
+def _panic(e: BaseException) -> bool:
+    """A panic inside the Rust parser (``pyo3_runtime.PanicException``)."""
+    return type(e).__name__ == "PanicException"
+
+
 def _raw(record: dict[str, Any]) -> Callable[[], str]:
     return lambda: record["data"]
 
@@ -178,7 +192,11 @@ class _XmlView:
                 item = next(self._it)
             except StopIteration:
                 return None
-            except (RuntimeError, OSError, ValueError):
+            except BaseException as e:
+                if not isinstance(e, (RuntimeError, OSError, ValueError)) and not _panic(e):
+                    raise
+                if _panic(e):
+                    return None
                 item = None
             self._pos += 1
             if self._pos > index:

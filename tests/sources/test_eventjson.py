@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shipper.config import WindowsEventsInput
 from shipper.sources import FORMATS
-from shipper.sources.eventjson import EVENT_JSON, records
+from shipper.sources.eventjson import EVENT_JSON, JsonScanner, records
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "windows"
 
@@ -66,3 +69,24 @@ def test_unfinished_array_waits_for_the_writer(tmp_path: Path) -> None:
 def test_scanner_ignores_braces_inside_strings() -> None:
     text = '[{"a": "}{\\"]"}, {"b": [1, {"c": 2}]}]'
     assert [text[s:e] for s, e in records(text, 0)] == ['{"a": "}{\\"]"}', '{"b": [1, {"c": 2}]}']
+
+
+def test_a_raw_line_break_ends_a_string_so_a_lost_quote_costs_one_record() -> None:
+    text = '[\n  {"a": "x},\n   "b": 1},\n  {"c": "}{"}\n]'
+    assert [text[s:e] for s, e in records(text, 0)][-1] == '{"c": "}{"}'
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.lists(st.integers(0, 4000), max_size=6), st.text(max_size=40))
+def test_scanning_in_pieces_finds_what_scanning_whole_finds(cuts: list[int], value: str) -> None:
+    """Records and strings may straddle read blocks anywhere (an escape, a quote, a brace)."""
+    whole = (FIX / "convertto_json_pwsh7_iso.json").read_text()
+    whole = whole.replace('"Message": "', '"Message": ' + json.dumps(value)[:-1], 1)
+    one = JsonScanner(0)
+    expect = one.feed(whole)
+    pieces = JsonScanner(0)
+    found, prev = [], 0
+    for cut in [*sorted(c % (len(whole) + 1) for c in cuts), len(whole)]:
+        found += [prev + e for e in pieces.feed(whole[prev:cut])]
+        prev = cut
+    assert found == expect and expect
