@@ -179,7 +179,7 @@ class Encoder:
         from shipper.outputs.syslog import VERSION
 
         self._version = VERSION
-        # per dataset: (MSGID, the SD's closing part); per (severity, host): "<PRI>1 "... parts
+        # per dataset: (MSGID, the SD's closing part); per host.name: the HOSTNAME it becomes
         self._by_dataset: dict[str, tuple[str, str]] = {}
         self._hosts: dict[str, str] = {}
 
