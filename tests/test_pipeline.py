@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import shipper.pipeline
+import shipper.pipeline.routing
 from shipper.config import parse_config
 from shipper.pipeline import Pipeline
 from shipper.sources import FORMATS
@@ -63,9 +63,9 @@ def test_many_small_files_in_one_hour_with_overlaps_ship_each_record_once(
     the pipeline must still catch a duplicate committed after that snapshot was taken, whether
     chunks are decoded in worker processes, here, or (the re-downloads being the bigger files)
     alternately."""
-    monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)  # workers even for tiny input
+    monkeypatch.setattr(shipper.pipeline.routing, "POOL_THRESHOLD", 0)  # workers even for tiny input
     if pooled_from is not None:
-        monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", pooled_from)
+        monkeypatch.setattr(shipper.pipeline.routing, "REREAD_MIN", pooled_from)
     logs = tmp_path / "logs"
     for i in range(300):  # a record each, all in the same hour, a commit each
         write_rms(logs / f"tiny-{i:04d}.log", [i])
@@ -150,8 +150,8 @@ def test_windows_exports_decode_the_same_in_worker_processes(tmp_path, repo, mon
         return sorted(json.loads(d)["event"]["id"] for d in docs), reasons, summary.files_refused
 
     in_process = ship(1)
-    monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)
-    monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", 0)  # every chunk to a worker
+    monkeypatch.setattr(shipper.pipeline.routing, "POOL_THRESHOLD", 0)
+    monkeypatch.setattr(shipper.pipeline.routing, "REREAD_MIN", 0)  # every chunk to a worker
     assert ship(2) == in_process
     assert len(in_process[0]) > 700 and len(in_process[1]) == 3  # as the peer's tests count
 

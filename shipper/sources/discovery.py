@@ -12,15 +12,19 @@ and happens in ``open_file``.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from shipper.sources.base import FileRefused
 from shipper.sources.globbing import iter_glob
 from shipper.sources.identity import HEAD_BYTES, file_key, head_hash
 from shipper.state import FileState
+
+log = logging.getLogger("shipper")
 
 
 @dataclass(slots=True)
@@ -114,3 +118,38 @@ def open_position(f: BinaryIO, cand: Candidate) -> Opened:
     if same != prev.head_hash:
         return Opened(0, None, head_len, head, "replaced")
     return Opened(prev.offset, prev.format, head_len, head, "resumed")
+
+
+def begin(f: BinaryIO, cand: Candidate, saved_state: Callable[[str], str]) -> FileState:
+    """Where and how to read an open file: its format (known, or sniffed from its first bytes
+    among its input's formats) and the position to start at, with the reader state saved
+    there (``saved_state(key)``, fetched only when resuming). Raises ``FileRefused`` for a
+    file none of its input's formats recognises."""
+    from shipper.sources import FORMATS
+
+    where = open_position(f, cand)
+    state = saved_state(cand.key) if where.reason == "resumed" else ""
+    fmt_name = where.format
+    if fmt_name is None:
+        f.seek(0)
+        head = f.read(HEAD_BYTES)
+        formats = cand.input.formats
+        fmt_name = next((n for n in formats if FORMATS[n].sniff(head, cand.path)), None)
+        if fmt_name is None:
+            raise FileRefused(
+                f"{cand.path}: not a recognised {cand.input.type} file"
+                f" (tried: {', '.join(formats)})"
+            )
+    if where.reason in ("truncated", "replaced"):
+        log.info("%s: %s since last read; reading from the start", cand.path, where.reason)
+    return FileState(
+        cand.key,
+        cand.path,
+        fmt_name,
+        where.start,
+        state,
+        where.head_len,
+        where.head_hash,
+        cand.size,
+        cand.mtime_ns,
+    )

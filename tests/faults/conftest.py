@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import shipper.pipeline
+import shipper.pipeline.routing
 from shipper.config import parse_config
 from shipper.pipeline import Pipeline, Summary
 
@@ -29,8 +29,8 @@ def ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Summa
 
     def run(workers: int = 1, **settings: Any) -> Summary:
         if workers > 1:
-            monkeypatch.setattr(shipper.pipeline, "POOL_THRESHOLD", 0)
-            monkeypatch.setattr(shipper.pipeline, "REREAD_MIN", 0)
+            monkeypatch.setattr(shipper.pipeline.routing, "POOL_THRESHOLD", 0)
+            monkeypatch.setattr(shipper.pipeline.routing, "REREAD_MIN", 0)
         cfg = {
             "data_dir": str(tmp_path / "data"),
             "inputs": [{"type": "rms_usage", "paths": [str(tmp_path / "logs" / "**" / "*")]}],

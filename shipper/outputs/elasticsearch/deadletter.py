@@ -1,22 +1,22 @@
-"""Documents the cluster refused for good, kept as JSONL so none is lost silently.
+"""Documents a destination refused for good, kept as JSONL so none is lost silently.
 
-One line per document: when, which output and index, the event id, the HTTP status and the
-server's error, and the document itself (as JSON when it parses, else as a string). The file is
-fsynced before ``send`` acknowledges, because the acknowledgement lets the checkpoint move past
-these events. Re-ingest with any bulk tool after fixing the mapping; the ids make that
-idempotent.
+One line per document: when, which output and index, the event id, the status and the
+server's error, and the document itself (as JSON when it parses, else as a string). Written
+through ``shipper.rejects`` (fsynced before ``send`` acknowledges, because the acknowledgement
+lets the checkpoint move past these events). Re-ingest with any bulk tool after fixing the
+mapping; the ids make that idempotent.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from shipper.errors import OutputFailed
+from shipper.errors import OutputFailed, RetryLater
+from shipper.rejects import RejectFile
 
 
 class DeadLetterFile:
@@ -38,24 +38,23 @@ class DeadLetterFile:
             except orjson.JSONDecodeError:
                 parsed, key = doc.decode("utf-8", "replace"), "doc_raw"
             lines.append(
-                orjson.dumps(
-                    {
-                        "time": now,
-                        "output": self.output,
-                        "index": index,
-                        "id": doc_id,
-                        "status": status,
-                        "error": error,
-                        key: parsed,
-                    }
-                )
+                {
+                    "time": now,
+                    "output": self.output,
+                    "index": index,
+                    "id": doc_id,
+                    "status": status,
+                    "error": error,
+                    key: parsed,
+                }
             )
+        rejects = RejectFile(self.path)  # opened for the write only: dead letters are rare
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as f:
-                f.write(b"\n".join(lines) + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise OutputFailed(f"dead-letter file {self.path}: cannot write: {e.strerror}") from e
+            rejects.append(lines)
+        except (OSError, RetryLater, OutputFailed) as e:
+            why = e.strerror if isinstance(e, OSError) else str(e)
+            raise OutputFailed(f"dead-letter file {self.path}: cannot write: {why}") from e
+        finally:
+            rejects.close()
         self.written += len(entries)

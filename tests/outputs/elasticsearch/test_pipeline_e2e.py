@@ -307,7 +307,7 @@ def test_documents_from_decoder_processes_reach_the_engine_once(
     from shipper.pipeline import Pipeline
     from shipper.spool import Spooled
 
-    monkeypatch.setattr(pipeline_module, "POOL_THRESHOLD", 0)  # workers even for this input
+    monkeypatch.setattr(pipeline_module.routing, "POOL_THRESHOLD", 0)  # workers even for this input
     removed: list[str] = []
     real_remove = Spooled.remove
     monkeypatch.setattr(

@@ -1,0 +1,171 @@
+"""Delivery: send a batch until every output has acknowledged it, then commit it.
+
+One batch at a time, in a thread beside the decoding of the next one, so that fsyncs and
+network round trips do not stall the decoders; a batch is committed before the next is sent, so
+commits follow the order of the sources. An output that asks to retry gets the same batch again
+after the project's backoff (``shipper.backoff``) while the sources wait; outputs that already
+acknowledged it are not sent it again. Quarantined records are written (fsynced) just before
+the commit, their file's length committed with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from shipper.backoff import backoff
+from shipper.errors import OutputFailed, RetryLater
+from shipper.outputs import Output
+from shipper.pipeline.batch import Batch, Recent
+from shipper.pipeline.progress import Summary
+from shipper.rejects import RejectFile, capped
+from shipper.sources import Quarantine
+from shipper.state import Store
+
+__all__ = ["QUARANTINE_STATE", "Delivery"]
+
+log = logging.getLogger("shipper")
+
+QUARANTINE_STATE = "quarantine"
+#: quarantined records said in the log, one line each; the rest only in the file
+LOGGED = 100
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        outputs: Sequence[Output],
+        quarantine: RejectFile,
+        quarantine_state: dict[str, Any],
+        summary: Summary,
+        stop: threading.Event,
+        once_retry_seconds: float | None,
+    ) -> None:
+        """``once_retry_seconds``: how long to wait for an unavailable output (``--once``);
+        None waits until it recovers or the shipper is stopped."""
+        self._store = store
+        self._outputs = list(outputs)
+        self._quarantine = quarantine
+        self._quarantine_state = quarantine_state
+        self._summary = summary
+        self._stop = stop
+        self._limit = once_retry_seconds
+        self.recent = Recent()
+        self.seq = 0  # commits made so far in this run
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._logged = 0
+
+    def deliver(self, batch: Batch) -> None:
+        """Hand a batch over, once the previous one is committed."""
+        self.settle()
+        if not batch.positions and not batch.quarantined:
+            return
+        # Decoders that look ids up before this batch's commit is visible check these keys
+        # themselves: they carry the commit count from when they were handed their chunk.
+        self.recent.add(self.seq + 1, batch)
+        self._thread = threading.Thread(
+            target=self._deliver_now, args=(batch,), name="deliver", daemon=True
+        )
+        self._thread.start()
+
+    def settle(self) -> None:
+        """Wait for the batch in delivery, if any; re-raise its failure."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if self._error is not None:
+                raise self._error
+            self.seq += 1
+
+    def join(self) -> None:
+        """Wait for the batch in delivery without raising (shutting down)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def _deliver_now(self, batch: Batch) -> None:
+        try:
+            states = self._send(batch)
+            if batch.quarantined:
+                self._quarantine_state = self._write_quarantine(batch.quarantined)
+                states[QUARANTINE_STATE] = self._quarantine_state
+            self._store.commit(batch.positions.values(), batch.groups, states)
+            batch.events.release()
+        except BaseException as e:  # handed to the pipeline's thread by settle
+            self._error = e
+            return
+        s = self._summary
+        s.events += len(batch.events)
+        s.duplicates += batch.duplicates
+        s.quarantined += len(batch.quarantined)
+
+    def _send(self, batch: Batch) -> dict[str, dict[str, Any]]:
+        """Send to every output until each has acknowledged; returns their states."""
+        states: dict[str, dict[str, Any]] = {}
+        waiting = list(self._outputs) if len(batch.events) else []
+        attempt = 0
+        since = 0.0
+        limit = self._limit
+        while waiting:
+            for out in list(waiting):
+                try:
+                    ack = out.send(batch.events)
+                except RetryLater as e:
+                    if attempt == 0:
+                        since = time.monotonic()
+                        until = (
+                            "the sources wait meanwhile"
+                            if limit is None
+                            else f"giving up after {limit:g} s (pipeline.once_retry_seconds)"
+                        )
+                        log.warning("%s: %s; retrying, %s", out.name, e, until)
+                    else:
+                        log.info("%s: still unavailable: %s", out.name, e)
+                    continue
+                if ack.state is not None:
+                    states[out.name] = ack.state
+                self._summary.dead_lettered += ack.dead_lettered
+                waiting.remove(out)
+            if not waiting:
+                break
+            attempt += 1
+            delay = backoff(attempt, 0.5, 30.0)
+            if limit is not None:
+                left = since + limit - time.monotonic()
+                if left <= 0:
+                    names = ", ".join(o.name for o in waiting)
+                    raise OutputFailed(
+                        f"{names}: still unavailable after {time.monotonic() - since:.0f} s;"
+                        " nothing of this batch was committed, run again when it is back"
+                    )
+                delay = min(delay, left)
+            if self._stop.wait(delay) and attempt >= 3:
+                raise OutputFailed("stopped while outputs were unavailable; batch not committed")
+        return states
+
+    def _write_quarantine(self, items: list[Quarantine]) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entries = []
+        for q in items:
+            entries.append(
+                capped(
+                    {
+                        "time": now,
+                        "path": q.path,
+                        "line": q.line,
+                        "offset": q.offset,
+                        "reason": q.reason,
+                        "raw": q.raw,
+                    }
+                )
+            )
+            if self._logged < LOGGED:
+                log.warning("quarantined %s:%s (offset %d): %s", q.path, q.line, q.offset, q.reason)
+                self._logged += 1
+                if self._logged == LOGGED:
+                    log.warning("more quarantined lines are in the quarantine file only")
+        return self._quarantine.append(entries)
