@@ -15,8 +15,9 @@ loopback, with classic daily indices (osmem has no data streams). Then each rule
 - the two ``esql`` rules: osmem has no ES|QL (nor EQL: both answer "no handler"), so the test
   takes the documents the Sigma rule's Lucene query selects, checks the ES|QL query says
   what the test relies on, and applies the same logic to them: the after-hours openings of
-  the last hour against the user's own average over 14 days (evaluated every 10 minutes
-  across the corpus), and the latest 1004 per host over the last 24 h, older than 15 minutes.
+  the last hour against twice the user's busiest hour of the 14 days before (evaluated
+  every 10 minutes across the corpus), and the latest 1004 per host over the last 24 h,
+  older than 15 minutes. What this cannot show is that Kibana parses the ES|QL text.
 
 The working-hours and GeoIP enrichment the rules read (``azure_rms.after_hours``,
 ``source.geo.country_iso_code``) is the normaliser's, configured in the input as a user does:
