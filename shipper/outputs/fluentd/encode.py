@@ -10,6 +10,11 @@ The tag is ``<prefix>.<event.dataset>`` and the time the event's own ``@timestam
 nanoseconds, both read from the document itself, so the pipeline need not carry them beside
 the documents. EventTime is msgpack ext type 0 with 32-bit big-endian seconds and nanoseconds.
 
+Entries are encoded one after the other into one buffer per chunk, which is the PackedForward
+blob as it is; for Forward mode the same bytes become an array by putting msgpack's array
+header (three forms, written by hand in ``_array_header``) in front, rather than decoding and
+re-encoding them.
+
 msgspec does the JSON decoding and msgpack encoding: measured on an RMS usage event of 1.4 kB,
 decoding and packing it takes about 7 us with msgspec, 11 with orjson + msgpack (whose packer
 alone takes twice msgspec's time), and this loop is the output's whole cost per event.
@@ -96,8 +101,11 @@ class Chunk:
 
 @dataclass
 class _Open:
-    entries: list[bytes] = field(default_factory=list)
-    nbytes: int = 0
+    """A chunk being filled: its entries encoded one after the other into one buffer (no
+    object per entry, so the heap does not fill with a chunk's worth of small blocks)."""
+
+    buf: bytearray = field(default_factory=bytearray)
+    count: int = 0
 
 
 class ForwardEncoder:
@@ -122,14 +130,15 @@ class ForwardEncoder:
         self._days: dict[str, int | None] = {}  # "YYYY-MM-DD" -> its first second
         self._tags: dict[str, str] = {}
         self._json = msgspec.json.Decoder()
-        self._pack = msgspec.msgpack.Encoder().encode
+        self._encoder = msgspec.msgpack.Encoder()
+        self._pack = self._encoder.encode
         #: events whose @timestamp could not be read; sent with the time they were encoded
         self.untimed = 0
 
     def chunks(self, runs: Iterable[bytes]) -> Iterator[Chunk]:
         """Chunks of the documents in ``runs`` (NDJSON, each ending in a line break), in
         order within each tag."""
-        decode, pack = self._json.decode, self._pack
+        decode, pack_into = self._json.decode, self._encoder.encode_into
         times, tag_of = self._times, self._tag
         max_events, max_bytes = self.max_events, self.max_bytes
         open_: dict[str, _Open] = {}
@@ -145,16 +154,18 @@ class ForwardEncoder:
                 event = record.get("event") if type(record) is dict else None
                 dataset = event.get("dataset") if type(event) is dict else None
                 tag = tag_of(dataset)
-                entry = pack((t, record))
                 o = open_.get(tag)
                 if o is None:
                     o = open_[tag] = _Open()
-                elif o.nbytes + len(entry) > max_bytes:
+                end = len(o.buf)
+                pack_into((t, record), o.buf, -1)
+                if len(o.buf) > max_bytes and o.count:  # full: this entry starts the next
+                    entry = o.buf[end:]
+                    del o.buf[end:]
                     yield self._close(tag, o)
-                    o = open_[tag] = _Open()
-                o.entries.append(entry)
-                o.nbytes += len(entry)
-                if len(o.entries) >= max_events:
+                    o = open_[tag] = _Open(entry)
+                o.count += 1
+                if o.count >= max_events:
                     yield self._close(tag, o)
                     del open_[tag]
         for tag, o in open_.items():
@@ -212,16 +223,25 @@ class ForwardEncoder:
 
     def _close(self, tag: str, o: _Open) -> Chunk:
         """The message for a chunk: ``[tag, entries, {size, chunk?, compressed?}]``."""
-        size = len(o.entries)
+        size = o.count
         options: dict[str, Any] = {"size": size}
         chunk_id = new_chunk_id() if self.with_ack else None
         if chunk_id is not None:
             options["chunk"] = chunk_id
+        entries: Any = o.buf
         if self.mode == "forward":
-            entries: Any = [msgspec.Raw(e) for e in o.entries]
-        else:
-            entries = b"".join(o.entries)
-            if self.mode == "compressed_packed_forward":
-                entries = gzip.compress(entries, self.gzip_level, mtime=0)
-                options["compressed"] = "gzip"
+            # the entries one after the other are the body of a msgpack array of them
+            entries = msgspec.Raw(_array_header(size) + o.buf)
+        elif self.mode == "compressed_packed_forward":
+            entries = gzip.compress(o.buf, self.gzip_level, mtime=0)
+            options["compressed"] = "gzip"
         return Chunk(tag, self._pack((tag, entries, options)), size, chunk_id)
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's array header for ``n`` items (fixarray, array 16, array 32)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")

@@ -174,10 +174,14 @@ class ForwardOutput:
                 if chunk.chunk_id is None:  # no acks: written is all we will know
                     chunk.acked = True
                     p.unacked.remove(chunk)
-                    conn.check_alive()  # a close, or a HELO asking for a key we lack
+                    if conn.keepalive:
+                        conn.check_alive()  # a close, or a HELO asking for a key we lack
                 else:
                     inflight[chunk.chunk_id] = chunk
-                    self._settle(r, p, inflight, conn.acks(0))
+                    self._settle(r, p, inflight, conn.acks(0) if conn.keepalive else [])
+                if not conn.keepalive and not inflight:  # the receiver closes after one
+                    self._drop(r)
+                    conn = None
             if not inflight:
                 return
             assert conn is not None

@@ -27,6 +27,8 @@ from shipper.outputs.fluentd.settings import Settings
 __all__ = ["Connection", "ReceiverDown", "tls_context"]
 
 _READ = 64 * 1024
+#: seconds to listen for an unexpected HELO after connecting without a shared key
+HELO_GRACE = 0.05
 
 
 class ReceiverDown(Exception):
@@ -89,12 +91,18 @@ class Connection:
             sock.close()
             raise ReceiverDown(f"TLS handshake failed: {_reason(e)}") from None
         self.sock = sock
-        if shared_key is not None:
-            try:
+        try:
+            if shared_key is not None:
                 self._handshake(settings, shared_key, password, deadline)
-            except BaseException:
-                self.close()
-                raise
+            else:
+                # A receiver with <security> greets at once; its HELO would otherwise be
+                # noticed only when it closes on our first message, if at all (a reset
+                # discards it), and the output would retry forever instead of saying why.
+                self._recv(HELO_GRACE)
+                self._drain([])
+        except BaseException:
+            self.close()
+            raise
 
     def _handshake(
         self, settings: Settings, shared_key: str, password: str | None, deadline: float
