@@ -26,10 +26,10 @@ forged, or broken SD / CEF / LEEF syntax. That holds because
 
 So no message contains a LF, and LF framing is as safe as octet counting.
 
-Speed: the JSON body is the document itself, never re-serialised. An event is parsed only
-when a cheap byte search says it might have ``host``, ``log.level`` or a failed outcome (JSON
-escaping guarantees such a key cannot hide inside a string value), or when MSGID is the
-action: most RMS records are encoded with a few string operations.
+Speed: the JSON body is the document itself, never re-serialised or copied. For the header
+only ``event.outcome``, ``event.action``, ``log.level`` and ``host.name`` are read, with a
+msgspec decoder that skips the rest of the document without building it (``orjson.loads``
+of the whole event costs three times as much).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import msgspec
 import orjson
 
 from shipper.mappings import load_yaml
@@ -73,12 +74,30 @@ _CEF_VALUE_MAP = {"\\": "\\\\", "=": "\\=", "\r": "\\r", "\n": "\\n"}
 _LEEF_HEADER = re.compile(r"[|\x00-\x1f\x7f]")
 _LEEF_VALUE = re.compile(r"[\t\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-# The keys whose presence means the event must be parsed for its severity or host. In
-# compact JSON a key is always written `"name":`, and a `"` inside a string is `\"`, so
-# these bytes cannot appear inside a value.
-_FAILURE = b'"outcome":"failure"'
-_LEVEL = b'"level":"'
-_HOST = b'"host":{'
+
+class _Event(msgspec.Struct):
+    outcome: Any = None
+    action: Any = None
+
+
+class _Log(msgspec.Struct):
+    level: Any = None
+
+
+class _Host(msgspec.Struct):
+    name: Any = None
+
+
+class _Header(msgspec.Struct):
+    """The only fields of a document the JSON header needs; msgspec skips everything else
+    without building it (about 3 times faster than parsing the event)."""
+
+    event: _Event | None = None
+    log: _Log | None = None
+    host: _Host | None = None
+
+
+_read_header = msgspec.json.Decoder(_Header).decode
 
 
 def rfc3339(ts: str) -> str:
@@ -182,6 +201,7 @@ class Encoder:
         # per dataset: (MSGID, the SD's closing part); per host.name: the HOSTNAME it becomes
         self._by_dataset: dict[str, tuple[str, str]] = {}
         self._hosts: dict[str, str] = {}
+        self._pris: dict[tuple[str | None, bool], str] = {}
 
     # --- per event --------------------------------------------------------------------
 
@@ -206,13 +226,25 @@ class Encoder:
         return host
 
     def severity(self, event: dict[str, Any]) -> int:
+        return self._severity(_get(event, "log.level"), _get(event, "event.outcome"))
+
+    def _severity(self, level: Any, outcome: Any) -> int:
         sev = self._sev_default
-        level = _get(event, "log.level")
         if isinstance(level, str):
             sev = self._levels.get(level.lower(), sev)
-        if _get(event, "event.outcome") == "failure":
+        if outcome == "failure":
             sev = min(sev, self._sev_failure)
         return sev
+
+    def _pri(self, level: Any, outcome: Any) -> str:
+        """``<PRI>1 `` for the event's level and outcome (cached: there are few of them)."""
+        key = (level if isinstance(level, str) else None, outcome == "failure")
+        pri = self._pris.get(key)
+        if pri is None:
+            pri = f"<{self._facility + self._severity(*key[:1], outcome)}>1 "
+            if len(self._pris) < 256:
+                self._pris[key] = pri
+        return pri
 
     def messages(self, batch: EventBatch, positions: Iterable[int] | None = None) -> list[bytes]:
         """One RFC 5424 message per document, in the order of ``positions`` (default: all)."""
@@ -250,29 +282,41 @@ class Encoder:
         todo: Iterable[int],
     ) -> list[bytes]:
         """The header of each message (BOM included); the body is the document itself."""
-        facility, app, sd_id, bom = self._facility, self._app, self._sd_id, self._bom
-        default_pri = f"<{facility + self._sev_default}>1 "
-        default_host = self._default_host
+        app, sd_id, bom = self._app, self._sd_id, self._bom
         by_action = self._msgid_action
         ds_parts, sd_value, to_ts = self._dataset_parts, _sd_value, rfc3339
+        pri_of, host_of, read = self._pri, self._host, _read_header
+        unsafe = _SD_UNSAFE.search
+        by_dataset = self._by_dataset
         heads = []
         append = heads.append
         for i in todo:
             doc = docs[i]
-            msgid, sd_tail = ds_parts(datasets[i])
-            if by_action or _FAILURE in doc or _HOST in doc or _LEVEL in doc:
-                event = orjson.loads(doc)
-                pri = f"<{facility + self.severity(event)}>1 "
-                host = self._host(_get(event, "host.name"))
-                if by_action:
-                    action = _get(event, "event.action")
-                    msgid = _header_field(action, 32) if isinstance(action, str) else msgid
-            else:
-                pri, host = default_pri, default_host
+            parts = by_dataset.get(datasets[i]) or ds_parts(datasets[i])
+            msgid, sd_tail = parts
+            ts = stamps[i]
+            if not (len(ts) == 24 and ts[19] == "." and ts[23] == "Z"):
+                ts = to_ts(ts)
+            event_id = ids[i]
+            if unsafe(event_id):
+                event_id = sd_value(event_id)
+            try:
+                found = read(doc)
+                event, log_, host_ = found.event, found.log, found.host
+                outcome = event.outcome if event else None
+                action = event.action if event else None
+                level = log_.level if log_ else None
+                name = host_.name if host_ else None
+            except (msgspec.DecodeError, msgspec.ValidationError):  # odd shapes: the slow way
+                whole = orjson.loads(doc)
+                outcome, action = _get(whole, "event.outcome"), _get(whole, "event.action")
+                level, name = _get(whole, "log.level"), _get(whole, "host.name")
+            if by_action and isinstance(action, str) and action:
+                msgid = _header_field(action, 32)
             append(
                 (
-                    f"{pri}{to_ts(stamps[i])} {host} {app} - {msgid} "
-                    f'[{sd_id} event_id="{sd_value(ids[i])}{sd_tail}'
+                    f"{pri_of(level, outcome)}{ts} {host_of(name)} {app} - {msgid} "
+                    f'[{sd_id} event_id="{event_id}{sd_tail}'
                 ).encode()
                 + bom
             )
