@@ -112,15 +112,19 @@ def _json_str(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
+def _objects(places: dict[str, str]) -> str:
+    """``{"file": ',"name":"a"'}`` -> ``,"file":{"name":"a"}``: objects from their members."""
+    return "".join(f",{_json_str(place)}:{{{text[1:]}}}" for place, text in places.items())
+
+
 #: per user-id: (``user`` members or None, related.user values, the same as JSON array items,
 #: azure_rms members, working-hours calendar)
 _UserJson = tuple[str | None, tuple[str, ...], str, str, Any]
-#: per e-mail value: acting-as-user's (related.user values and their JSON) and ``user`` members;
-#: owner-email's related.user value (or None), its JSON and azure_rms members; the same for the
-#: issuer; the owner's and the issuer's azure_rms members together (the same value in both
-#: fields is the common case)
+#: per e-mail value: owner-email's related.user value (or None), its JSON and azure_rms
+#: members; the same for the issuer; the owner's and the issuer's azure_rms members together
+#: (the same value in both fields is the common case)
+_EmailJson = tuple[str | None, str, str, str | None, str, str, str]
 _Related = tuple[tuple[str, str], ...]
-_EmailJson = tuple[_Related, str, str | None, str, str, str | None, str, str, str]
 
 
 class RmsNormaliser:
@@ -152,7 +156,8 @@ class RmsNormaliser:
         self._path_json: dict[str, str] = {}
         self._user_json: dict[str, _UserJson] = {}
         self._email_json: dict[str, _EmailJson] = {}
-        self._ip_json: dict[str, tuple[str, str, str]] = {}
+        self._acting_json: dict[str, tuple[_Related, str]] = {}
+        self._ip_json: dict[str, tuple[str, bool, str]] = {}
         self._agent_json: dict[str, tuple[str, str]] = {}
         self._file_json: dict[str, tuple[str, str]] = {}
         self._template_json: dict[str, tuple[str, str]] = {}
@@ -165,9 +170,9 @@ class RmsNormaliser:
             _members(nest({k: v for k, v in m.constants.items() if not k.startswith("event.")}))
             + ',"log":{"file":{"path":'
         )
-        # (not a dict: every dict on the instance is a bounded cache)
-        self._event_constants = tuple(
-            (k, v) for k, v in m.constants.items() if k.startswith("event.")
+        # the constant event members (every dict on the instance is a bounded cache)
+        self._event_head = _members(
+            nest({k: v for k, v in m.constants.items() if k.startswith("event.")})["event"]
         )
 
     # --- cache misses: a value's pieces of JSON, made from the reader's parts and the map ----
@@ -195,48 +200,45 @@ class RmsNormaliser:
     def _event_fragments(self, request: str, result: str) -> tuple[str, str]:
         """(``event`` members before ``id``, other top-level members such as ``error``)."""
         m = self._map
-        nested = nest(dict(self._event_constants))
+        places = {"event": self._event_head}
         for field, parts in (
             ("request-type", readers.request_type(request, m.request_types, m.default_request)),
             ("result", readers.result(result)),
         ):
-            for name, members in m.render(field, parts).items():
-                nested.setdefault(name, {}).update(members)
-        pair = (_members(nested.pop("event"))[1:], _members(nested))
+            for place, text in m.members(field, parts).items():
+                places[place] = places.get(place, "") + text
+        pair = (places.pop("event")[1:], _objects(places))
         return self._remember(self._event_json, (request, result), pair)
 
     def _user_fragments(self, raw: str) -> _UserJson:
         """A user-id's pieces (see ``_UserJson``)."""
         m = self._map
         parts = readers.principal(raw, m.principal_ids, m.tenant_services)
-        nested = self._map.render("user-id", parts)
-        user = nested.get("user")
+        places = m.members("user-id", parts)
+        user = places.get("user")
         related = self._related("user-id", parts)
         calendar = None
         if self.enrich is not None and self.enrich.hours:
             calendar = self.enrich.calendar(parts.get("domain"))
         entry = (
-            _members(user)[1:] if user else None,
+            user[1:] if user else None,
             tuple(v for v, _ in related),
             ",".join(q for _, q in related),
-            _members(nested.get("azure_rms") or {}),
+            places.get("azure_rms", ""),
             calendar,
         )
         return self._remember(self._user_json, raw, entry)
 
     def _email_fragments(self, raw: str) -> _EmailJson:
-        """An owner-email, issuer or acting-as-user's pieces (see ``_EmailJson``)."""
+        """An owner-email or issuer's pieces (see ``_EmailJson``)."""
         parts = readers.email(raw)
-        render = self._map.render
-        target = render("acting-as-user", parts).get("user")
+        members = self._map.members
         # fieldmap allows owner-email and issuer one related.user part each
         (owner, owner_q), *_ = self._related("owner-email", parts) or ((None, ""),)
         (issuer, issuer_q), *_ = self._related("issuer", parts) or ((None, ""),)
-        owner_rms = _members(render("owner-email", parts).get("azure_rms") or {})
-        issuer_rms = _members(render("issuer", parts).get("azure_rms") or {})
+        owner_rms = members("owner-email", parts).get("azure_rms", "")
+        issuer_rms = members("issuer", parts).get("azure_rms", "")
         entry = (
-            self._related("acting-as-user", parts),
-            _members(target)[1:] if target else "",
             owner,
             owner_q,
             owner_rms,
@@ -247,23 +249,28 @@ class RmsNormaliser:
         )
         return self._remember(self._email_json, raw, entry)
 
-    def _ip_fragments(self, raw: str) -> tuple[str, str, str]:
-        """c-ip -> (``,"source":{...}`` or "", ``,"related":{"ip":[...]`` with the related
-        object left open, or "", azure_rms members)."""
+    def _acting_fragments(self, raw: str) -> tuple[_Related, str]:
+        """An acting-as-user's (related.user values and their JSON, ``user`` members)."""
+        parts = readers.email(raw)
+        user = self._map.members("acting-as-user", parts).get("user")
+        entry = (self._related("acting-as-user", parts), user[1:] if user else "")
+        return self._remember(self._acting_json, raw, entry)
+
+    def _ip_fragments(self, raw: str) -> tuple[str, bool, str]:
+        """c-ip -> (``,"source":{...}`` and, for an address, ``,"related":{"ip":[...]`` with the
+        related object left open; whether it is; azure_rms members)."""
         parts = readers.ip(raw)
-        nested = self._map.render("c-ip", parts)
-        source = nested.get("source")
+        places = self._map.members("c-ip", parts)
+        source = places.get("source", "")
         address = parts.get("ip")
         if address is not None and self.enrich is not None and self.enrich.geo:
             found = self.enrich.source_fields(address)
             if found:
-                source = {**(source or {}), **nest(found)}
-        related = ',"related":{"ip":[' + _json_str(address) + "]" if address is not None else ""
-        entry = (
-            ',"source":' + orjson.dumps(source).decode() if source else "",
-            related,
-            _members(nested.get("azure_rms") or {}),
-        )
+                source += _members(nest(found))
+        near = ',"source":{' + source[1:] + "}" if source else ""
+        if address is not None:
+            near += ',"related":{"ip":[' + _json_str(address) + "]"
+        entry = (near, address is not None, places.get("azure_rms", ""))
         return self._remember(self._ip_json, raw, entry)
 
     def _fragments(
@@ -274,10 +281,13 @@ class RmsNormaliser:
         reader = m.readers[field]
         if reader == "client_info":
             nested = nest(readers.client_info(raw, m.client_info))
+            rms = _members(nested.pop("azure_rms", None) or {})
+            pair = (_members(nested), rms)
         else:
-            nested = m.render(field, _SIMPLE_READERS[reader](raw))
-        rms = nested.pop("azure_rms", None) or {}
-        return self._remember(cache, raw if key is None else key, (_members(nested), _members(rms)))
+            places = m.members(field, _SIMPLE_READERS[reader](raw))
+            rms = places.pop("azure_rms", "")
+            pair = (_objects(places), rms)
+        return self._remember(cache, raw if key is None else key, pair)
 
     def _hours_fragment(self, calendar: Any, ts: str) -> str:
         """``,"after_hours":true|false`` for a calendar and a minute (``ts[:16]``)."""
@@ -328,12 +338,13 @@ class RmsNormaliser:
         corr_pre = ',"' + m.key("correlation-id", "value") + '":'
         content_pre = ',"' + m.key("content-id", "value") + '":'
         published_pre = ',"' + m.key("date-published", "value") + '":"'
-        render = m.render
+        members = m.members
         # the caches' get methods (a full cache is cleared, never replaced)
         event_get, event_fragments = self._event_json.get, self._event_fragments
         path_get, path_json, ecs_log = self._path_json.get, self._path_json, self._ecs_log
         user_get, user_fragments = self._user_json.get, self._user_fragments
         email_get, email_fragments = self._email_json.get, self._email_fragments
+        acting_get, acting_fragments = self._acting_json.get, self._acting_fragments
         ip_get, ip_fragments = self._ip_json.get, self._ip_fragments
         fragments = self._fragments
         agent_json, admin_json = self._agent_json, self._admin_json
@@ -344,13 +355,14 @@ class RmsNormaliser:
         hours_get, hours_fragment = self._hours_json.get, self._hours_fragment
 
         def escaped(row_id: str, correlation_id: str, content_id: str) -> tuple[str, str, str]:
-            """(event.id, ids, content-id) as JSON, for values with something to escape."""
+            """(event.id inside its quotes, ids, content-id) as JSON, for values with something
+            to escape."""
             ids = row_pre + _json_str(row_id) if row_id else ""
             if correlation_id:
                 ids += corr_pre + _json_str(correlation_id)
             value = guid(content_id) if content_id else ""
             what = content_pre + _json_str(value) if value else ""
-            return _json_str(row_id or correlation_id), ids, what
+            return _json_str(row_id or correlation_id)[1:-1], ids, what
 
         def normalise_json(values: list[str], path: str, offset: int, raw_line: str) -> Any:
             record = values
@@ -390,11 +402,15 @@ class RmsNormaliser:
             # `len() > 2` spares hashing every id: only short values can be empty markers
             if len(row_id) > 2 or row_id not in empty:
                 event_id = row_id
-                if len(correlation_id) <= 2 and correlation_id in empty:
+                if len(correlation_id) > 2 or correlation_id not in empty:
+                    ids = f'{row_pre}"{row_id}"{corr_pre}"{correlation_id}"'
+                else:
                     correlation_id = ""
+                    ids = f'{row_pre}"{row_id}"'
             elif correlation_id not in empty:
                 event_id = correlation_id
                 row_id = ""
+                ids = f'{corr_pre}"{correlation_id}"'
             else:
                 raise RecordRejected(
                     "no row-id and no correlation-id: the record has no identity to dedupe on"
@@ -408,16 +424,12 @@ class RmsNormaliser:
                     value = content_id[1:37].lower()
                 else:
                     value = guid(content_id)
-            probe = row_id + correlation_id + value  # an empty marker is plain text too
-            if probe.isascii() and 0 not in probe.encode().translate(plain):
-                qid = f'"{event_id}"'
-                ids = f'{row_pre}"{row_id}"' if row_id else ""
-                if correlation_id:
-                    ids = f'{ids}{corr_pre}"{correlation_id}"'
                 if value:
                     what = f'{content_pre}"{value}"'
-            else:
-                qid, ids, what = escaped(row_id, correlation_id, content_id)
+            eid = event_id  # as it goes between quotes in the JSON
+            probe = row_id + correlation_id + value  # an empty marker is plain text too
+            if not probe.isascii() or 0 in probe.encode().translate(plain):
+                eid, ids, what = escaped(row_id, correlation_id, content_id)
             if date_published:
                 # readers.date_published, inline: a value fromisoformat takes is JSON as it is
                 dp = date_published
@@ -430,65 +442,61 @@ class RmsNormaliser:
                     except ValueError:
                         pass
                 if dp:
-                    found = render("date-published", published(dp))
-                    if found:
-                        what += _members(found["azure_rms"])
+                    what += members("date-published", published(dp)).get("azure_rms", "")
             if template_id:  # a tenant has a few templates
-                top, rms = template_get(template_id) or fragments(
+                top, rms_template = template_get(template_id) or fragments(
                     template_json, "template-id", template_id
                 )
-                what += rms
             else:
-                top = ""
+                top = rms_template = ""
 
             head, error = event_get((request, result)) or event_fragments(request, result)
 
             # who: user, related.user (values, and as JSON: rel), azure_rms members
             user, related, rel, rms_people, calendar = user_get(user_id) or user_fragments(user_id)
             if acting_as:
-                entry = email_get(acting_as) or email_fragments(acting_as)
-                for v, q in entry[0]:
+                acting, target = acting_get(acting_as) or acting_fragments(acting_as)
+                for v, q in acting:
                     if v not in related:
                         related += (v,)
                         rel = f"{rel},{q}" if rel else q
-                if entry[1]:
-                    user = entry[1] if user is None else f"{user},{entry[1]}"
+                if target:
+                    user = target if user is None else f"{user},{target}"
             if owner:
                 entry = email_get(owner) or email_fragments(owner)
-                v = entry[2]
+                v = entry[0]
                 if v is not None and v not in related:
                     related += (v,)
-                    rel = f"{rel},{entry[3]}" if rel else entry[3]
+                    rel = f"{rel},{entry[1]}" if rel else entry[1]
                 if issuer == owner:  # the same value: its related.user value is in already
-                    rms_people += entry[8]
+                    rms_people += entry[6]
                     issuer = ""
                 else:
-                    rms_people += entry[4]
+                    rms_people += entry[2]
             if issuer:
                 entry = email_get(issuer) or email_fragments(issuer)
-                rms_people += entry[7]
-                v = entry[5]
+                rms_people += entry[5]
+                v = entry[3]
                 if v is not None and v not in related:
-                    rel = f"{rel},{entry[6]}" if rel else entry[6]
+                    rel = f"{rel},{entry[4]}" if rel else entry[4]
             # from where: source and related.ip, or azure_rms.c_ip
             if c_ip:
-                source, near, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)
+                near, related_open, rms_ip = ip_get(c_ip) or ip_fragments(c_ip)
             else:
-                source = near = rms_ip = ""
-            if near:
+                near = rms_ip = ""
+                related_open = False
+            if related_open:
                 near = f'{near},"user":[{rel}]}}' if rel else near + "}"
             elif rel:
-                near = f',"related":{{"user":[{rel}]}}'
+                near = f'{near},"related":{{"user":[{rel}]}}'
             if user is not None:
-                near = f',"user":{{{user}}}{source}{near}'
-            elif source:
-                near = source + near
+                near = f',"user":{{{user}}}{near}'
 
             agent, rms_client = agent_get(c_info) or fragments(agent_json, "c-info", c_info)
             if file_name:
-                file, rms = file_get(file_name) or fragments(file_json, "file-name", file_name)
-                top += file
-                what += rms
+                file, rms_file = file_get(file_name) or fragments(file_json, "file-name", file_name)
+            else:
+                file = rms_file = ""
             if admin_action:
                 more, rms = admin_get(admin_action) or fragments(
                     admin_json, "admin-action", admin_action
@@ -518,10 +526,10 @@ class RmsNormaliser:
                 where = remember(path_json, path, ecs_log + _json_str(path) + "}}")
             original = ',"original":' + _json_str(raw_line.rstrip("\r\n")) if keep_original else ""
             data = (
-                f'{{"@timestamp":"{ts}","event":{{{head},"id":{qid}{original}}}'
-                f"{where}{error}{near}{agent}{top}"
+                f'{{"@timestamp":"{ts}","event":{{{head},"id":"{eid}"{original}}}'
+                f"{where}{error}{near}{agent}{file}{top}"
                 f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_ip}{rms_client}'
-                f"{what}}}}}"
+                f"{rms_file}{rms_template}{what}}}}}"
             )
             return event_id, ts, data.encode()
 

@@ -1,7 +1,7 @@
 """``mappings/rms/`` loaded once: the W3C-field -> ECS map and its tables, checked at start.
 
 The normaliser splices each event together from pieces of JSON made once per distinct value of
-a field (``RmsNormaliser``); ``FieldMap.render`` makes those pieces' content from a reader's
+a field (``RmsNormaliser``); ``FieldMap.members`` makes those pieces from a reader's
 parts and the map. Each field's pieces have their place in the event (``PLACES``): a target in
 ``fields.yaml`` outside its field's places is refused here, naming the field, so that an edit
 of the map never produces a malformed or silently incomplete event.
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
+
+import orjson
 
 from shipper.mappings import load_yaml
 
@@ -107,11 +109,22 @@ class FieldMap:
             k.lower(): v["type"] for k, v in (principals.get("tenant_services") or {}).items()
         }
         self._check()
-        #: per field, (part, parent names, leaf name) of each target, in the map's order
-        self._paths = {
-            name: tuple((part, *_split(target)) for part, target in targets.items())
-            for name, targets in self.targets.items()
-        }
+        #: per field, per top-level object it fills: (object, flat?, targets), where a flat
+        #: object's targets are (part, key) and a nested one's (part, parents, leaf)
+        self._places: dict[str, tuple[tuple[str, bool, tuple[Any, ...]], ...]] = {}
+        for name, targets in self.targets.items():
+            groups: dict[str, list[tuple[str, str]]] = {}
+            for part, target in targets.items():
+                place, _, rest = target.partition(".")
+                groups.setdefault(place, []).append((part, rest))
+            compiled = []
+            for place, items in groups.items():
+                if all("." not in rest for _, rest in items):
+                    compiled.append((place, True, tuple(items)))
+                else:
+                    paths = tuple((part, *_split(rest)) for part, rest in items)
+                    compiled.append((place, False, paths))
+            self._places[name] = tuple(compiled)
         info = self.client_info
         every = [t for targets in self.targets.values() for t in targets.values()]
         every += [info["original"], info["sdk"], info["other"] + ".x", *info["keys"].values()]
@@ -150,16 +163,26 @@ class FieldMap:
         """The azure_rms member an inline field's part goes to (``row_id``)."""
         return self.targets[field][part].split(".", 1)[1]
 
-    def render(self, field: str, parts: dict[str, Any]) -> Nested:
-        """A reader's parts for ``field`` as nested ECS objects, by the map."""
-        out: Nested = {}
-        for part, parents, leaf in self._paths[field]:
-            value = parts.get(part)
-            if value is not None:
-                node = out
-                for name in parents:
-                    node = node.setdefault(name, {})
-                node[leaf] = value
+    def members(self, field: str, parts: dict[str, Any]) -> dict[str, str]:
+        """A reader's parts for ``field`` as JSON text, by the map: top-level object ->
+        its members (``,"key":value...``, to splice into the object); objects left empty are
+        left out. One ``orjson.dumps`` per object: it costs less than one per value."""
+        out: dict[str, str] = {}
+        for place, flat, targets in self._places[field]:
+            obj: Nested = {}
+            if flat:
+                for part, key in targets:
+                    if part in parts:
+                        obj[key] = parts[part]
+            else:
+                for part, parents, leaf in targets:
+                    if part in parts:
+                        node = obj
+                        for name in parents:
+                            node = node.setdefault(name, {})
+                        node[leaf] = parts[part]
+            if obj:
+                out[place] = "," + orjson.dumps(obj).decode()[1:-1]
         return out
 
 
