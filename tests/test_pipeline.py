@@ -63,7 +63,7 @@ def test_many_small_files_in_one_hour_with_overlaps_ship_each_record_once(
     the pipeline must still catch a duplicate committed after that snapshot was taken, whether
     chunks are decoded in worker processes, here, or (the re-downloads being the bigger files)
     alternately."""
-    monkeypatch.setattr(shipper.pipeline.routing, "POOL_THRESHOLD", 0)  # workers even for tiny input
+    monkeypatch.setattr(shipper.pipeline.routing, "POOL_THRESHOLD", 0)
     if pooled_from is not None:
         monkeypatch.setattr(shipper.pipeline.routing, "REREAD_MIN", pooled_from)
     logs = tmp_path / "logs"

@@ -28,12 +28,12 @@ from zoneinfo import ZoneInfo
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
+from shipper.sources.encoding import head_text
 from shipper.sources.limits import max_record_bytes, oversized
 from shipper.sources.text import (
     Cut,
     Offsets,
     emit,
-    head_text,
     load_state,
     max_bytes_per_char,
     oversized_record,

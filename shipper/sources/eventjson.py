@@ -23,11 +23,11 @@ import orjson
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
+from shipper.sources.encoding import head_text
 from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.text import (
     Offsets,
     emit,
-    head_text,
     load_state,
     max_bytes_per_char,
     oversized_record,

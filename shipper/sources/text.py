@@ -26,34 +26,13 @@ import orjson
 
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, Quarantine
+from shipper.sources.encoding import UNIT, sniff_encoding
 from shipper.sources.limits import DEFAULT as DEFAULT_LIMIT
 from shipper.sources.limits import HEAD, Skip, max_record_bytes, skip_chunk
 from shipper.sources.limits import reason as oversize_reason
 
 BLOCK = 2 * 1024 * 1024
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _ERRORS = {"utf-8": "surrogateescape", "utf-16-le": "surrogatepass", "utf-16-be": "surrogatepass"}
-_UNIT = {"utf-8": 1, "utf-16-le": 2, "utf-16-be": 2}
-
-
-def sniff_encoding(head: bytes) -> tuple[str, int]:
-    """(codec, BOM length). UTF-16 without a BOM is recognised by its NUL bytes."""
-    for bom, enc in _BOMS:
-        if head.startswith(bom):
-            return enc, len(bom)
-    if len(head) >= 2 and head[1:2] == b"\x00" and head[:1] != b"\x00":
-        return "utf-16-le", 0
-    if len(head) >= 2 and head[:1] == b"\x00" and head[1:2] != b"\x00":
-        return "utf-16-be", 0
-    return "utf-8", 0
-
-
-def head_text(head: bytes) -> str:
-    """The first characters of a file as text, for sniffing; never raises."""
-    enc, skip = sniff_encoding(head)
-    body = head[skip:]
-    body = body[: len(body) - len(body) % _UNIT[enc]]
-    return body.decode(enc, errors="replace")
 
 
 def to_text(data: bytes, enc: str) -> str:
@@ -134,7 +113,7 @@ def read_cuts(
     ``skipping`` resumes such a record: its rest is yielded as a ``continued`` Skip.
     """
     block = block or BLOCK
-    unit = _UNIT[enc]
+    unit = UNIT[enc]
     decoder = codecs.getincrementaldecoder(enc)(_ERRORS[enc])
     f.seek(start)
     pos = start  # file offset of the first byte not handed over yet (a record boundary)
@@ -302,7 +281,7 @@ class Offsets:
 
 def max_bytes_per_char(enc: str) -> int:
     """At most this many bytes per character of the lossless decode (for cheap size checks)."""
-    return 4 if _UNIT[enc] == 1 else 2
+    return 4 if UNIT[enc] == 1 else 2
 
 
 def quarantine_oversized(out: Decoded, chunk: Chunk, info: dict[str, Any], enc: str) -> Decoded:
@@ -321,7 +300,7 @@ def quarantine_oversized(out: Decoded, chunk: Chunk, info: dict[str, Any], enc: 
 
 def _display(head: bytes | bytearray, enc: str) -> str:
     """The first bytes of a record as text for the quarantine file (cut anywhere)."""
-    unit = _UNIT[enc]
+    unit = UNIT[enc]
     return bytes(head[: len(head) - len(head) % unit]).decode(enc, "replace")
 
 

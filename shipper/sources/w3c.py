@@ -23,13 +23,11 @@ from typing import Any, BinaryIO
 
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
+from shipper.sources.encoding import NEWLINE, UNIT, sniff_encoding
 from shipper.sources.limits import HEAD, Skip, max_record_bytes, oversized, skip_chunk
 from shipper.sources.limits import reason as oversize_reason
 
 BLOCK = 512 * 1024
-_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
-_NL = {"utf-8": b"\n", "utf-16-le": b"\n\x00", "utf-16-be": b"\x00\n"}
-_UNIT = {"utf-8": 1, "utf-16-le": 2, "utf-16-be": 2}
 
 
 class _Header:
@@ -96,22 +94,13 @@ class _Header:
         return None
 
 
-def _sniff_encoding(head: bytes) -> tuple[str, int]:
-    for bom, enc in _BOMS:
-        if head.startswith(bom):
-            return enc, len(bom)
-    if len(head) >= 2 and head[1:2] == b"\x00" and head[:1] != b"\x00":
-        return "utf-16-le", 0  # PowerShell without BOM; rare, but cheap to honour
-    return "utf-8", 0
-
-
 def _last_newline(block: bytes | bytearray, enc: str, base: int, lo: int = 0) -> int:
     """End (exclusive) of the last complete line in ``block[lo:]``, 0 if none.
 
     For UTF-16 the newline's two bytes must sit on a code-unit boundary (``base`` is the
     block's file offset minus the BOM), or a CJK character could pass for one.
     """
-    nl = _NL[enc]
+    nl = NEWLINE[enc]
     lo = max(lo, 0)
     if len(nl) == 1:
         return block.rfind(nl, lo) + 1
@@ -127,7 +116,7 @@ def _last_newline(block: bytes | bytearray, enc: str, base: int, lo: int = 0) ->
 
 def _first_newline(block: bytes | bytearray, enc: str, base: int) -> int:
     """End (exclusive) of the first line in ``block``, 0 if there is no line end."""
-    nl = _NL[enc]
+    nl = NEWLINE[enc]
     i = block.find(nl)
     while i >= 0 and (base + i) % len(nl):
         i = block.find(nl, i + 1)
@@ -139,7 +128,7 @@ def _skip_line(f: BinaryIO, pos: int, enc: str, bom: int, final: bool) -> tuple[
     (where the line ends, whether it did). Without a line end before EOF, the line ends at
     EOF when ``final``; else it is still being written, and the answer stops at the last
     whole character, so that a line end cannot be split between this read and the next."""
-    unit = _UNIT[enc]
+    unit = UNIT[enc]
     while True:
         f.seek(pos)
         buf = f.read(BLOCK)
@@ -160,7 +149,7 @@ def _has_directive(payload: bytes | bytearray, enc: str) -> bool:
     each hit is much faster than searching for newline-then-``#``.
     """
     if enc != "utf-8":
-        nl = _NL[enc]
+        nl = NEWLINE[enc]
         return payload.startswith(nl.replace(b"\n", b"#")) or (nl + "#".encode(enc)) in payload
     i = payload.find(b"#")
     while i >= 0:
@@ -177,7 +166,7 @@ class W3cRms:
     exact_time = True  # date and time are fields of the record, in UTC
 
     def sniff(self, head: bytes, path: str) -> bool:
-        enc, skip = _sniff_encoding(head)
+        enc, skip = sniff_encoding(head)
         try:
             text = head[skip:].decode(enc, errors="ignore")
         except LookupError:
@@ -199,10 +188,10 @@ class W3cRms:
         if start == 0:
             f.seek(0)
             head = f.read(4)
-            header.encoding, bom = _sniff_encoding(head)
+            header.encoding, bom = sniff_encoding(head)
             pos = bom
         enc = header.encoding
-        nl = _NL[enc]
+        nl = NEWLINE[enc]
         verified = header.problem() is None
         size = os.fstat(f.fileno()).st_size
         limit = max_record_bytes(options)
@@ -242,7 +231,7 @@ class W3cRms:
                 pos = end
                 continue
             if at_eof and final and cut < len(block):
-                cut = len(block) - (len(block) % _UNIT[enc])  # EOF completes the last line
+                cut = len(block) - (len(block) % UNIT[enc])  # EOF completes the last line
             if cut == 0:
                 return  # a partial line: wait until it is complete
             del block[cut:]
@@ -328,7 +317,7 @@ def _lines(chunk: Chunk, enc: str) -> Iterator[tuple[str | None, bytes, int]]:
             except UnicodeDecodeError:
                 yield None, raw, len(raw) + 1
         return
-    nl = _NL[enc]
+    nl = NEWLINE[enc]
     payload = chunk.payload
     i, n = 0, len(payload)
     while i < n:
@@ -372,7 +361,7 @@ def _oversized(chunk: Chunk, info: dict[str, Any]) -> Decoded:
     if not info.get("continued"):
         enc = _Header.load(chunk.state_in).encoding
         head = bytes(chunk.payload)
-        text = head[: len(head) - len(head) % _UNIT[enc]].decode(enc, "replace")
+        text = head[: len(head) - len(head) % UNIT[enc]].decode(enc, "replace")
         why = oversize_reason(
             int(info["size"]), max_record_bytes(chunk.options), bool(info.get("complete"))
         )
