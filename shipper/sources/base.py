@@ -45,7 +45,9 @@ class Chunk:
     payload from the file rather than receive it through a pipe, and check that it is the
     same file (``key``, its identity) and the same bytes before using them. ``options``
     carries the per-input settings the decoder needs (time zone, whether to keep
-    ``event.original``) so that a worker needs no config.
+    ``event.original``) so that a worker needs no config. A chunk that stands for one record
+    over ``max_record_bytes`` carries only that record's first bytes and the ``oversized``
+    option: it is quarantined, never held whole (``shipper.sources.limits``).
     """
 
     format: str
