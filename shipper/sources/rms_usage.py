@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
+from shipper.normalise.enrich import EnrichSettings
 from shipper.settings import SourceSettings
 
 
@@ -14,7 +17,11 @@ class Settings(SourceSettings):
     formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
 
     type: Literal["rms_usage"] = "rms_usage"
+    enrich: EnrichSettings = Field(  # type: ignore[valid-type]
+        default_factory=EnrichSettings, description="GeoIP and working hours; off by default"
+    )
 
     def options(self) -> dict[str, object]:
         """Settings the decoder needs, passed to worker processes with each chunk."""
-        return {}
+        enrich = self.enrich.options()
+        return {"enrich": enrich} if enrich else {}
