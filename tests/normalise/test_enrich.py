@@ -18,6 +18,7 @@ import pytest
 from shipper.errors import ConfigError
 from shipper.normalise.enrich import Enricher, EnrichSettings
 from shipper.normalise.rms import ECS_VERSION, KNOWN_FIELDS, RmsNormaliser
+from tests.conftest import rms_row, rms_text
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared"
@@ -25,25 +26,7 @@ ECS_FLAT = SHARED / "ecs" / "ecs_flat.yml"
 ECS_CHECK = SHARED / "tools" / "ecs_check.py"
 
 FIELDS = list(KNOWN_FIELDS)
-BASE = {
-    "date": "2024-03-04",  # a Monday
-    "time": "09:14:07",
-    "row-id": "4b1d72eb-eafe-4587-9fe1-cad63d9d2d7c",
-    "request-type": "AcquireLicense",
-    "user-id": "'rupert.jackson@contoso.com'",
-    "result": "'Success'",
-    "correlation-id": "baead603-065b-4269-ad0e-399d730b693c",
-    "content-id": "{271b6308-150d-49d2-8d1b-777891f8c298}",
-    "owner-email": "award@contoso.com",
-    "issuer": "award@contoso.com",
-    "template-id": "",
-    "file-name": "Pricing_v8.docx",
-    "date-published": "2022-12-17T11:12:26",
-    "c-info": "'MSIPC;version=1.0.4008.0;AppName=EXCEL.EXE;OSName=Windows;OSVersion=10.0.22631'",
-    "c-ip": "81.2.69.160",
-    "admin-action": "",
-    "acting-as-user": "",
-}
+LONDON_IP = "81.2.69.160"
 
 LONDON = {
     "city": {"names": {"en": "London"}},
@@ -98,8 +81,8 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def normalise(enrich: dict[str, Any] | None = None, **changes: str) -> dict[str, Any]:
-    record = {**BASE, **{k.replace("_", "-"): v for k, v in changes.items()}}
-    values = [record[name] for name in FIELDS]
+    """The event of one record (Monday 2024-03-04 09:00 UTC from London, unless changed)."""
+    values = rms_row(1, FIELDS, **{"c_ip": LONDON_IP, **changes})
     normaliser = RmsNormaliser(enrich=Enricher.from_options(enrich))
     event_id, stamp, data = normaliser.bind_json(FIELDS)(values, "/logs/1", 0, "")
     event = orjson.loads(data)
@@ -115,7 +98,7 @@ def test_off_by_default_adds_nothing() -> None:
     assert Enricher.from_options({}) is None
     assert Enricher.from_options(EnrichSettings().options()) is None
     event = normalise()
-    assert event["source"] == {"ip": "81.2.69.160"}
+    assert event["source"] == {"ip": LONDON_IP}
     assert "after_hours" not in event["azure_rms"]
 
 
@@ -125,7 +108,7 @@ def test_off_by_default_adds_nothing() -> None:
 def test_geoip_hit_adds_ecs_geo_and_as(databases: dict[str, str]) -> None:
     source = normalise(databases)["source"]
     assert source == {
-        "ip": "81.2.69.160",
+        "ip": LONDON_IP,
         "geo": {
             "city_name": "London",
             "continent_code": "EU",
@@ -291,7 +274,7 @@ def test_enriched_events_pass_the_ecs_checker(databases: dict[str, str], tmp_pat
     options = {**databases, **HOURS}
     events = [
         normalise(options, c_ip=ip, user_id=user)
-        for ip in ("81.2.69.160", "2a02:8108::1", "10.0.0.1", "8.8.8.8")
+        for ip in (LONDON_IP, "2a02:8108::1", "10.0.0.1", "8.8.8.8")
         for user in ("'a@contoso.com'", "'k@fabrikam.jp'", "''")
     ]
     assert any("geo" in e["source"] for e in events)
@@ -303,3 +286,89 @@ def test_enriched_events_pass_the_ecs_checker(databases: dict[str, str], tmp_pat
         [*command, str(out)], capture_output=True, text=True, check=False, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- end to end: `shipper run --once` with enrichment configured ------------------------------
+
+
+def rms_file(path: Path, rows: list[dict[str, str]]) -> Path:
+    records = [rms_row(i, FIELDS, **{"c_ip": LONDON_IP, **row}) for i, row in enumerate(rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rms_text(records, FIELDS), encoding="utf-8")
+    return path
+
+
+def test_run_once_ships_enriched_events(
+    databases: dict[str, str], tmp_path: Path, cli: Any
+) -> None:
+    rms_file(
+        tmp_path / "logs" / "2024-03-04.log",
+        [
+            # 06:30 UTC is 07:30 in Berlin: before work there; London address
+            {"row_id": "r1", "user_id": "'a@contoso.com'", "time": "06:30:00"},
+            # 01:00 UTC is 10:00 in Tokyo: at work there; a private address
+            {"row_id": "r2", "user_id": "'k@fabrikam.jp'", "time": "01:00:00", "c_ip": "10.0.0.5"},
+            # the default (UTC) at 12:00 on a Monday; an address no database knows
+            {"row_id": "r3", "user_id": "'x@example.org'", "time": "12:00:00", "c_ip": "8.8.8.8"},
+        ],
+    )
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "inputs": [
+            {
+                "type": "rms_usage",
+                "paths": [str(tmp_path / "logs" / "*")],
+                "enrich": {
+                    **databases,
+                    "working_hours": {
+                        "default": {"timezone": "UTC"},
+                        "domains": {
+                            "contoso.com": {"timezone": "Europe/Berlin"},
+                            "fabrikam.jp": {"timezone": "Asia/Tokyo"},
+                        },
+                    },
+                },
+            }
+        ],
+        "outputs": [{"type": "ndjson", "path": str(tmp_path / "out" / "events.ndjson")}],
+        "pipeline": {"workers": 1},
+    }
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(orjson.dumps(config).decode())  # JSON is YAML
+    done = cli("run", "--once", "--no-progress", str(cfg), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out" / "events.ndjson").read_bytes().splitlines()
+    events = {e["event"]["id"]: e for e in map(orjson.loads, lines)}
+    assert sorted(events) == ["r1", "r2", "r3"]
+    assert [events[i]["azure_rms"]["after_hours"] for i in ("r1", "r2", "r3")] == [
+        True,
+        False,
+        False,
+    ]
+    assert events["r1"]["source"]["geo"]["city_name"] == "London"
+    assert events["r1"]["source"]["geo"]["location"] == {"lat": 51.5142, "lon": -0.0931}
+    assert events["r1"]["source"]["as"] == {
+        "number": 20712,
+        "organization": {"name": "Andrews & Arnold Ltd"},
+    }
+    assert events["r2"]["source"] == {"ip": "10.0.0.5"}
+    assert events["r3"]["source"] == {"ip": "8.8.8.8"}
+
+
+def test_check_names_a_missing_database(tmp_path: Path, cli: Any) -> None:
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "inputs": [
+            {
+                "type": "rms_usage",
+                "paths": [str(tmp_path / "logs" / "*")],
+                "enrich": {"geoip_database": str(tmp_path / "GeoLite2-City.mmdb")},
+            }
+        ],
+    }
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(orjson.dumps(config).decode())
+    done = cli("check", str(cfg), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "inputs[0].enrich.geoip_database" in done.stderr + done.stdout
+    assert "GeoLite2-City.mmdb: no such file" in done.stderr + done.stdout
