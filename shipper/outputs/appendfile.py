@@ -40,7 +40,7 @@ class AppendFile:
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        os.lseek(fd, 0, os.SEEK_END)
+        self._synced = os.lseek(fd, 0, os.SEEK_END)  # where the last fsync left the file
         self._fd = fd
         return fd
 
@@ -67,6 +67,7 @@ class AppendFile:
             os.ftruncate(fd, length)
             os.lseek(fd, length, os.SEEK_SET)
             os.fsync(fd)
+            self._synced = length
         return self.state() if state is None else None
 
     @property
@@ -105,7 +106,9 @@ class AppendFile:
         try:
             os.fsync(self._fd)
         except OSError as e:
+            self._cut_back(self._synced)  # what did not reach the disk is written again whole
             raise self._failure("flush", e) from None
+        self._synced = self.length
         return self.state()
 
     def cut_back(self, length: int) -> None:
