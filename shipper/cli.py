@@ -277,5 +277,12 @@ def state_reset(config: str) -> None:
     click.echo(f"checkpoint set aside as {aside}; the next run starts a new one")
 
 
+# `shipper service install|remove`: the Windows service (shipper/service.py; Windows only, a
+# clear message elsewhere). The module imports nothing heavy: --help stays quick.
+from shipper.service import service_command  # noqa: E402
+
+main.add_command(service_command)
+
+
 if __name__ == "__main__":
     main()
