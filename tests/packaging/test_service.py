@@ -227,3 +227,13 @@ def test_install_restricts_the_home_to_the_service_and_administrators():
         r"CONTOSO\svc-shipper:(OI)(CI)M",
     ]
     assert len(acl_command(Path("h"), None)) == 6
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the refusal is for other platforms")
+def test_shipper_service_is_a_command_that_explains_itself_off_windows(cli, tmp_path):
+    r = cli("--help", cwd=tmp_path)
+    assert "service" in r.stdout
+    r = cli("service", "install", "--config", str(tmp_path / "shipper.yaml"), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "Windows only" in r.stderr and "packaging/systemd/shipper.service" in r.stderr
+    assert "Traceback" not in r.stderr
