@@ -13,9 +13,12 @@ there is one mapping, not two kept in step by hand.
 
 What goes where is data: ``mappings/rms/fields.yaml`` (W3C field -> ECS), with
 ``request_types.yaml``, ``service_principals.yaml`` and ``client_info.yaml`` beside it
-(``fieldmap``); how a value is read is ``readers``. Hand-written rather than a generic
-templating library because the splicing is the hot path: a general renderer walking a template
-per record costs several times what these f-strings do.
+(``fieldmap``); how a value is read is ``readers``. What stays code: the rules that join
+fields (``@timestamp``, ``event.id``, ``related.*``) and the place each field's pieces take in
+the event (checked against the map at load). Hand-written rather than a templating library:
+per record the work is one f-string over pieces made once per value, and walking a template
+per record would add to the few microseconds a record may cost
+(``benchmarks/bench_normalise.py`` measures it).
 
 Records are bound to the header by field name, never by position: Microsoft has added fields
 (``admin-action``, ``acting-as-user``) and may add more. A field the map does not know is
