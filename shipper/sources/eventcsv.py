@@ -22,24 +22,23 @@ import io
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
-from typing import Any, BinaryIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.encoding import head_text
 from shipper.sources.limits import max_record_bytes, oversized
 from shipper.sources.text import (
     Cut,
     Offsets,
+    TextFormat,
     emit,
     load_state,
     max_bytes_per_char,
     oversized_record,
     quarantine,
     quarantine_oversized,
-    text_chunks,
     to_text,
 )
 
@@ -119,57 +118,6 @@ class CsvScanner:
             odd = not odd
         self.odd = odd
         return ends
-
-
-class EventCsv:
-    """The ``event_csv`` format."""
-
-    name = "event_csv"
-    exact_time = False  # copies in other export formats may carry a local time
-
-    def sniff(self, head: bytes, path: str) -> bool:
-        line = _header_line(head_text(head))
-        return line is not None and _kind(_split_header(line)[1]) is not None
-
-    def chunks(
-        self,
-        f: BinaryIO,
-        path: str,
-        start: int,
-        state: str,
-        final: bool,
-        options: dict[str, object],
-    ) -> Iterator[Chunk]:
-        return text_chunks(
-            self.name,
-            f,
-            path,
-            start,
-            state,
-            final,
-            options,
-            CsvScanner.load,
-            _learn_header,
-            line=1,
-            cols=None,
-            delim=",",
-            kind=None,
-        )
-
-    def decode(self, chunk: Chunk) -> Decoded:
-        return decode(chunk)
-
-
-def _learn_header(st: dict[str, Any], cut: Cut) -> None:
-    """The first chunk holds the header line: its columns decide how records are read."""
-    if st["cols"] is None:
-        line = _header_line(cut.text)
-        if line is not None:
-            st["delim"], st["cols"] = _split_header(line)
-            st["kind"] = _kind(st["cols"])
-
-
-EVENT_CSV = EventCsv()
 
 
 @cache
@@ -344,3 +292,28 @@ def _lines(text: str, starts: list[int]) -> Iterator[str]:
 
 def _strip_eol(text: str) -> str:
     return text.removesuffix("\n").removesuffix("\r")
+
+
+def _learn_header(st: dict[str, Any], cut: Cut) -> None:
+    """The first chunk holds the header line: its columns decide how records are read."""
+    if st["cols"] is None:
+        line = _header_line(cut.text)
+        if line is not None:
+            st["delim"], st["cols"] = _split_header(line)
+            st["kind"] = _kind(st["cols"])
+
+
+def _looks_like_csv(text: str) -> bool:
+    line = _header_line(text)
+    return line is not None and _kind(_split_header(line)[1]) is not None
+
+
+#: the ``event_csv`` format
+EVENT_CSV = TextFormat(
+    "event_csv",
+    _looks_like_csv,
+    CsvScanner.load,
+    decode,
+    _learn_header,
+    defaults={"line": 1, "cols": None, "delim": ",", "kind": None},
+)

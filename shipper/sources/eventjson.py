@@ -14,26 +14,24 @@ across chunks is whether records sit inside a top-level array, which the positio
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.encoding import head_text
 from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.text import (
     Offsets,
+    TextFormat,
     emit,
     load_state,
     max_bytes_per_char,
     oversized_record,
     quarantine,
     quarantine_oversized,
-    text_chunks,
     to_text,
 )
 
@@ -168,35 +166,6 @@ def records(text: str, base: int) -> list[tuple[int, int]]:
     scanner.spans = []
     scanner.feed(text)
     return scanner.spans
-
-
-class EventJson:
-    """The ``event_json`` format."""
-
-    name = "event_json"
-    exact_time = False  # copies in other export formats may carry a local time
-
-    def sniff(self, head: bytes, path: str) -> bool:
-        return bool(_SNIFF.match(head_text(head)))
-
-    def chunks(
-        self,
-        f: BinaryIO,
-        path: str,
-        start: int,
-        state: str,
-        final: bool,
-        options: dict[str, object],
-    ) -> Iterator[Chunk]:
-        return text_chunks(
-            self.name, f, path, start, state, final, options, JsonScanner.load, base=0
-        )
-
-    def decode(self, chunk: Chunk) -> Decoded:
-        return decode(chunk)
-
-
-EVENT_JSON = EventJson()
 
 
 def _time(value: Any) -> str:
@@ -358,3 +327,13 @@ def _recover(
             continue
         if rec is not None:
             _ship(out, chunk, rec, raw, lambda s=s: at(lo + s), keep)
+
+
+#: the ``event_json`` format
+EVENT_JSON = TextFormat(
+    "event_json",
+    lambda text: bool(_SNIFF.match(text)),
+    JsonScanner.load,
+    decode,
+    defaults={"base": 0},
+)

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 from shipper.errors import RecordRejected
 from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.encoding import head_text
 from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.text import (
     Offsets,
+    TextFormat,
     clean,
     emit,
     load_state,
@@ -34,7 +33,6 @@ from shipper.sources.text import (
     oversized_record,
     quarantine,
     quarantine_oversized,
-    text_chunks,
     to_text,
 )
 
@@ -261,34 +259,6 @@ class XmlScanner:
         return ends
 
 
-class EventXml:
-    """The ``event_xml`` format."""
-
-    name = "event_xml"
-    exact_time = False  # copies in other export formats may carry a local time
-
-    def sniff(self, head: bytes, path: str) -> bool:
-        return bool(_SNIFF.match(head_text(head)))
-
-    def chunks(
-        self,
-        f: BinaryIO,
-        path: str,
-        start: int,
-        state: str,
-        final: bool,
-        options: dict[str, object],
-    ) -> Iterator[Chunk]:
-        scanner = XmlScanner.load
-        return text_chunks(self.name, f, path, start, state, final, options, scanner, line=1)
-
-    def decode(self, chunk: Chunk) -> Decoded:
-        return decode(chunk)
-
-
-EVENT_XML = EventXml()
-
-
 def decode(chunk: Chunk) -> Decoded:
     """Parse and normalise every ``<Event>`` in the chunk; a malformed one is quarantined.
 
@@ -382,3 +352,13 @@ class _Lines:
             self.line -= self.text.count("\n", i, self.i)
         self.i = i
         return self.line
+
+
+#: the ``event_xml`` format
+EVENT_XML = TextFormat(
+    "event_xml",
+    lambda text: bool(_SNIFF.match(text)),
+    XmlScanner.load,
+    decode,
+    defaults={"line": 1},
+)

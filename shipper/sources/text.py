@@ -18,7 +18,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, BinaryIO, Protocol
 
@@ -26,7 +26,7 @@ import orjson
 
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded, Quarantine
-from shipper.sources.encoding import UNIT, sniff_encoding
+from shipper.sources.encoding import UNIT, head_text, sniff_encoding
 from shipper.sources.limits import DEFAULT as DEFAULT_LIMIT
 from shipper.sources.limits import HEAD, Skip, max_record_bytes, skip_chunk
 from shipper.sources.limits import reason as oversize_reason
@@ -197,6 +197,40 @@ def _head(parts: list[str], want: int = 2 * HEAD) -> str:
         if n >= want:
             break
     return "".join(taken)
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """A text export format (``base.Format``): a module says only how its records are found
+    (``scanner``, and ``advance`` for what a chunk teaches the next one, such as a CSV's
+    header) and parsed (``decode``); encoding detection and the chunk loop are shared here."""
+
+    name: str
+    #: whether the first characters of a file (as text, whatever its encoding) are this format
+    looks_like: Callable[[str], bool]
+    scanner: Callable[[dict[str, Any]], Scanner]
+    decode: Callable[[Chunk], Decoded]
+    advance: Callable[[dict[str, Any], Cut], None] | None = None
+    #: the scanner's state at the start of a file
+    defaults: dict[str, Any] = field(default_factory=dict)
+    exact_time: bool = False  # copies in other export formats may carry a local time
+
+    def sniff(self, head: bytes, path: str) -> bool:
+        return self.looks_like(head_text(head))
+
+    def chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        state: str,
+        final: bool,
+        options: dict[str, object],
+    ) -> Iterator[Chunk]:
+        return text_chunks(
+            self.name, f, path, start, state, final, options, self.scanner, self.advance,
+            **self.defaults,
+        )  # fmt: skip
 
 
 def text_chunks(
