@@ -82,6 +82,20 @@ class EventBatch:
         return len(self._docs) + self._in_runs
 
 
+def ecs_field(event: dict[str, Any], dotted: str) -> Any:
+    """An ECS field of a decoded event, ``user.email`` read from nested objects (or from a
+    flat dotted key, as some producers write them); None when absent. For outputs that pick
+    fields out of events (CSV columns, syslog headers, CEF/LEEF keys)."""
+    if dotted in event:
+        return event[dotted]
+    node: Any = event
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 @dataclass(slots=True)
 class Ack:
     """How a batch was delivered. ``delivered + duplicates + dead_lettered == len(batch)``."""

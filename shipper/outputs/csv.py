@@ -36,7 +36,7 @@ from pydantic import Field, field_validator, model_validator
 from shipper.errors import OutputFailed, ShipperError
 from shipper.mappings import load_yaml
 from shipper.outputs.appendfile import AppendFile, check_writable
-from shipper.outputs.base import Ack, EventBatch
+from shipper.outputs.base import Ack, EventBatch, ecs_field
 from shipper.settings import Settings as _Settings
 from shipper.settings import Size
 
@@ -99,18 +99,6 @@ class Settings(_Settings):
 Cell = Callable[[dict[str, Any]], str]
 
 
-def _lookup(event: dict[str, Any], dotted: str) -> Any:
-    """An ECS field from nested objects (``user.email``) or a flat dotted key."""
-    if dotted in event:
-        return event[dotted]
-    node: Any = event
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -126,7 +114,7 @@ def _text(value: Any) -> str:
 
 
 def _ecs_cell(field: str) -> Cell:
-    return lambda event: _text(_lookup(event, field))
+    return lambda event: _text(ecs_field(event, field))
 
 
 def _w3c_cell(spec: dict[str, Any]) -> Cell:
@@ -136,7 +124,7 @@ def _w3c_cell(spec: dict[str, Any]) -> Cell:
 
     def cell(event: dict[str, Any]) -> str:
         for field in fields:
-            value = _lookup(event, field)
+            value = ecs_field(event, field)
             if value is not None:
                 break
         else:
@@ -246,7 +234,7 @@ class CsvOutput:
         by_path: dict[str, list[dict[str, Any]]] = {}
         for doc in batch.docs:
             event = orjson.loads(doc)
-            path = self._path(str(_lookup(event, "event.dataset") or ""))
+            path = self._path(str(ecs_field(event, "event.dataset") or ""))
             if path is not None:
                 by_path.setdefault(path, []).append(event)
         started: list[tuple[_Sheet, int]] = []

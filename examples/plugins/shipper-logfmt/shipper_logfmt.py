@@ -24,7 +24,7 @@ from pydantic import Field
 
 from shipper.errors import OutputFailed
 from shipper.outputs.appendfile import AppendFile, check_writable
-from shipper.outputs.base import Ack, EventBatch
+from shipper.outputs.base import Ack, EventBatch, ecs_field
 from shipper.settings import Settings as _Settings
 from shipper.settings import Size
 
@@ -37,17 +37,6 @@ class Settings(_Settings):
     fields: list[str] = Field(default_factory=lambda: list(DEFAULT_FIELDS), min_length=1)
     max_bytes: Size = Field(default=100 * 10**6, gt=0)
     keep_files: int = Field(default=5, ge=1)
-
-
-def _get(event: dict[str, Any], dotted: str) -> Any:
-    if dotted in event:
-        return event[dotted]
-    node: Any = event
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _value(v: Any) -> str:
@@ -72,7 +61,7 @@ class LogfmtOutput:
         lines = []
         for doc in batch.docs:
             event = orjson.loads(doc)
-            pairs = ((f, _get(event, f)) for f in self.fields)
+            pairs = ((f, ecs_field(event, f)) for f in self.fields)
             lines.append(" ".join(f"{k}={_value(v)}" for k, v in pairs if v is not None))
         try:
             self._file.rotate_if_full()

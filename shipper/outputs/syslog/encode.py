@@ -43,7 +43,7 @@ import msgspec
 import orjson
 
 from shipper.mappings import load_yaml
-from shipper.outputs.base import EventBatch
+from shipper.outputs.base import EventBatch, ecs_field
 from shipper.outputs.syslog.settings import FACILITIES, Settings
 
 __all__ = [
@@ -149,18 +149,6 @@ def _leef_value(value: str) -> str:
     return _LEEF_VALUE.sub(lambda m: " " if m.group() in "\t\r\n" else "\ufffd", value)
 
 
-def _get(event: dict[str, Any], path: str) -> Any:
-    """``event["a"]["b"]`` for ``"a.b"``; also finds a dotted key written flat."""
-    if path in event:
-        return event[path]
-    node: Any = event
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -226,7 +214,7 @@ class Encoder:
         return host
 
     def severity(self, event: dict[str, Any]) -> int:
-        return self._severity(_get(event, "log.level"), _get(event, "event.outcome"))
+        return self._severity(ecs_field(event, "log.level"), ecs_field(event, "event.outcome"))
 
     def _severity(self, level: Any, outcome: Any) -> int:
         sev = self._sev_default
@@ -309,8 +297,11 @@ class Encoder:
                 name = host_.name if host_ else None
             except (msgspec.DecodeError, msgspec.ValidationError):  # odd shapes: the slow way
                 whole = orjson.loads(doc)
-                outcome, action = _get(whole, "event.outcome"), _get(whole, "event.action")
-                level, name = _get(whole, "log.level"), _get(whole, "host.name")
+                outcome, action = (
+                    ecs_field(whole, "event.outcome"),
+                    ecs_field(whole, "event.action"),
+                )
+                level, name = ecs_field(whole, "log.level"), ecs_field(whole, "host.name")
             if by_action and isinstance(action, str) and action:
                 msgid = _header_field(action, 32)
             append(
@@ -326,16 +317,16 @@ class Encoder:
         self, event: dict[str, Any], event_id: str, dataset: str, ts: str
     ) -> tuple[bytes, bytes]:
         """A CEF or LEEF message; the event is parsed, so everything comes from it."""
-        dataset = dataset or _text(_get(event, "event.dataset") or "")
-        event_id = event_id or _text(_get(event, "event.id") or "")
-        ts = ts or _text(_get(event, "@timestamp") or "")
+        dataset = dataset or _text(ecs_field(event, "event.dataset") or "")
+        event_id = event_id or _text(ecs_field(event, "event.id") or "")
+        ts = ts or _text(ecs_field(event, "@timestamp") or "")
         sev = self.severity(event)
         msgid, sd_tail = self._dataset_parts(dataset)
         if self._msgid_action:
-            action = _get(event, "event.action")
+            action = ecs_field(event, "event.action")
             msgid = _header_field(action, 32) if isinstance(action, str) else msgid
         head = (
-            f"<{self._facility + sev}>1 {rfc3339(ts)} {self._host(_get(event, 'host.name'))} "
+            f"<{self._facility + sev}>1 {rfc3339(ts)} {self._host(ecs_field(event, 'host.name'))} "
             f'{self._app} - {msgid} [{self._sd_id} event_id="{_sd_value(event_id)}{sd_tail}'
         )
         if self._format == "cef":
@@ -346,8 +337,8 @@ class Encoder:
 
     def _cef(self, event: dict[str, Any], dataset: str, sev: int) -> str:
         vendor, product = self._cef_products.get(dataset, self._cef_default)
-        action = _get(event, "event.action")
-        signature = _get(event, "event.code") or action or dataset or "event"
+        action = ecs_field(event, "event.action")
+        signature = ecs_field(event, "event.code") or action or dataset or "event"
         name = action or dataset or "event"
         header = "|".join(
             _cef_header(_text(v)) for v in (vendor, product, self._version, signature, name)
@@ -355,7 +346,7 @@ class Encoder:
         ext = []
         for item in self._cef_ext:
             key, path = item[0], item[1]
-            value = _get(event, path)
+            value = ecs_field(event, path)
             if value is None or value == "" or value == []:
                 continue
             if key == "rt":
@@ -371,13 +362,15 @@ class Encoder:
 
     def _leef(self, event: dict[str, Any], dataset: str) -> str:
         vendor, product = self._leef_products.get(dataset, self._leef_default)
-        action = _get(event, "event.code") or _get(event, "event.action") or dataset or "event"
+        action = (
+            ecs_field(event, "event.code") or ecs_field(event, "event.action") or dataset or "event"
+        )
         header = "|".join(
             _LEEF_HEADER.sub("_", _text(v)) for v in (vendor, product, self._version, action)
         )
         attrs = []
         for key, path in self._leef_attrs:
-            value = _get(event, path)
+            value = ecs_field(event, path)
             if value is None or value == "" or value == []:
                 continue
             if key == "devTime":
