@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from shipper.errors import ConfigError, ShipperError
+from shipper.registry import DISTRIBUTION
 
 if TYPE_CHECKING:
     from shipper.config import Config
@@ -55,7 +56,7 @@ def _load(path: str) -> Config:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="shipper")
+@click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """Ship Azure RMS usage logs and RMS connector / ECMA2Host event exports as ECS events."""
 

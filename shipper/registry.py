@@ -42,6 +42,8 @@ GROUPS = {
     "outputs": "shipper.outputs",
 }
 KINDS = tuple(GROUPS)
+#: the distribution that provides the built-ins ("shipper" on PyPI is an unrelated project)
+DISTRIBUTION = "rms-shipper"
 #: what a user calls each kind (the configuration lists sources under `inputs`)
 _SINGULAR = {"sources": "input", "formats": "format", "outputs": "output"}
 
@@ -95,7 +97,7 @@ def _scan() -> tuple[dict[str, dict[str, Entry]], dict[tuple[str, str], list[Ent
         seen_dists.add(key)
         for ep in ours:
             _add(found, clashes, Entry(kinds[ep.group], ep.name, ep.value, dist_name, version))
-    if "shipper" not in seen_dists:
+    if DISTRIBUTION not in seen_dists:
         for entry in _source_tree_entries():
             _add(found, clashes, entry)
     return found, clashes
@@ -126,12 +128,12 @@ def _source_tree_entries() -> list[Entry]:
     except (OSError, ValueError):
         return []
     project = data.get("project", {})
-    if project.get("name") != "shipper":
+    if project.get("name") != DISTRIBUTION:
         return []
     tables = project.get("entry-points", {})
     version = str(project.get("version", "?")) + " (source tree)"
     return [
-        Entry(kind, name, value, "shipper", version)
+        Entry(kind, name, value, DISTRIBUTION, version)
         for kind, group in GROUPS.items()
         for name, value in tables.get(group, {}).items()
     ]
@@ -209,6 +211,7 @@ def output_module(settings: Any) -> Any:
 
 
 __all__ = [
+    "DISTRIBUTION",
     "GROUPS",
     "KINDS",
     "Entry",

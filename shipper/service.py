@@ -1,6 +1,6 @@
 """``shipper`` as a Windows service: follow mode under the Service Control Manager (SCM).
 
-Built on pywin32's service framework (the optional extra ``shipper[windows]``), hosted by the
+Built on pywin32's service framework (the optional extra ``rms-shipper[windows]``), hosted by the
 Python interpreter itself: the service's command line is ``python.exe -m shipper.service
 --config ... --home ...``, and this module hands the process to the SCM with
 ``StartServiceCtrlDispatcher``. Not pywin32's usual ``pythonservice.exe`` host, which needs
@@ -193,7 +193,7 @@ def _pywin32():  # type: ignore[no-untyped-def]
         import win32serviceutil
     except ImportError:
         raise ServiceError(
-            'the Windows service needs pywin32: py -m pip install "shipper[windows]"'
+            'the Windows service needs pywin32: py -m pip install "rms-shipper[windows]"'
         ) from None
     return win32service, win32serviceutil
 

@@ -133,7 +133,7 @@ def test_a_plugin_without_what_the_contract_asks_is_refused_clearly(site: Path):
 def test_a_name_registered_twice_is_refused_not_guessed(site: Path):
     distribution(site, "impostor", {"shipper.outputs": {"ndjson": "os"}}, {})
     registry.refresh()
-    both = r"'ndjson' is registered by both (impostor 1.2.3 and shipper|shipper .* and impostor)"
+    both = r"'ndjson' is registered by both (impostor 1.2.3 and rms-shipper|rms-shipper .* and impostor)"
     with pytest.raises(ConfigError, match=both):
         parse_config({"outputs": [{"type": "ndjson"}]})
 
@@ -159,9 +159,9 @@ def test_plugins_lists_every_component_with_its_distribution(tmp_path: Path, cli
     for kind in registry.KINDS:
         for name, found in registry.entries(kind).items():
             assert listed[(kind, name)] == found.provider
-    assert listed[("outputs", "csv")].startswith("shipper ")
-    assert listed[("formats", "w3c_rms")].startswith("shipper ")
-    assert listed[("sources", "rms_usage")].startswith("shipper ")
+    assert listed[("outputs", "csv")].startswith("rms-shipper ")
+    assert listed[("formats", "w3c_rms")].startswith("rms-shipper ")
+    assert listed[("sources", "rms_usage")].startswith("rms-shipper ")
     assert listed[("outputs", "kaput")] == "shipper-kaput 1.2.3"
     assert "kaput: output 'kaput' from shipper-kaput 1.2.3 cannot be imported" in result.stderr
     assert "broken on purpose" in result.stderr
@@ -240,5 +240,5 @@ def test_a_source_tree_that_was_never_installed_still_finds_its_built_ins(repo):
     if done.returncode and "tomllib" in done.stderr:
         pytest.skip("Python 3.10 has no tomllib: install the package instead")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("shipper 0.1.0 (source tree) ")
+    assert done.stdout.startswith("rms-shipper 0.1.0 (source tree) ")
     assert "w3c_rms" in done.stdout and "evtx" in done.stdout

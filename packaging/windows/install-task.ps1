@@ -3,12 +3,12 @@
   Runs shipper in follow mode at start-up on a Windows server, as a scheduled task.
 
 .DESCRIPTION
-  The alternative to the Windows service (py -m pip install "shipper[windows]", then
+  The alternative to the Windows service (py -m pip install "rms-shipper[windows]", then
   shipper service install --config ...): a scheduled task that starts at boot and restarts on
   failure, which needs nothing beyond Python. Stopping the task (End-ScheduledTask) ends the
   process without the clean stop a service gets: safe (the uncommitted batch is read and sent
   again, dedupe keeps it once), just not tidy. Install Python 3.10+ and shipper first:
-      py -m pip install shipper
+      py -m pip install rms-shipper
   then run this script from an elevated PowerShell:
       .\install-task.ps1 -Config C:\ProgramData\shipper\shipper.yaml
   Secrets: set them as machine environment variables (for example ES_API_KEY) and refer to

@@ -22,4 +22,4 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     if built.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {built.stderr[-500:]}")
-    return next(out.glob("shipper-*.whl"))
+    return next(out.glob("rms_shipper-*.whl"))

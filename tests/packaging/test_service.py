@@ -45,7 +45,7 @@ def test_imports_and_explains_itself_without_pywin32():
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    assert 'pip install "shipper[windows]"' in r.stdout
+    assert 'pip install "rms-shipper[windows]"' in r.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the refusal is for other platforms")

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    from shipper.registry import DISTRIBUTION
+
     try:
-        return version("shipper")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         return "0"
 
