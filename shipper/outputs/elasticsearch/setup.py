@@ -11,10 +11,12 @@ the documents and Kibana need, all kept as files under ``mappings/``:
    ISM plugin is absent. Classic daily indices (``index:``) get no policy: the date in the name
    already rolls them over;
 3. index templates, one per dataset (``logs-<dataset>-*``, data stream) or one for ``index:``;
-4. Kibana saved objects (``mappings/kibana/*.ndjson``: a data view per dataset, two
-   dashboards, the forensic saved searches and their dashboard), imported with
-   ``overwrite=true`` under fixed ids, when ``kibana_url`` is set. With ``index:`` the data
-   views' titles are rewritten to the index pattern;
+4. saved objects (a data view per dataset, two dashboards, the everyday and forensic saved
+   searches and the forensics dashboard), imported with ``overwrite=true`` under fixed ids,
+   when ``kibana_url`` is set: the Kibana 8 set (``mappings/kibana/``) for ``type:
+   elasticsearch``, the OpenSearch Dashboards set (``mappings/opensearch_dashboards/``) for
+   ``type: opensearch`` (see ``kibana``). With ``index:`` the data views' titles are
+   rewritten to the index pattern;
 5. the detection rules (``mappings/detections/elastic_rules.ndjson``, generated from the Sigma
    rules) into Kibana's detection engine, ``POST /api/detection_engine/rules/_import`` with
    ``overwrite=true``: each rule is replaced by its ``rule_id``, so a second run changes
@@ -41,16 +43,12 @@ from typing import Any
 
 from shipper.errors import OutputFailed, RetryLater, ShipperError
 from shipper.mappings import mappings_dir
+from shipper.outputs.elasticsearch import ecs, templates
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
+from shipper.outputs.elasticsearch.kibana import object_set, saved_objects
 from shipper.outputs.elasticsearch.transport import Reply, Transport, make_transport
 
 POLICY = "shipper-logs"
-KIBANA_FILES = (
-    "data_views.ndjson",
-    "dashboard_rms_usage.ndjson",
-    "dashboard_connector_health.ndjson",
-    "forensics.ndjson",
-)
 SAVED_OBJECTS = "Kibana saved objects"
 RULES = "Kibana detection rules"
 
@@ -84,28 +82,29 @@ class Status:
 
 
 def _es_dir() -> Path:
-    return mappings_dir() / "elasticsearch"
+    return templates.es_dir()
 
 
 def _load(name: str) -> Any:
-    return json.loads((_es_dir() / name).read_text(encoding="utf-8"))
+    return templates.load(name)
 
 
 def datasets() -> list[str]:
-    return list(_load("index_templates.json")["datasets"])
+    return templates.datasets()
 
 
 def index_pattern(settings: ElasticsearchOutput, dataset: str) -> str:
     """The wildcard pattern matching the indices or data streams of one dataset."""
     if settings.index is None:
-        return f"logs-{dataset}-*"
+        return f"{templates.stream_types().get(dataset, 'logs')}-{dataset}-*"
     pattern = re.sub(r"%\{\+[^}]*\}", "*", settings.index)
     pattern = pattern.replace("{namespace}", settings.namespace).replace("{dataset}", dataset)
     return re.sub(r"\*+", "*", pattern)
 
 
 def component_templates(settings: ElasticsearchOutput) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+    """Ours, by name: the generated ECS one and every ``component_template_*.json``."""
+    out: dict[str, dict[str, Any]] = {ecs.COMPONENT: ecs.component(settings.type)}
     for path in sorted(_es_dir().glob("component_template_*.json")):
         name = path.stem.removeprefix("component_template_")
         body = json.loads(path.read_text(encoding="utf-8"))
@@ -117,21 +116,38 @@ def component_templates(settings: ElasticsearchOutput) -> dict[str, dict[str, An
 
 
 def index_templates(settings: ElasticsearchOutput) -> dict[str, dict[str, Any]]:
-    spec = _load("index_templates.json")
-    patterns = sorted({index_pattern(settings, ds) for ds in spec["datasets"]})
+    """One per data stream pattern (``logs-<dataset>``), or per ``index:`` pattern."""
     out: dict[str, dict[str, Any]] = {}
-    for pattern in patterns:
-        name = "shipper-" + re.sub(r"[^a-z0-9_.-]+", "_", pattern.strip("*-")).strip("_")
-        body: dict[str, Any] = {
-            "index_patterns": [pattern],
-            "composed_of": list(spec["composed_of"]),
-            "priority": spec["priority"],
-            "_meta": {"managed_by": "shipper"},
-        }
-        if settings.index is None:
-            body["data_stream"] = {}
-        out[name] = body
+    for group in templates.groups():
+        for dataset in group["datasets"]:
+            pattern = index_pattern(settings, dataset)
+            name = templates.template_name(pattern)
+            custom = [f"{name}@custom"]
+            if settings.index is None:
+                custom.insert(0, f"{group['type']}@custom")
+            body = out.get(name)
+            if body is None:
+                body = out[name] = {
+                    "index_patterns": [pattern],
+                    "composed_of": [],
+                    "priority": group["priority"],
+                    "_meta": {"managed_by": "shipper"},
+                }
+                if settings.index is None:
+                    body["data_stream"] = {}
+            # ``index:`` without {dataset}: one template for several groups, all components
+            mine = [c for c in body["composed_of"] if not c.endswith("@custom")]
+            mine += [c for c in group["composed_of"] if c not in mine]
+            body["composed_of"] = mine + custom
     return out
+
+
+def custom_templates(settings: ElasticsearchOutput) -> list[str]:
+    """The users' ``@custom`` component templates the index templates compose, in order."""
+    names: dict[str, None] = {}
+    for body in index_templates(settings).values():
+        names.update((c, None) for c in body["composed_of"] if c.endswith("@custom"))
+    return list(names)
 
 
 def _uses_ilm(settings: ElasticsearchOutput) -> bool:
@@ -139,18 +155,8 @@ def _uses_ilm(settings: ElasticsearchOutput) -> bool:
 
 
 def kibana_objects(settings: ElasticsearchOutput) -> bytes:
-    """The saved objects as one NDJSON body, data view titles matching where documents go."""
-    lines: list[bytes] = []
-    for name in KIBANA_FILES:
-        for raw in (mappings_dir() / "kibana" / name).read_text(encoding="utf-8").splitlines():
-            if not raw.strip():
-                continue
-            obj = json.loads(raw)
-            if obj["type"] == "index-pattern" and settings.index is not None:
-                dataset = obj["id"].removeprefix("shipper-logs-")
-                obj["attributes"]["title"] = index_pattern(settings, dataset)
-            lines.append(json.dumps(obj, ensure_ascii=False).encode())
-    return b"\n".join(lines) + b"\n"
+    """The saved objects of the output's engine (``kibana.object_set``) as one NDJSON body."""
+    return saved_objects(settings, index_pattern)
 
 
 def detection_rules(settings: ElasticsearchOutput) -> bytes:
@@ -261,7 +267,8 @@ def plan(settings: ElasticsearchOutput, *, kibana: bool = True) -> SetupReport:
         Step(
             SAVED_OBJECTS,
             would,
-            f"{n} objects: POST {base}/api/saved_objects/_import?overwrite=true",
+            f"{n} objects, {object_set(settings)} set: "
+            f"POST {base}/api/saved_objects/_import?overwrite=true",
         )
     )
     if settings.type == "opensearch":
@@ -333,13 +340,20 @@ def _no_rules_on_opensearch() -> Step:
 
 
 def import_kibana(settings: ElasticsearchOutput) -> Step:
-    """POST the saved objects to Kibana (or OpenSearch Dashboards) with overwrite."""
+    """POST the saved objects to Kibana (or OpenSearch Dashboards) with overwrite.
+
+    Each product gets its own set (``kibana.object_set``): OpenSearch Dashboards refuses
+    Kibana 8 objects, and Kibana 8 would migrate the old ones into legacy panels.
+    """
     url = _kibana_base(settings) + "/api/saved_objects/_import?overwrite=true"
     status, reply = _post_ndjson(settings, url, kibana_objects(settings))
     if isinstance(status, str):
         return Step(SAVED_OBJECTS, "failed", status)
     if status == 200 and reply.get("success", False):
-        return Step(SAVED_OBJECTS, "installed", f"{reply.get('successCount', 0)} objects")
+        which = object_set(settings)
+        return Step(
+            SAVED_OBJECTS, "installed", f"{reply.get('successCount', 0)} objects, {which} set"
+        )
     return Step(SAVED_OBJECTS, "failed", f"HTTP {status}: {str(reply)[:300]}")
 
 

@@ -346,5 +346,8 @@ def test_shipper_setup_command_dry_run_then_twice_for_real(tmp_path: Any) -> Non
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
         assert "elasticsearch: Kibana detection rules: installed (13 rules)" in run.stdout
-        assert "elasticsearch: Kibana saved objects: installed (20 objects)" in run.stdout
+        assert (
+            "elasticsearch: Kibana saved objects: installed (20 objects, Kibana 8 set)"
+            in run.stdout
+        )
     assert len(kibana.rules) == 13
