@@ -1,0 +1,213 @@
+"""PowerShell ``Get-Counter`` samples exported with ``ConvertTo-Json``.
+
+``Get-Counter`` returns ``PerformanceCounterSampleSet`` objects: ``Timestamp``,
+``Timestamp100NSec``, ``Readings`` (text) and ``CounterSamples``, each sample a
+``PerformanceCounterSample`` with ``Path`` (``\\\\host\\object(instance)\\counter``, in lower
+case), ``InstanceName``, ``CookedValue`` (the value to ship), ``RawValue``, ``SecondValue``,
+``CounterType``, ``Status`` (a PDH status; 0 and 1 mean valid data), ``Timestamp`` and
+``Timestamp100NSec``. Exports come as one sample set (``Get-Counter | ConvertTo-Json``), an
+array of them (``-MaxSamples n``, which needs ``-Depth 3`` or more: at the default depth the
+samples become their type name, and such a record is quarantined saying so), or an array of
+bare samples (``(Get-Counter).CounterSamples | ConvertTo-Json``).
+
+Times: Windows PowerShell 5 writes ``/Date(ms since epoch)/`` (UTC), PowerShell 7 ISO 8601
+with the local offset; both are exact. A time without an offset is local and read in the
+input's ``timezone``; so is ``Timestamp100NSec``, which PDH fills with the local time (used
+only when there is no ``Timestamp``). Records are found by the event JSON reader's scanner;
+a sample set's samples are grouped into one record per time and counter instance.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from shipper.errors import RecordRejected
+from shipper.normalise.perf import normalise
+from shipper.sources.base import Chunk, Decoded
+from shipper.sources.eventjson import JsonScanner
+from shipper.sources.limits import HEAD, max_record_bytes, oversized
+from shipper.sources.pdh import emit, parse_path, utc_iso
+from shipper.sources.text import (
+    Offsets,
+    TextFormat,
+    load_state,
+    max_bytes_per_char,
+    oversized_record,
+    quarantine,
+    quarantine_oversized,
+    to_text,
+)
+
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_ISO = re.compile(
+    r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*(Z|[+-]\d\d:?\d\d)?$", re.I
+)
+_SNIFF = re.compile(
+    r'^\s*\[?\s*\{\s*"(?:Timestamp|Timestamp100NSec|CounterSamples|Readings|Path|InstanceName)"'
+)
+_FILETIME_EPOCH = datetime(1601, 1, 1)
+_VALID = (0, 1)  # PDH_CSTATUS_VALID_DATA, PDH_CSTATUS_NEW_DATA
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def sample_time(value: Any, hundred_ns: Any, zone: str) -> str | None:
+    """A sample's time as ISO UTC, from ``Timestamp`` or else ``Timestamp100NSec``."""
+    if isinstance(value, dict):  # a DateTime with PowerShell's extended members
+        value = value.get("value") or value.get("DateTime")
+    if isinstance(value, str) and value:
+        m = _MS_DATE.match(value.replace("\\/", "/"))
+        if m:
+            ms = int(m.group(1))
+            dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+            return utc_iso(dt)
+        m = _ISO.match(value.strip())
+        if m is None:
+            raise RecordRejected(f"Timestamp {value!r} is not a date")
+        day, clock, frac, off = m.groups()
+        try:
+            when = datetime.fromisoformat(f"{day}T{clock}")
+        except ValueError:
+            raise RecordRejected(f"Timestamp {value!r} is not a date") from None
+        micros = int(((frac or "") + "000000")[:6])
+        when = when.replace(microsecond=micros)
+        if off is None:
+            return utc_iso(when.replace(tzinfo=_zone(zone)))
+        if off.upper() == "Z":
+            return utc_iso(when.replace(tzinfo=timezone.utc))
+        sign = -1 if off[0] == "-" else 1
+        delta = timedelta(hours=int(off[1:3]), minutes=int(off[-2:]))
+        return utc_iso(when.replace(tzinfo=timezone(sign * delta)))
+    if isinstance(hundred_ns, int) and hundred_ns > 0:
+        local = _FILETIME_EPOCH + timedelta(microseconds=hundred_ns // 10)
+        return utc_iso(local.replace(tzinfo=_zone(zone)))
+    return None
+
+
+def samples(obj: dict[str, Any]) -> tuple[list[Any], Any, Any]:
+    """The samples of one top-level record, and the record's own time (a sample set's)."""
+    if "CounterSamples" in obj:
+        items = obj["CounterSamples"]
+        if isinstance(items, dict):
+            items = [items]
+        if isinstance(items, str) or not isinstance(items, list):
+            raise RecordRejected(
+                "CounterSamples holds no samples (ConvertTo-Json wrote their type name: export"
+                " with ConvertTo-Json -Depth 3 or more)"
+            )
+        return items, obj.get("Timestamp"), obj.get("Timestamp100NSec")
+    if "Path" in obj:
+        return [obj], None, None
+    raise RecordRejected("not a Get-Counter sample set or sample (no CounterSamples or Path)")
+
+
+def records(obj: dict[str, Any], zone: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """One record per (time, host, object, instance) of a top-level JSON record, and the
+    reasons of the samples left out."""
+    items, set_time, set_100ns = samples(obj)
+    grouped: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
+    problems: list[str] = []
+    for s in items:
+        if not isinstance(s, dict):
+            problems.append(f"sample {str(s)[:80]!r} is not an object (ConvertTo-Json -Depth 3)")
+            continue
+        p = parse_path(str(s.get("Path") or ""))
+        if p is None:
+            problems.append(f"sample path {s.get('Path')!r} is not a counter path")
+            continue
+        status = s.get("Status", 0)
+        if isinstance(status, int) and status not in _VALID:
+            continue  # no value at this time (PDH says why in Status): a missing sample
+        value = s.get("CookedValue")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if value is not None:
+                problems.append(f"{p.counter!r}: CookedValue {value!r} is not a number")
+            continue
+        if value != value or value in (float("inf"), float("-inf")):
+            continue
+        time = sample_time(s.get("Timestamp"), s.get("Timestamp100NSec"), zone)
+        if time is None:
+            time = sample_time(set_time, set_100ns, zone)
+        if time is None:
+            problems.append(f"{p.counter!r}: no Timestamp")
+            continue
+        key = (time, (p.host or "").casefold(), p.object.casefold(), p.instance)
+        rec = grouped.get(key)
+        if rec is None:
+            rec = grouped[key] = {"time": time, "host": p.host, "object": p.object,
+                                  "instance": p.instance, "counters": {}}  # fmt: skip
+        rec["counters"][p.counter] = float(value)
+    return list(grouped.values()), problems
+
+
+def decode(chunk: Chunk) -> Decoded:
+    """Each top-level record of the chunk -> one event per time and counter instance; a record
+    that is not valid JSON, or not a sample, is quarantined with the reason."""
+    st = load_state(chunk.state_in, enc="utf-8", base=0)
+    enc = st["enc"]
+    out = Decoded()
+    info = oversized(chunk)
+    if info is not None:
+        return quarantine_oversized(out, chunk, info, enc)
+    text = to_text(chunk.payload, enc)
+    zone = str(chunk.options.get("timezone") or "UTC")
+    limit = max_record_bytes(chunk.options)
+    wide = max_bytes_per_char(enc)
+    at = Offsets(text, enc, chunk.start)
+    scanner = JsonScanner(st["base"])
+    spans: list[tuple[int, int]] = []
+    scanner.spans = spans
+    scanner.feed(text)
+    for s, e in sorted(spans + scanner.broken):
+        raw = text[s:e]
+
+        def offset(s: int = s) -> int:
+            return at(s)
+
+        if (e - s) * wide > limit:
+            begin = at(s)
+            size = at(e) - begin
+            if size > limit:
+                oversized_record(out, chunk, None, begin, size, raw)
+                continue
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                raise RecordRejected("not a JSON object")
+            recs, problems = records(obj, zone)
+        except (orjson.JSONDecodeError, RecordRejected, TypeError, ValueError) as err:
+            quarantine(out, chunk.path, None, offset, f"bad counter sample JSON: {err}", raw)
+            continue
+        for rec in recs:
+            emit(out, normalise, rec, chunk.path, None, offset, raw)
+        if problems:
+            why = "samples not shipped (the record's others were): " + "; ".join(problems)
+            quarantine(out, chunk.path, None, offset, why, raw)
+    if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
+        s = scanner.start
+        quarantine(out, chunk.path, None, at(s), "the file ends inside this JSON record",
+                   text[s : s + HEAD])  # fmt: skip
+    return out
+
+
+def _looks_like(text: str) -> bool:
+    return bool(_SNIFF.match(text)) and ('"CounterSamples"' in text or '"CookedValue"' in text)
+
+
+#: the ``perf_json`` format
+PERF_JSON = TextFormat(
+    "perf_json",
+    _looks_like,
+    JsonScanner.load,
+    decode,
+    defaults={"base": 0},
+)
