@@ -22,7 +22,7 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator
 
 from shipper import registry
 from shipper.errors import ConfigError, ShipperError
-from shipper.settings import Settings, Size, SourceSettings
+from shipper.settings import Duration, Settings, Size, SourceSettings
 from shipper.units import parse_size
 
 __all__ = ["Config", "load_config", "parse_config", "parse_size"]
@@ -108,6 +108,17 @@ class PipelineSettings(_Model):
         default=60.0,
         gt=0,
         description="--once: give up on an output still unavailable after this long",
+    )
+    shutdown_timeout: Duration = Field(
+        default=10.0,
+        gt=0,
+        description="after SIGINT/SIGTERM, exit at the latest this long after the request,"
+        " committed or not (what is not committed is read again at the next run)",
+    )
+    heartbeat_interval: Duration = Field(
+        default=60.0,
+        gt=0,
+        description="follow mode: log events shipped, backlog and lag this often",
     )
 
 

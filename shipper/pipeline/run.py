@@ -43,9 +43,10 @@ from shipper.errors import ConfigError, OutputFailed
 from shipper.memory import return_big_blocks
 from shipper.outputs import Output, build_output
 from shipper.pipeline.batch import Batch
-from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery
-from shipper.pipeline.progress import Progress, Summary
+from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery, Stopped
+from shipper.pipeline.progress import Progress, Summary, heartbeat
 from shipper.pipeline.routing import Decoders
+from shipper.private import make_dirs
 from shipper.rejects import RejectFile
 from shipper.sources import FORMATS, Chunk, FileRefused
 from shipper.sources.discovery import Candidate, begin, scan
@@ -97,10 +98,22 @@ class Pipeline:
         self._unreadable_now: dict[str, str] = {}  # file key -> why it cannot be opened
         self._empty: set[str] = set()  # empty files already mentioned
         self._metadata = True  # whether some output reads ids, datasets and timestamps
+        # bytes to read found by the last scan, and bytes read before it: the backlog
+        self._scan_pending = 0
+        self._done_at_scan = 0
 
     def stop(self) -> None:
-        """Finish the batch at hand, commit it, and return from ``run`` (signal-safe)."""
+        """Finish the batch at hand, commit it, and return from ``run`` (signal-safe).
+
+        Every wait ends at once (the poll interval, the delivery backoff); a batch that an
+        output has not acknowledged is not committed. ``pipeline.shutdown_timeout`` is
+        enforced by the caller (``shipper.stopping``), which owns the process."""
         self._stop.set()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes known to be unread: found by the last scan and not read since."""
+        return max(0, self._scan_pending - (self.progress.bytes_done - self._done_at_scan))
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -108,7 +121,7 @@ class Pipeline:
         started = time.monotonic()
         return_big_blocks()
         data_dir = self.config.data_path
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(data_dir)  # owner-only, as everything in it
         # Two shippers on one checkpoint would each commit the other's uncommitted work away.
         lock = FileLock(data_dir / "shipper.lock")
         try:
@@ -126,11 +139,12 @@ class Pipeline:
     def _run(self, data_dir: Path, started: float) -> Summary:
         spool = spool_path(data_dir)
         shutil.rmtree(spool, ignore_errors=True)  # a crash's leftovers: never committed
-        spool.mkdir(exist_ok=True)  # (a mount point stays)
+        make_dirs(spool)  # (a mount point stays)
         store = Store(data_dir)
         outputs: list[Output] = []
         quarantine = RejectFile(quarantine_path(data_dir))
         delivery: Delivery | None = None
+        beat: threading.Thread | None = None
         try:
             states = store.output_states()
             initial: dict[str, dict[str, Any]] = {}
@@ -157,6 +171,9 @@ class Pipeline:
                 self._stop,
                 self.config.pipeline.once_retry_seconds if self.once else None,
             )
+            if not self.once:
+                beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+                beat.start()
             while True:
                 if store.prune_due():
                     store.prune(self.config.dedupe.retention_days * 86400)
@@ -166,10 +183,17 @@ class Pipeline:
                 self._stop.wait(poll_wait(self.config.pipeline.poll_interval, self._scan_took))
                 if self._stop.is_set():
                     break
+        except Stopped as e:  # a stop request, not a failure: the batch is read again later
+            log.warning("%s", e)
+            self.summary.uncommitted = e.events
         except OutputFailed as e:
             log.error("%s", e)
             self.summary.errors.append(str(e))
         finally:
+            self.summary.stopped = self._stop.is_set()
+            self._stop.set()  # ends the heartbeat
+            if beat is not None:
+                beat.join()
             if delivery is not None:
                 delivery.join()
             if hasattr(self, "_decoders"):
@@ -188,6 +212,8 @@ class Pipeline:
         p = self.progress
         p.files_total += len(candidates)
         p.bytes_total += max(pending, 0)
+        self._scan_pending, self._done_at_scan = max(pending, 0), p.bytes_done
+        self._on_progress()  # the totals, before the first chunk is read
         self._decoders.use_pool(pending)
         delivery = self._delivery
         batch = Batch()
@@ -233,6 +259,16 @@ class Pipeline:
                 break
         delivery.deliver(batch)
         delivery.settle()
+
+    def _heartbeat(self) -> None:
+        """Follow mode: one line every ``heartbeat_interval`` saying the shipper is alive and
+        how far behind it is (events shipped, bytes not read yet, age of the newest event)."""
+        interval = self.config.pipeline.heartbeat_interval
+        before = self.summary.events
+        while not self._stop.wait(interval):
+            line, fields = heartbeat(self.summary, self.backlog, before, interval)
+            before = self.summary.events
+            log.info("%s", line, extra=fields)
 
     def _scan(self) -> deque[Candidate]:
         """The files to read now; forgets the known files that are gone."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shipper.errors import ConfigError, OutputFailed
+from shipper.retired import RETRY_ROUNDS, drop_retired
 from shipper.settings import Settings
 from shipper.units import parse_size as _size
 
@@ -70,12 +71,6 @@ class ElasticsearchOutput(Settings):
     request_timeout: float = Field(default=60.0, gt=0, description="seconds per request")
     backoff_initial: float = Field(default=0.5, gt=0, description="first retry delay, seconds")
     backoff_max: float = Field(default=30.0, gt=0, description="cap on the retry delay")
-    retry_rounds: int = Field(
-        default=8,
-        ge=0,
-        description="retries of the still-failing documents before handing the batch back to "
-        "the pipeline (which retries it forever, or gives up in --once mode)",
-    )
     dead_letter: Path | None = Field(
         default=None, description="JSONL file; default <data_dir>/dead_letter/<type>.jsonl"
     )
@@ -115,6 +110,12 @@ class ElasticsearchOutput(Settings):
         if re.sub(r"%\{\+[^}]*\}", "", v) != re.sub(r"%\{\+[^}]*\}", "", v).lower():
             raise ValueError("index names must be lowercase")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        kind = data.get("type", "elasticsearch") if isinstance(data, dict) else ""
+        return drop_retired(data, f"{kind} output", {"retry_rounds": RETRY_ROUNDS})
 
     @field_validator("ssl_assert_fingerprint")
     @classmethod

@@ -3,13 +3,13 @@
 ``send`` returns only when each document is indexed, a known duplicate (409 on ``create``) or
 written to the dead-letter file; that is the moment the checkpoint may move past the batch.
 
-While documents fail with retryable errors (429, 5xx, connection errors, timeouts) ``send``
-retries just those, after an exponential backoff with jitter, and does not return: the pipeline
-and therefore the sources wait (backpressure), and memory stays bounded by the batch. After
-``retry_rounds`` rounds it raises ``RetryLater``; the pipeline then waits and hands the same
-batch back (forever when following, a bounded number of times with ``--once``), which gives it
-a chance to notice a stop request. The documents already accepted are remembered for that batch
-and not sent again.
+``send`` makes one attempt per call and never sleeps: documents that fail with retryable errors
+(429, 5xx, connection errors, timeouts) make it raise ``RetryLater``, and the pipeline's
+delivery loop, the one retry policy of the shipper, waits its backoff (``backoff_initial``,
+``backoff_max`` from these settings) on its stop event and hands the same batch back; the
+sources wait meanwhile (backpressure) and memory stays bounded by the batch. The documents
+already accepted are remembered for that batch and only the others are sent again. A request
+refused as too large (413) is split and re-sent at once: that is not a retry.
 
 Up to ``max_in_flight`` requests run at once in threads: HTTP waiting releases the GIL, so the
 next body is built while earlier ones are on the wire.
@@ -21,14 +21,12 @@ return before delivery), so how long events wait is the pipeline's batching, not
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipper.backoff import backoff
 from shipper.errors import OutputFailed, RetryLater
 from shipper.outputs.base import Ack, EventBatch
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
@@ -50,7 +48,6 @@ class _Progress:
     batch: EventBatch
     pending: list[int]
     ack: Ack = field(default_factory=Ack)
-    rounds: int = 0
 
 
 class BulkOutput:
@@ -61,7 +58,6 @@ class BulkOutput:
         settings: ElasticsearchOutput,
         data_dir: Path,
         transport: Transport | None = None,
-        sleep: Any = None,
     ) -> None:
         self.name = settings.display_name()
         self.settings = settings
@@ -72,8 +68,6 @@ class BulkOutput:
         self.dead_letters = DeadLetterFile(settings.dead_letter_path(data_dir), self.name)
         self._pool = ThreadPoolExecutor(settings.max_in_flight, thread_name_prefix="es-bulk")
         self._progress: _Progress | None = None
-        self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Nothing to restore: ``create`` + ``_id`` makes re-sending harmless."""
@@ -93,15 +87,7 @@ class BulkOutput:
                 max_docs = max(1, too_large // 2)
                 log.warning("%s: request too large; %d documents per request", self.name, max_docs)
                 continue
-            p.rounds += 1
-            if p.rounds > self.settings.retry_rounds:
-                p.rounds = 0
-                raise RetryLater(f"{len(retry)} documents not accepted yet ({reason})")
-            delay = backoff(p.rounds, self.settings.backoff_initial, self.settings.backoff_max)
-            log.warning(
-                "%s: %d documents to retry in %.1fs (%s)", self.name, len(retry), delay, reason
-            )
-            self._sleep(delay)
+            raise RetryLater(f"{len(retry)} documents not accepted yet ({reason})")
         self._progress = None
         return p.ack
 
@@ -193,6 +179,5 @@ class BulkOutput:
         return self.transport.request("POST", "/_bulk", body, {"filter_path": FILTER_PATH})
 
     def close(self) -> None:
-        self._stop.set()
         self._pool.shutdown(wait=True)
         self.transport.close()

@@ -17,8 +17,8 @@ the rules below are checked without a server:
 - Any other whole-request status (400 such as a refused compatibility header, 404 from a
   proxy path): fatal, with the server's reason in the message.
 
-The backoff between rounds is ``shipper.backoff``; the loop that uses both is in
-``output.py``.
+``output.py`` acts on the verdicts once per ``send``; the wait before documents marked retry
+are sent again is the pipeline's (``shipper.pipeline.delivery``, the one retry policy).
 """
 
 from __future__ import annotations

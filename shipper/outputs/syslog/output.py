@@ -3,11 +3,13 @@
 ``send`` returns only when every event of the batch is delivered in the transport's sense
 (``transport`` and ``relp`` docstrings: RELP's ``rsp 200``; TCP/TLS written and acknowledged by
 the receiver's TCP on a healthy connection; UDP sent), or dead-lettered (an event over
-``max_message_size`` with ``oversize: dead_letter``). While the receivers are down it
-reconnects with the project's backoff, failing over to the next receiver, up to
-``retry_rounds`` times, then raises ``RetryLater``: the pipeline holds the sources and hands
-the same batch back later. What was already delivered of that batch is remembered and not
-sent again. Memory stays bounded by the batch: nothing is queued between calls.
+``max_message_size`` with ``oversize: dead_letter``). A broken connection gets one immediate
+reconnect within a ``send`` (failing over to the next receiver that answers), never a sleep;
+when that fails too it raises ``RetryLater``, and the pipeline's delivery loop, the one retry
+policy of the shipper, waits ``backoff_initial``..``backoff_max`` on its stop event and hands
+the same batch back, holding the sources meanwhile. What was already delivered of that batch
+is remembered and not sent again. Memory stays bounded by the batch: nothing is queued between
+calls.
 
 A certificate that does not verify is a configuration problem, not an outage: ``OutputFailed``
 at once, naming the receiver and OpenSSL's reason.
@@ -18,12 +20,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipper.backoff import backoff
 from shipper.errors import OutputFailed, RetryLater
 from shipper.outputs.base import Ack, EventBatch
 from shipper.outputs.elasticsearch.deadletter import DeadLetterFile
@@ -47,13 +47,12 @@ class _Progress:
     batch: EventBatch
     pending: list[int]
     ack: Ack = field(default_factory=Ack)
-    rounds: int = 0
 
 
 class SyslogOutput:
     needs_metadata = True  # event ids, datasets and timestamps go into the header
 
-    def __init__(self, settings: Settings, data_dir: Path, sleep: Any = None) -> None:
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
         self.settings = settings
         self.name = settings.display_name()
         self.encoder = Encoder(settings, settings.hostname or socket.gethostname())
@@ -65,8 +64,6 @@ class SyslogOutput:
             raise OutputFailed(f"{self.name}: TLS files: {e}") from e
         self._conn: Connection | None = None
         self._progress: _Progress | None = None
-        self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
 
     def restore(self, state: dict[str, Any] | None) -> None:
         """Nothing to restore: a receiver keeps no state we could check against."""
@@ -96,6 +93,7 @@ class SyslogOutput:
         heads, bodies = self.encoder.encode(batch, p.pending)
         if self.limit is not None:
             heads, bodies = self._fit(p, heads, bodies)
+        reconnected = False
         while p.pending:
             try:
                 self._connection().deliver(heads, bodies)
@@ -108,19 +106,10 @@ class SyslogOutput:
                     heads = [heads[n] for n in keep]
                     bodies = [bodies[n] for n in keep]
                 self._drop()
-                p.rounds += 1
-                if p.rounds > self.settings.retry_rounds:
-                    p.rounds = 0
+                if reconnected:
                     raise RetryLater(f"{len(p.pending)} events not delivered ({e})") from None
-                delay = backoff(p.rounds, self.settings.backoff_initial, self.settings.backoff_max)
-                log.warning(
-                    "%s: %s; %d events to send again in %.1fs",
-                    self.name,
-                    e,
-                    len(p.pending),
-                    delay,
-                )
-                self._sleep(delay)
+                reconnected = True
+                log.info("%s: %s; connecting again for %d events", self.name, e, len(p.pending))
                 continue
             p.ack.delivered += len(p.pending)
             p.pending = []
@@ -171,7 +160,6 @@ class SyslogOutput:
         return [heads[n] for n in keep], [bodies[n] for n in keep]
 
     def close(self) -> None:
-        self._stop.set()
         self._drop()
 
 

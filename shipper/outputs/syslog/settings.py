@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shipper.errors import ConfigError
+from shipper.retired import RETRY_ROUNDS, drop_retired
 from shipper.settings import Settings as _Base
 from shipper.settings import Size
 
@@ -126,12 +127,14 @@ class Settings(_Base):
     timeout: float = Field(default=10.0, gt=0, description="seconds for connect, writes, acks")
     backoff_initial: float = Field(default=0.5, gt=0)
     backoff_max: float = Field(default=30.0, gt=0)
-    retry_rounds: int = Field(
-        default=3, ge=0, description="reconnects within one send before handing back RetryLater"
-    )
     dead_letter: Path | None = Field(
         default=None, description="JSONL file; default <data_dir>/dead_letter/syslog.jsonl"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        return drop_retired(data, "syslog output", {"retry_rounds": RETRY_ROUNDS})
 
     @field_validator("facility")
     @classmethod
