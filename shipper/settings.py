@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from shipper.private import parse_mode
 from shipper.units import parse_size
 
 #: bytes; "100MB", "1GiB" or a plain number in the YAML
@@ -38,6 +39,10 @@ def parse_duration(value: Any) -> Any:
 
 #: seconds; "500ms", "30s", "5m", "1h" or a plain number in the YAML
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+#: permission bits of files an output creates: "0640", or 0640 unquoted (YAML reads it as
+#: octal); owner-only (0600) is every output's default (see ``shipper.private``)
+FileMode = Annotated[int, BeforeValidator(parse_mode)]
 
 
 class Settings(BaseModel):
@@ -67,4 +72,4 @@ class SourceSettings(Settings):
         return {}
 
 
-__all__ = ["Duration", "Settings", "Size", "SourceSettings", "parse_duration"]
+__all__ = ["Duration", "FileMode", "Settings", "Size", "SourceSettings", "parse_duration"]

@@ -27,19 +27,24 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import OutputFailed
+from shipper.private import FILE_MODE, dir_mode_for, make_dirs, open_new
 from shipper.sources.identity import file_key
 from shipper.spool import Spooled, copy_spooled, write_all
 
 
 class AppendFile:
-    def __init__(self, path: Path, max_bytes: int, keep_files: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, keep_files: int, mode: int = FILE_MODE) -> None:
+        """``mode``: of the files created (the active one, and each after a rotation) and,
+        readable alike, of the folders made for them; owner-only unless an output says
+        otherwise (``shipper.private``)."""
         self.path = path
         self.max_bytes = max_bytes
         self.keep_files = keep_files
+        self.mode = mode
         self._fd: int | None = None
 
     def _open(self) -> int:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        fd = open_new(self.path, os.O_WRONLY | getattr(os, "O_BINARY", 0), self.mode)
         self._synced = os.lseek(fd, 0, os.SEEK_END)  # where the last fsync left the file
         self._fd = fd
         return fd
@@ -54,7 +59,7 @@ class AppendFile:
             raise OutputFailed(f"{self.path}: cannot open: {e.strerror or e}") from e
 
     def _restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent, dir_mode_for(self.mode))
         fd = self._open()
         size = os.lseek(fd, 0, os.SEEK_END)
         if state is None:

@@ -37,8 +37,9 @@ from shipper.errors import OutputFailed, ShipperError
 from shipper.mappings import load_yaml
 from shipper.outputs.appendfile import AppendFile, check_writable
 from shipper.outputs.base import Ack, EventBatch, ecs_field
+from shipper.private import FILE_MODE
+from shipper.settings import FileMode, Size
 from shipper.settings import Settings as _Settings
-from shipper.settings import Size
 
 W3C_MAP = "csv/azure_rms_usage.yaml"
 #: columns for events of other datasets, unless configured
@@ -79,6 +80,7 @@ class Settings(_Settings):
     bom: bool = Field(default=False, description="start each file with a UTF-8 BOM (Excel)")
     max_bytes: Size = Field(default=256 * 10**6, gt=0, description="rotate at this size")
     keep_files: int = Field(default=10, ge=1, description="rotated files to keep")
+    file_mode: FileMode = Field(default=FILE_MODE, description='of the files created ("0640")')
 
     @field_validator("columns")
     @classmethod
@@ -197,7 +199,8 @@ class CsvOutput:
         sheet = self._sheets.get(path)
         if sheet is None:
             columns = self._main_columns if path == self.settings.path else self._other_columns
-            file = AppendFile(Path(path), self.settings.max_bytes, self.settings.keep_files)
+            s = self.settings
+            file = AppendFile(Path(path), s.max_bytes, s.keep_files, s.file_mode)
             sheet = self._sheets[path] = _Sheet(file, columns, self.settings.bom)
             if self._committed is None:
                 file.restore(None)  # first start: a file already there is appended to

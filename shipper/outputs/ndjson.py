@@ -11,8 +11,9 @@ from pydantic import Field
 from shipper.errors import OutputFailed
 from shipper.outputs.appendfile import AppendFile, check_writable
 from shipper.outputs.base import Ack, EventBatch
+from shipper.private import FILE_MODE
+from shipper.settings import FileMode, Size
 from shipper.settings import Settings as _Settings
-from shipper.settings import Size
 
 
 class Settings(_Settings):
@@ -22,6 +23,7 @@ class Settings(_Settings):
     path: str = "out/events.ndjson"
     max_bytes: Size = Field(default=256 * 10**6, gt=0, description="rotate at this size")
     keep_files: int = Field(default=10, ge=1, description="rotated files to keep")
+    file_mode: FileMode = Field(default=FILE_MODE, description='of the files created ("0640")')
 
 
 #: the name this model had in ``shipper.config``
@@ -34,7 +36,9 @@ class NdjsonFileOutput:
     def __init__(self, settings: Settings) -> None:
         self.name = f"ndjson:{settings.path}"
         self.path = Path(settings.path)
-        self._file = AppendFile(self.path, settings.max_bytes, settings.keep_files)
+        self._file = AppendFile(
+            self.path, settings.max_bytes, settings.keep_files, settings.file_mode
+        )
 
     def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         return self._file.restore(state)

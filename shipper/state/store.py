@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import orjson
 
 from shipper.errors import CheckpointError, ConfigError
+from shipper.private import make_dirs, open_new, tighten
 from shipper.state.keys import EventKey, Keys
 
 _SCHEMA = """
@@ -217,6 +218,7 @@ def _create(path: Path) -> None:
     it must not leave an empty file that the next start would have to refuse."""
     fresh = path.with_name(path.name + ".new")
     fresh.unlink(missing_ok=True)
+    os.close(open_new(fresh, os.O_WRONLY))  # owner-only from the first byte (its WAL alike)
     db = sqlite3.connect(fresh, isolation_level=None)
     try:
         db.executescript(_SCHEMA)
@@ -246,10 +248,12 @@ class Store:
             self._read = self._db
             self._last_prune = float("-inf")
             return
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(data_dir)
         verify(self.path)
         if not self.path.exists():
             _create(self.path)
+        for suffix in ("", "-wal", "-shm"):  # SQLite gives its WAL files the database's mode
+            tighten(self.path.with_name(self.path.name + suffix))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

@@ -50,8 +50,7 @@ class DeadLetterFile:
             )
         rejects = RejectFile(self.path)  # opened for the write only: dead letters are rare
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            rejects.append(lines)
+            rejects.append(lines)  # (the folder made owner-only)
         except (OSError, RetryLater, OutputFailed) as e:
             why = e.strerror if isinstance(e, OSError) else str(e)
             raise OutputFailed(f"dead-letter file {self.path}: cannot write: {why}") from e
