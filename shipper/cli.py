@@ -1,8 +1,11 @@
 """The ``shipper`` command: run, check, setup, plugins.
 
-Exit codes: 0 when everything went; 1 when a file was refused, an output failed or a check
-found a problem; 2 when the configuration is unusable. The run summary and all logging go to
-standard error, so that ``outputs: [{type: stdout}]`` can be piped.
+Exit codes: 0 when everything went (in follow mode: stopped on request, everything acknowledged
+committed); 1 when a file was refused, an output failed, the data dir is unusable or a check
+found a problem; 2 when the configuration is unusable; 128 + the signal's number (130 SIGINT,
+143 SIGTERM) when a signal cut the work short: ``--once`` interrupted, or a shutdown forced by
+a second signal or by ``pipeline.shutdown_timeout`` (``shipper.stopping``). The run summary and
+all logging go to standard error, so that ``outputs: [{type: stdout}]`` can be piped.
 
 The configuration models and the pipeline are imported by the commands that use them, not at
 the top, so that ``--help`` answers at once.
@@ -11,7 +14,6 @@ the top, so that ``--help`` answers at once.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -28,30 +30,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipper")
 
 
-def _setup_logging(verbose: bool, rich_console: Any = None) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    if rich_console is not None:
-        from rich.logging import RichHandler
+def _setup_logging(verbose: bool, rich_console: Any = None, log_format: str = "text") -> None:
+    from shipper.logs import setup_logging
 
-        handler: logging.Handler = RichHandler(console=rich_console, show_path=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("elastic_transport", "urllib3", "elasticsearch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(verbose, "json" if log_format == "json" else "text", rich_console)
 
 
-def _load(path: str) -> Config:
+def _load(path: str, as_log: bool = False) -> Config:
     from shipper.config import load_config
 
     try:
         return load_config(path)
     except ConfigError as e:
-        click.echo(f"{path}: configuration error:\n{e}", err=True)
+        if as_log:
+            log.error("%s: configuration error: %s", path, str(e).replace("\n", "; "))
+        else:
+            click.echo(f"{path}: configuration error:\n{e}", err=True)
         sys.exit(2)
 
 
@@ -65,31 +59,47 @@ def main() -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--once", is_flag=True, help="Ship everything present, then exit (backfill).")
 @click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: time (ISO 8601, with offset), level, message; json: one ECS JSON object a line.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
-def run(config: str, once: bool, no_progress: bool, verbose: bool) -> None:
-    """Follow the inputs until SIGINT/SIGTERM (or, with --once, ship what is there and exit)."""
-    from shipper.pipeline import Pipeline, Progress
+def run(config: str, once: bool, no_progress: bool, log_format: str, verbose: bool) -> None:
+    """Follow the inputs until SIGINT/SIGTERM (or, with --once, ship what is there and exit).
 
-    cfg = _load(config)
-    show_progress = once and not no_progress and sys.stderr.isatty()
+    A first SIGINT/SIGTERM commits what the outputs acknowledged and exits within
+    pipeline.shutdown_timeout; a second exits at once. SIGHUP is logged and ignored."""
+    from shipper.pipeline import Pipeline, Progress
+    from shipper.preflight import data_dir_problem, empty_patterns
+    from shipper.stopping import StopRequests, exit_code
+
+    _setup_logging(verbose, None, log_format)  # for what loading the configuration says
+    cfg = _load(config, log_format == "json")
+    show_progress = (
+        once and not no_progress and log_format == "text" and sys.stderr.isatty()
+    )  # a bar between JSON lines would corrupt them
     console = None
     if show_progress:
         from rich.console import Console
 
         console = Console(stderr=True)
-    _setup_logging(verbose, console)
+        _setup_logging(verbose, console, log_format)
     if not cfg.inputs:
         log.warning("%s: no inputs configured; nothing to ship", config)
+    problem = data_dir_problem(cfg.data_path)
+    if problem is not None:
+        log.error("%s", problem)
+        sys.exit(1)
+    for line in empty_patterns(cfg.inputs):
+        log.warning("%s%s", line, "" if once else " (yet); watching it")
     progress = Progress()
     display = _ProgressDisplay(progress, console) if show_progress else None
     pipeline = Pipeline(cfg, once=once, progress=progress, on_progress=display and display.update)
-
-    def stop(signum: int, frame: object) -> None:
-        log.info("stopping: finishing and committing the batch at hand")
-        pipeline.stop()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stops = StopRequests(pipeline.stop, cfg.pipeline.shutdown_timeout)
+    stops.install()
     if not once:
         log.info("following %d input(s); Ctrl+C to stop", len(cfg.inputs))
     try:
@@ -101,11 +111,28 @@ def run(config: str, once: bool, no_progress: bool, verbose: bool) -> None:
     except ShipperError as e:
         log.error("%s", e)
         sys.exit(1)
-    _print_summary(summary)
+    except OSError as e:  # the data dir went away or filled up under us: one line
+        log.error("%s: %s", getattr(e, "filename", None) or cfg.data_path, e.strerror or e)
+        sys.exit(1)
+    finally:
+        stops.finished()
+    as_log = log_format == "json"  # every line on stderr a JSON object, for the collector
+    _print_summary(summary, as_log)
+    if stops.signum is not None and once and summary.stopped:
+        _print_interrupted(stops.name, summary, progress, as_log)
+        sys.exit(exit_code(stops.signum))
     sys.exit(0 if summary.ok else 1)
 
 
-def _print_summary(s: Summary) -> None:
+def _say(line: str, as_log: bool, level: int = logging.INFO) -> None:
+    """A closing line: plain on standard error, or a log record when the log is JSON."""
+    if as_log:
+        log.log(level, "%s", line)
+    else:
+        click.echo(line, err=True)
+
+
+def _print_summary(s: Summary, as_log: bool = False) -> None:
     parts = [
         f"shipped {s.events:,} events",
         f"{s.duplicates:,} duplicates skipped",
@@ -114,17 +141,43 @@ def _print_summary(s: Summary) -> None:
     ]
     if s.dead_lettered:
         parts.append(f"{s.dead_lettered:,} dead-lettered")
-    click.echo(
+    _say(
         f"{', '.join(parts)}; {s.files_read:,} files read in {s.seconds:.2f} s"
         f" ({s.rate:,.0f} events/s)",
-        err=True,
+        as_log,
     )
     for err in s.errors:
-        click.echo(f"error: {err}", err=True)
+        _say(f"error: {err}", as_log, logging.ERROR)
+
+
+def _print_interrupted(signame: str, s: Summary, p: Progress, as_log: bool = False) -> None:
+    """How far an interrupted ``--once`` got, and that a rerun continues from there."""
+    left = max(p.files_total - p.files_done, 0)
+    pending = f"; {s.uncommitted:,} events sent but not committed" if s.uncommitted else ""
+    _say(
+        f"interrupted by {signame}: {s.events:,} events shipped; {p.files_done:,} of"
+        f" {p.files_total:,} files read, {left:,} left{pending}. Run the same command again to"
+        " continue from there (nothing is lost or shipped twice).",
+        as_log,
+        logging.WARNING,
+    )
+
+
+def _short(n: float) -> str:
+    """A count in at most 5 characters: 999, 12.3k, 123k, 4.5M."""
+    for limit, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            v = n / limit
+            return f"{v:.1f}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"
 
 
 class _ProgressDisplay:
-    """A rich progress bar over the bytes to read, with files, records, events/s and ETA."""
+    """A rich progress bar over the bytes to read, with files, records/s and time left.
+
+    It fits 80 columns (fixed-width bar, short figures), and it appears only once the first
+    scan has counted the bytes to read, so its first frame already shows the total.
+    """
 
     def __init__(self, progress: Progress, console: Any) -> None:
         from rich.progress import (
@@ -137,55 +190,69 @@ class _ProgressDisplay:
 
         self._p = progress
         self._started = time.monotonic()
+        self._live = False
         self._bar = RichProgress(
             TextColumn("[bold]shipping"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             DownloadColumn(),
             TextColumn("{task.fields[files]}"),
-            TextColumn("{task.fields[records]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
         )
-        self._task = self._bar.add_task("ship", total=None, files="", records="")
+        self._task = self._bar.add_task("ship", total=None, files="", rate="")
 
     def __enter__(self) -> _ProgressDisplay:
-        self._bar.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
+        if self._live:
+            self._bar.__exit__(*exc)
 
     def update(self) -> None:
         p = self._p
         rate = p.records / max(time.monotonic() - self._started, 1e-6)
         self._bar.update(
             self._task,
-            total=p.bytes_total or None,
+            total=p.bytes_total,
             completed=p.bytes_done,
-            files=f"files {p.files_done}/{p.files_total}",
-            records=f"{p.records:,} records, {rate:,.0f}/s",
+            files=f"{p.files_done}/{p.files_total} files",
+            rate=f"{_short(rate)} rec/s",
         )
+        if not self._live:
+            self._live = True
+            self._bar.__enter__()
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--outputs", "check_outputs", is_flag=True, help="Also connect to each output.")
 def check(config: str, check_outputs: bool) -> None:
-    """Validate the configuration (and, with --outputs, reach every output)."""
+    """Validate the configuration, that the data dir is usable and that every input pattern
+    finds files (and, with --outputs, reach every output). Exit 1 on any problem."""
+    from shipper.preflight import data_dir_problem, empty_patterns
+
+    _setup_logging(False)  # for what loading the configuration says
     cfg = _load(config)
     click.echo(
         f"{config}: OK ({len(cfg.inputs)} input(s), {len(cfg.outputs)} output(s),"
         f" data in {cfg.data_dir})"
     )
+    ok = True
+    problems = [data_dir_problem(cfg.data_path), *empty_patterns(cfg.inputs)]
+    for line in problems:
+        if line is not None:
+            click.echo(f"error: {line}", err=True)
+            ok = False
     if check_outputs:
-        from shipper.status import check_outputs as run_checks
+        from shipper.check import check_outputs as run_checks
+        from shipper.redact import mask
 
-        ok = True
         for line, good in run_checks(cfg):
-            click.echo(line, err=not good)
+            click.echo(mask(line), err=not good)
             ok = ok and good
-        sys.exit(0 if ok else 1)
+    sys.exit(0 if ok else 1)
 
 
 @main.command()
@@ -198,6 +265,7 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
     import inspect
 
     from shipper import registry
+    from shipper.redact import mask
 
     cfg = _load(config)
     _setup_logging(False)
@@ -216,9 +284,9 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
             options["kibana"] = not no_kibana
         try:
             for line in step(out, cfg.data_path, dry_run, **options):
-                click.echo(f"{out.type}: {line}")
+                click.echo(mask(f"{out.type}: {line}"))
         except ShipperError as e:
-            click.echo(f"{out.type}: {e}", err=True)
+            click.echo(mask(f"{out.type}: {e}"), err=True)
             ok = False
     sys.exit(0 if ok else 1)
 
