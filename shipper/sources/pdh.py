@@ -297,7 +297,9 @@ def emit(
 
 
 def utc_iso(dt: datetime) -> str:
-    """An aware datetime as ISO 8601 UTC (``...Z``), microseconds kept when there are any."""
+    """An aware datetime as ISO 8601 UTC (``...Z``): milliseconds, as PDH CSV has them, or
+    microseconds when there are any (PowerShell 7 keeps 100 ns)."""
     dt = dt.astimezone(timezone.utc)
-    frac = f".{dt.microsecond:06d}" if dt.microsecond else ""
+    us = dt.microsecond
+    frac = f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"

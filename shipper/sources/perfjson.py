@@ -110,11 +110,13 @@ def samples(obj: dict[str, Any]) -> tuple[list[Any], Any, Any]:
     raise RecordRejected("not a Get-Counter sample set or sample (no CounterSamples or Path)")
 
 
-def records(obj: dict[str, Any], zone: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """One record per (time, host, object, instance) of a top-level JSON record, and the
-    reasons of the samples left out."""
+Groups = dict[tuple[str, str, str, str | None], dict[str, Any]]
+
+
+def records(obj: dict[str, Any], zone: str, grouped: Groups) -> list[str]:
+    """Add a top-level JSON record's samples to ``grouped``, one record per (time, host,
+    object, instance); return the reasons of the samples left out."""
     items, set_time, set_100ns = samples(obj)
-    grouped: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
     problems: list[str] = []
     for s in items:
         if not isinstance(s, dict):
@@ -146,7 +148,7 @@ def records(obj: dict[str, Any], zone: str) -> tuple[list[dict[str, Any]], list[
             rec = grouped[key] = {"time": time, "host": p.host, "object": p.object,
                                   "instance": p.instance, "counters": {}}  # fmt: skip
         rec["counters"][p.counter] = float(value)
-    return list(grouped.values()), problems
+    return problems
 
 
 def decode(chunk: Chunk) -> Decoded:
@@ -167,6 +169,9 @@ def decode(chunk: Chunk) -> Decoded:
     spans: list[tuple[int, int]] = []
     scanner.spans = spans
     scanner.feed(text)
+    # bare samples (an array of them) are grouped over the whole chunk, sample sets alone
+    loose: Groups = {}
+    loose_at: list[tuple[int, str]] = []
     for s, e in sorted(spans + scanner.broken):
         raw = text[s:e]
 
@@ -183,15 +188,25 @@ def decode(chunk: Chunk) -> Decoded:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
                 raise RecordRejected("not a JSON object")
-            recs, problems = records(obj, zone)
+            bare = "CounterSamples" not in obj
+            grouped: Groups = loose if bare else {}
+            problems = records(obj, zone, grouped)
         except (orjson.JSONDecodeError, RecordRejected, TypeError, ValueError) as err:
             quarantine(out, chunk.path, None, offset, f"bad counter sample JSON: {err}", raw)
             continue
-        for rec in recs:
-            emit(out, normalise, rec, chunk.path, None, offset, raw)
+        if bare:
+            if not loose_at:
+                loose_at.append((s, raw))
+        else:
+            for rec in grouped.values():
+                emit(out, normalise, rec, chunk.path, None, offset, raw)
         if problems:
             why = "samples not shipped (the record's others were): " + "; ".join(problems)
             quarantine(out, chunk.path, None, offset, why, raw)
+    if loose:
+        s0, raw0 = loose_at[0]
+        for rec in loose.values():
+            emit(out, normalise, rec, chunk.path, None, lambda: at(s0), raw0)
     if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
         s = scanner.start
         quarantine(out, chunk.path, None, at(s), "the file ends inside this JSON record",

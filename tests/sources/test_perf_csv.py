@@ -1,0 +1,413 @@
+"""PDH CSV counter logs (typeperf, relog, Export-Counter): values, times and bad lines.
+
+Every file is written by the test in the shape the tool writes: the ``(PDH-CSV 4.0)
+(<zone>)(<bias>)`` header cell, ``\\\\HOST\\Object(Instance)\\Counter`` columns, quoted local
+times and values, CRLF line ends, blank or ``" "`` for a missing sample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from shipper.sources import FORMATS
+from shipper.sources.perfcsv import PERF_CSV
+from shipper.sources.windows_perf import Settings
+
+RMS = "Microsoft Rights Management connector"
+SINCE = "Time since last authorization policy update"
+CONN = "Licensing Successful Batched Request Average Connector Response Time"
+SERV = "Licensing Successful Batched Request Average Service Response Time"
+PROC = "Licensing Successful Batched Request Average Connector Processing Time"
+
+
+def pdh_file(
+    path: Path,
+    zone: str | None,
+    bias: int | None,
+    columns: list[str],
+    rows: list[list[str]],
+    encoding: str = "utf-8",
+    kind: str = "CSV",
+) -> Path:
+    """A counter log as typeperf writes it: every cell quoted, CRLF."""
+    first = f"(PDH-{kind} 4.0)" + (f" ({zone})({bias})" if zone is not None else "")
+    sep = "\t" if kind == "TSV" else ","
+    lines = [sep.join(f'"{c}"' for c in [first, *columns])]
+    lines += [sep.join(f'"{c}"' for c in row) for row in rows]
+    data = "".join(line + "\r\n" for line in lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        data.encode(encoding) if encoding != "utf-16" else b"\xff\xfe" + data.encode("utf-16-le")
+    )
+    return path
+
+
+def ship(path: Path, options: dict[str, object] | None = None):
+    docs, quarantined = [], []
+    with open(path, "rb") as f:
+        for chunk in PERF_CSV.chunks(f, str(path), 0, "", True, options or {"timezone": "UTC"}):
+            out = PERF_CSV.decode(chunk)
+            assert out.refused is None, out.refused
+            docs += [orjson.loads(d) for d in out.docs]
+            quarantined += out.quarantined
+    return docs, quarantined
+
+
+def rms(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["event"]["dataset"] == "rms_connector.perf"]
+
+
+def col(host: str, counter: str, obj: str = RMS, instance: str | None = None) -> str:
+    inst = f"({instance})" if instance is not None else ""
+    return f"\\\\{host}\\{obj}{inst}\\{counter}"
+
+
+def test_typeperf_csv_values_and_times_from_the_header_bias(tmp_path: Path) -> None:
+    cols = [
+        col("RMSCON01", SINCE),
+        col("RMSCON01", CONN),
+        col("RMSCON01", SERV),
+        col("RMSCON01", PROC),
+        col("RMSCON01", "% Processor Time", "Processor", "_Total"),
+    ]
+    path = pdh_file(
+        tmp_path / "typeperf.csv",
+        "W. Europe Standard Time",
+        -60,
+        cols,
+        [
+            ["03/04/2024 09:00:00.123", "412", "35.5", "30.25", "5.25", "3.2"],
+            ["03/04/2024 09:00:15.125", "427", "", " ", "4", "12.5"],
+        ],
+    )
+    docs, quarantined = ship(path)
+    assert not quarantined
+    connector = rms(docs)
+    assert [d["@timestamp"] for d in connector] == [
+        "2024-03-04T08:00:00.123Z",  # 09:00 CET = UTC+1
+        "2024-03-04T08:00:15.125Z",
+    ]
+    first, second = (d["rms_connector"]["perf"] for d in connector)
+    assert first == {
+        "time_since_last_authorization_policy_update_seconds": 412.0,
+        "licensing_successful_batched": {
+            "connector_response_time_ms": 35.5,
+            "service_response_time_ms": 30.25,
+            "connector_processing_time_ms": 5.25,
+        },
+    }
+    # blank and " " are missing samples: those values are left out, not the row
+    assert second == {
+        "time_since_last_authorization_policy_update_seconds": 427.0,
+        "licensing_successful_batched": {"connector_processing_time_ms": 4.0},
+    }
+    d = connector[0]
+    assert d["event"]["kind"] == "metric" and d["event"]["module"] == "rms_connector"
+    assert d["host"]["name"] == "rmscon01"
+    assert d["log"]["file"]["path"] == str(path)
+    cpu = [x for x in docs if x["event"]["dataset"] == "windows.perf"]
+    assert [x["windows"]["perf"] for x in cpu] == [
+        {"object": "Processor", "instance": "_Total", "processor": {"pct_processor_time": 3.2}},
+        {"object": "Processor", "instance": "_Total", "processor": {"pct_processor_time": 12.5}},
+    ]
+    assert len({x["event"]["id"] for x in docs}) == len(docs) == 4
+
+
+def test_detected_by_content_and_not_taken_for_an_event_export(tmp_path: Path) -> None:
+    path = pdh_file(
+        tmp_path / "a.csv",
+        "GMT Standard Time",
+        0,
+        [col("H", SINCE)],
+        [["01/02/2024 10:00:00.000", "1"]],
+    )
+    head = path.read_bytes()[:4096]
+    assert [n for n in Settings.formats if FORMATS[n].sniff(head, str(path))] == ["perf_csv"]
+    assert not FORMATS["event_csv"].sniff(head, str(path))
+    assert not PERF_CSV.sniff(
+        b'"Level","Date and Time","Source","Event ID","Task Category"\r\n', "x.csv"
+    )
+
+
+def test_relog_csv_in_summer_time_from_a_us_zone(tmp_path: Path) -> None:
+    # relog writes the same layout; a log started in July carries the daylight bias (420)
+    cols = [col("RMSCON02", SINCE), col("RMSCON02", CONN)]
+    path = pdh_file(
+        tmp_path / "relog.csv",
+        "Pacific Standard Time",
+        420,
+        cols,
+        [
+            ["07/15/2024 23:30:00.000", " ", " "],  # relog's first line of a log: all blank
+            ["07/15/2024 23:45:00.000", "900.5", "120"],
+        ],
+    )
+    docs, quarantined = ship(path)
+    assert not quarantined
+    assert [d["@timestamp"] for d in docs] == ["2024-07-16T06:45:00.000Z"]  # PDT = UTC-7
+    assert docs[0]["rms_connector"]["perf"] == {
+        "time_since_last_authorization_policy_update_seconds": 900.5,
+        "licensing_successful_batched": {"connector_response_time_ms": 120.0},
+    }
+
+
+def test_export_counter_csv_with_lower_case_paths_and_instances(tmp_path: Path) -> None:
+    # Export-Counter writes Get-Counter's paths: lower case
+    cols = [
+        col("rmscon03", SINCE.lower(), RMS.lower()),
+        col("rmscon03", "avg. disk sec/read", "logicaldisk", "c:"),
+        col("rmscon03", "avg. disk sec/read", "logicaldisk", "d:"),
+        col("rmscon03", "bytes total/sec", "network interface", "intel[r] ethernet (2)"),
+    ]
+    path = pdh_file(
+        tmp_path / "export.csv",
+        "Tokyo Standard Time",
+        -540,
+        cols,
+        [
+            ["12/31/2024 08:59:59.999", "60", "0.004", "0.0125", "1048576"],
+        ],
+    )
+    docs, quarantined = ship(path)
+    assert not quarantined
+    assert {d["@timestamp"] for d in docs} == {"2024-12-30T23:59:59.999Z"}  # JST = UTC+9
+    by_instance = {d.get("windows", {}).get("perf", {}).get("instance"): d for d in docs}
+    assert by_instance[None]["rms_connector"]["perf"] == {
+        "time_since_last_authorization_policy_update_seconds": 60.0
+    }
+    assert by_instance["c:"]["windows"]["perf"]["logicaldisk"] == {"avg_disk_sec_per_read": 0.004}
+    assert by_instance["d:"]["windows"]["perf"]["logicaldisk"] == {"avg_disk_sec_per_read": 0.0125}
+    nic = by_instance["intel[r] ethernet (2)"]["windows"]["perf"]
+    assert nic["object"] == "network interface"
+    assert nic["network_interface"] == {"bytes_total_per_sec": 1048576.0}
+
+
+def test_utf16_file_written_by_windows_powershell(tmp_path: Path) -> None:
+    cols = [col("RMSCON01", SINCE), col("RMSCON01", CONN)]
+    path = pdh_file(
+        tmp_path / "utf16.csv",
+        "W. Europe Standard Time",
+        -60,
+        cols,
+        [
+            ["01/10/2024 12:00:00.500", "1", "2"],
+            ["01/10/2024 12:00:01.500", "3", "4.75"],
+        ],
+        encoding="utf-16",
+    )
+    assert path.read_bytes()[:2] == b"\xff\xfe"
+    docs, quarantined = ship(path)
+    assert not quarantined
+    assert [(d["@timestamp"], d["rms_connector"]["perf"]) for d in docs] == [
+        (
+            "2024-01-10T11:00:00.500Z",
+            {
+                "time_since_last_authorization_policy_update_seconds": 1.0,
+                "licensing_successful_batched": {"connector_response_time_ms": 2.0},
+            },
+        ),
+        (
+            "2024-01-10T11:00:01.500Z",
+            {
+                "time_since_last_authorization_policy_update_seconds": 3.0,
+                "licensing_successful_batched": {"connector_response_time_ms": 4.75},
+            },
+        ),
+    ]
+
+
+def test_tsv_twin(tmp_path: Path) -> None:
+    path = pdh_file(
+        tmp_path / "a.tsv",
+        "UTC",
+        0,
+        [col("H", SINCE)],
+        [["02/29/2024 23:59:59.000", "7"]],
+        kind="TSV",
+    )
+    docs, quarantined = ship(path)
+    assert not quarantined
+    assert [d["@timestamp"] for d in docs] == ["2024-02-29T23:59:59.000Z"]
+
+
+def _utc(docs: list[dict]) -> list[str]:
+    return [d["@timestamp"] for d in docs]
+
+
+AUTUMN = [  # Europe/London, 27 Oct 2024: 02:00 BST -> 01:00 GMT; the hour 01:xx happens twice
+    ("10/27/2024 00:59:30.000", "2024-10-26T23:59:30.000Z"),
+    ("10/27/2024 01:00:00.000", "2024-10-27T00:00:00.000Z"),  # first pass, BST
+    ("10/27/2024 01:30:00.000", "2024-10-27T00:30:00.000Z"),
+    ("10/27/2024 01:59:30.000", "2024-10-27T00:59:30.000Z"),
+    ("10/27/2024 01:00:00.000", "2024-10-27T01:00:00.000Z"),  # second pass, GMT
+    ("10/27/2024 01:30:00.000", "2024-10-27T01:30:00.000Z"),
+    ("10/27/2024 01:59:30.000", "2024-10-27T01:59:30.000Z"),
+    ("10/27/2024 02:00:00.000", "2024-10-27T02:00:00.000Z"),
+]
+
+
+def test_autumn_hour_twice_gets_two_utc_hours_not_one(tmp_path: Path) -> None:
+    # a log started in British summer time: the header says GMT Standard Time, bias -60
+    rows = [[local, str(i)] for i, (local, _) in enumerate(AUTUMN)]
+    path = pdh_file(tmp_path / "autumn.csv", "GMT Standard Time", -60, [col("H", SINCE)], rows)
+    docs, quarantined = ship(path)
+    assert not quarantined
+    assert _utc(docs) == [utc for _, utc in AUTUMN]
+    assert [
+        d["rms_connector"]["perf"]["time_since_last_authorization_policy_update_seconds"]
+        for d in docs
+    ] == [float(i) for i in range(len(AUTUMN))]
+    assert len({d["event"]["id"] for d in docs}) == len(AUTUMN)  # none lost as a duplicate
+
+
+@pytest.mark.parametrize("cut", [2, 4, 5, 6])
+def test_autumn_hour_followed_as_typeperf_writes_it(tmp_path: Path, cut: int) -> None:
+    """The file grows line by line; a read stopping inside the repeated hour hands the
+    previous time to the next read through the position state."""
+    rows = [[local, str(i)] for i, (local, _) in enumerate(AUTUMN)]
+    path = pdh_file(
+        tmp_path / "autumn.csv", "GMT Standard Time", -60, [col("H", SINCE)], rows[:cut]
+    )
+    docs, pos, state = [], 0, ""
+    opts: dict[str, object] = {"timezone": "UTC"}
+    with open(path, "rb") as f:
+        for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
+            docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
+            pos, state = chunk.end, chunk.state_out
+    with open(path, "ab") as f:
+        for row in rows[cut:]:
+            f.write(("".join(f'"{c}",' for c in row)[:-1] + "\r\n").encode())
+    with open(path, "rb") as f:
+        for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
+            docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
+    assert _utc(docs) == [utc for _, utc in AUTUMN]
+
+
+def test_spring_gap_follows_the_zone_after_the_change(tmp_path: Path) -> None:
+    # Europe/Berlin, 31 Mar 2024: 02:00 CET -> 03:00 CEST; typeperf's clock jumps with it
+    rows = [
+        ["03/31/2024 01:59:45.000", "1"],
+        ["03/31/2024 03:00:00.000", "2"],
+        ["03/31/2024 03:00:15.000", "3"],
+    ]
+    path = pdh_file(
+        tmp_path / "spring.csv", "W. Europe Standard Time", -60, [col("H", SINCE)], rows
+    )
+    docs, _ = ship(path)
+    assert _utc(docs) == [
+        "2024-03-31T00:59:45.000Z",
+        "2024-03-31T01:00:00.000Z",  # not 02:00Z, as the header's bias alone would say
+        "2024-03-31T01:00:15.000Z",
+    ]
+
+
+def test_bias_that_disagrees_with_the_zone_is_a_fixed_offset(tmp_path: Path) -> None:
+    # "adjust for daylight saving time" off: standard bias in July, clock never changes
+    path = pdh_file(
+        tmp_path / "nodst.csv",
+        "W. Europe Standard Time",
+        -60,
+        [col("H", SINCE)],
+        [["07/01/2024 12:00:00.000", "1"]],
+    )
+    docs, _ = ship(path)
+    assert _utc(docs) == ["2024-07-01T11:00:00.000Z"]  # +1 h, not CEST's +2 h
+
+
+def test_unknown_zone_name_uses_the_bias(tmp_path: Path) -> None:
+    path = pdh_file(
+        tmp_path / "loc.csv",
+        "Mitteleuropäische Zeit",
+        -120,
+        [col("H", SINCE)],
+        [["07/01/2024 12:00:00.000", "1"]],
+    )
+    docs, _ = ship(path)
+    assert _utc(docs) == ["2024-07-01T10:00:00.000Z"]
+
+
+def test_header_without_zone_uses_the_input_timezone(tmp_path: Path) -> None:
+    path = pdh_file(
+        tmp_path / "nozone.csv",
+        None,
+        None,
+        [col("H", SINCE)],
+        [["01/15/2024 08:00:00.000", "1"], ["07/15/2024 08:00:00.000", "2"]],
+    )
+    docs, _ = ship(path, {"timezone": "America/New_York"})
+    assert _utc(docs) == ["2024-01-15T13:00:00.000Z", "2024-07-15T12:00:00.000Z"]
+
+
+def test_bad_lines_are_quarantined_with_file_line_and_reason(tmp_path: Path) -> None:
+    cols = [col("H", SINCE), col("H", CONN)]
+    path = pdh_file(
+        tmp_path / "bad.csv",
+        "UTC",
+        0,
+        cols,
+        [
+            ["01/02/2024 10:00:00.000", "1", "2"],
+            ["2024-01-02 10:00:15", "3", "4"],  # not a PDH time
+            ["01/02/2024 10:00:30.000", "5"],  # a cell short
+            ["01/02/2024 10:00:45.000", "n/a", "6"],  # a value that is not a number
+            ["01/02/2024 10:01:00.000", "7", "8"],
+        ],
+    )
+    docs, quarantined = ship(path)
+    assert [(q.path, q.line) for q in quarantined] == [(str(path), n) for n in (3, 4, 5)]
+    assert "not a PDH time" in quarantined[0].reason
+    assert "expected 3 cells" in quarantined[1].reason and "found 2" in quarantined[1].reason
+    assert "n/a" in quarantined[2].reason and SINCE in quarantined[2].reason
+    assert quarantined[2].raw.startswith('"01/02/2024 10:00:45.000"')
+    data = path.read_bytes()
+    assert data[quarantined[0].offset :].startswith(b'"2024-01-02 10:00:15"')
+    perf = [d["rms_connector"]["perf"] for d in docs]
+    assert perf == [
+        {
+            "time_since_last_authorization_policy_update_seconds": 1.0,
+            "licensing_successful_batched": {"connector_response_time_ms": 2.0},
+        },
+        {"licensing_successful_batched": {"connector_response_time_ms": 6.0}},  # the rest ships
+        {
+            "time_since_last_authorization_policy_update_seconds": 7.0,
+            "licensing_successful_batched": {"connector_response_time_ms": 8.0},
+        },
+    ]
+
+
+def test_a_file_that_is_not_a_counter_log_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\r\n1,2\r\n")
+    with open(path, "rb") as f:
+        outs = [PERF_CSV.decode(c) for c in PERF_CSV.chunks(f, str(path), 0, "", True, {})]
+    assert outs and outs[0].refused and "PDH" in outs[0].refused
+
+
+def test_a_header_again_further_down_starts_a_new_layout(tmp_path: Path) -> None:
+    first = pdh_file(
+        tmp_path / "one.csv", "UTC", 0, [col("H", SINCE)], [["01/02/2024 10:00:00.000", "1"]]
+    )
+    second = pdh_file(
+        tmp_path / "two.csv",
+        "W. Europe Standard Time",
+        -60,
+        [col("H", CONN), col("H", SINCE)],
+        [["01/02/2024 12:00:00.000", "2", "3"]],
+    )
+    joined = tmp_path / "joined.csv"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    docs, quarantined = ship(joined)
+    assert not quarantined
+    assert [(d["@timestamp"], d["rms_connector"]["perf"]) for d in docs] == [
+        ("2024-01-02T10:00:00.000Z", {"time_since_last_authorization_policy_update_seconds": 1.0}),
+        (
+            "2024-01-02T11:00:00.000Z",
+            {
+                "time_since_last_authorization_policy_update_seconds": 3.0,
+                "licensing_successful_batched": {"connector_response_time_ms": 2.0},
+            },
+        ),
+    ]
