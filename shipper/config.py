@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator
 
-from shipper import registry
+from shipper import redact, registry
 from shipper.errors import ConfigError, ShipperError
 from shipper.settings import Duration, Settings, Size, SourceSettings
 from shipper.units import parse_size
@@ -128,6 +128,41 @@ class DedupeSettings(_Model):
     )
 
 
+class MetricsSettings(_Model):
+    """The Prometheus endpoint (``shipper.metrics``): off unless ``listen`` is set."""
+
+    listen: str | None = Field(
+        default=None,
+        description='"host:port" (or ":port" / "port": on 127.0.0.1) of the Prometheus endpoint',
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        host, port = _host_port(v)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when off."""
+        return None if self.listen is None else _host_port(self.listen)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """ "127.0.0.1:9108", "[::1]:9108", ":9108" or "9108" (the loopback by default: metrics
+    say what is shipped and from where, which is nobody else's business)."""
+    text = str(text).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'expected "host:port", e.g. "127.0.0.1:9108", not {text!r}')
+    return host, int(port)
+
+
 class Config(_Model):
     data_dir: str = Field(default=".shipper-data", description="checkpoint store and quarantine")
     #: each validated by its source's ``Settings`` (see ``shipper.registry``)
@@ -136,6 +171,7 @@ class Config(_Model):
     outputs: list[SerializeAsAny[Settings]] = Field(default_factory=_default_outputs)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -213,6 +249,7 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("(top level): expected a mapping of settings")
     data = _interpolate(data, "", dict(os.environ) if env is None else env)
+    redact.remember(data)  # before anything can echo them
     # inputs and outputs first, each by its own model, so that errors keep their path
     lines: list[str] = []
     for key, kind in _LISTS.items():
@@ -230,7 +267,7 @@ def parse_config(data: Any, env: dict[str, str] | None = None) -> Config:
     except ValidationError as e:
         lines += [f"{_loc(err['loc'], data)}: {err['msg']}" for err in e.errors()]
     if lines:
-        raise ConfigError("\n".join(lines))
+        raise ConfigError(redact.mask("\n".join(lines)))
     return cfg
 
 
@@ -241,5 +278,5 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {redact.mask(str(e))}") from None
     return parse_config(data, env)
