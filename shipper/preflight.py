@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shipper.private import make_dirs
 from shipper.sources.globbing import iter_glob
 
 __all__ = ["data_dir_problem", "empty_patterns"]
@@ -24,7 +25,7 @@ _MAGIC = re.compile(r"[*?\[]")
 def data_dir_problem(path: Path) -> str | None:
     """Why the checkpoint store cannot live in ``path`` (created when missing), or None."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)  # owner-only (shipper.private)
     except FileExistsError:
         return f"data_dir {path}: is a file, not a folder"
     except OSError as e:

@@ -142,3 +142,26 @@ def test_folder_modes_follow_file_modes():
 def test_the_config_reference_mentions_file_mode():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert "file_mode" in readme and "0600" in readme
+
+
+def test_shipper_run_makes_its_data_dir_owner_only(tmp_path: Path, cli):
+    """Through the command, whose start-up checks make the data dir before the pipeline."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_bytes((EXAMPLES / "rms" / "rmslog-2024-03-04.log").read_bytes())
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'new' / 'data'}\n"
+        f"inputs: [{{type: rms_usage, paths: ['{logs}/*']}}]\n"
+        f"outputs: [{{type: ndjson, path: '{tmp_path / 'out' / 'e.ndjson'}'}}]\n",
+        encoding="utf-8",
+    )
+    old = os.umask(0o022)  # inherited by the command
+    try:
+        done = cli("run", "--once", str(cfg), cwd=tmp_path)
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    assert mode(tmp_path / "new" / "data") == 0o700
+    assert mode(tmp_path / "new") == 0o700
+    assert mode(tmp_path / "out" / "e.ndjson") == 0o600
