@@ -4,12 +4,18 @@ Each document becomes ``{"create":{"_index":...,"_id":...}}\\n<doc>\\n``. ``crea
 event id as ``_id`` makes a re-sent document a 409 instead of a second copy. The action line's
 constant part is built once per target index, so the per-document cost is a few byte
 concatenations (documents arrive already serialised and are never parsed here).
+
+Into a data stream, each document also carries the ECS ``data_stream.type``, ``.dataset`` and
+``.namespace`` of the stream it lands in, as Elastic Agent's documents do (dashboards and
+Fleet-style filters use them). They are spliced in front of the document's own fields: one
+concatenation with bytes made once per dataset. Only a document that already names a
+``data_stream`` (or is not a plain non-empty object) is parsed, and given the target's values.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -29,15 +35,26 @@ class Chunk:
     positions: list[int]
 
 
-def data_stream_name(dataset: str, namespace: str) -> str:
-    """``logs-<dataset>-<namespace>``; a dataset may not contain '-' (the name's separator)."""
-    return f"logs-{dataset.lower().replace('-', '_')}-{namespace}"
+def stream_dataset(dataset: str) -> str:
+    """A dataset as a data stream names it: lowercase, no '-' (the name's separator)."""
+    return dataset.lower().replace("-", "_")
 
 
-def index_resolver(index: str | None, namespace: str) -> Callable[[str, str], str]:
-    """Return ``f(dataset, timestamp) -> index name`` for the configured target."""
+def data_stream_name(dataset: str, namespace: str, kind: str = "logs") -> str:
+    """``<type>-<dataset>-<namespace>``, ``logs-azure_rms.usage-default`` say."""
+    return f"{kind}-{stream_dataset(dataset)}-{namespace}"
+
+
+def index_resolver(
+    index: str | None, namespace: str, types: Mapping[str, str] | None = None
+) -> Callable[[str, str], str]:
+    """Return ``f(dataset, timestamp) -> index name`` for the configured target; ``types``
+    gives a dataset's data stream type when it is not ``logs``."""
     if index is None:
-        return lambda dataset, ts: data_stream_name(dataset, namespace)
+        kinds = types or {}
+        return lambda dataset, ts: data_stream_name(
+            dataset, namespace, kinds.get(stream_dataset(dataset), "logs")
+        )
     template = index.replace("{namespace}", namespace)
     parts = _DATE_TOKEN.split(template)  # literal, pattern, literal, pattern, ...
     for pattern in parts[1::2]:
@@ -66,12 +83,56 @@ def index_resolver(index: str | None, namespace: str) -> Callable[[str, str], st
 class BulkEncoder:
     """Cuts a batch (or the part still to send) into ``_bulk`` bodies bounded by count and bytes."""
 
-    def __init__(self, index: str | None, namespace: str, max_docs: int, max_bytes: int) -> None:
-        self._resolve = index_resolver(index, namespace)
+    def __init__(
+        self,
+        index: str | None,
+        namespace: str,
+        max_docs: int,
+        max_bytes: int,
+        types: Mapping[str, str] | None = None,
+    ) -> None:
+        if types is None and index is None:
+            from shipper.outputs.elasticsearch.templates import stream_types
+
+            types = stream_types()
+        self._types = types or {}
+        self._namespace = namespace
+        self._resolve = index_resolver(index, namespace, self._types)
         self._dated = index is not None and "%{+" in index
+        self._streams = index is None
         self.max_docs = max_docs
         self.max_bytes = max_bytes
         self._prefix: dict[tuple[str, str], bytes] = {}
+        self._fields: dict[str, dict[str, str]] = {}
+        self._stamps: dict[str, bytes] = {}
+
+    def data_stream_fields(self, dataset: str) -> dict[str, str]:
+        """The ECS ``data_stream`` object of the stream a dataset's documents go to."""
+        fields = self._fields.get(dataset)
+        if fields is None:
+            name = stream_dataset(dataset)
+            kind = self._types.get(name, "logs")
+            fields = {"type": kind, "dataset": name, "namespace": self._namespace}
+            self._fields[dataset] = fields
+            self._stamps[dataset] = b'{"data_stream":' + orjson.dumps(fields) + b","
+        return fields
+
+    def stamped(self, dataset: str, doc: bytes) -> bytes:
+        """``doc`` with its ``data_stream`` fields (see the module docstring)."""
+        stamp = self._stamps.get(dataset)
+        if stamp is None:
+            self.data_stream_fields(dataset)
+            stamp = self._stamps[dataset]
+        if doc[:1] == b"{" and doc[1:2] != b"}" and b'"data_stream"' not in doc:
+            return stamp + doc[1:]
+        try:
+            parsed = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            return doc  # the cluster refuses it, and it is dead-lettered as sent
+        if not isinstance(parsed, dict):
+            return doc
+        parsed["data_stream"] = self.data_stream_fields(dataset)
+        return orjson.dumps(parsed)
 
     def _action_prefix(self, dataset: str, ts: str) -> bytes:
         # Keyed on the hour at most: that is the finest date pattern we render.
@@ -94,12 +155,13 @@ class BulkEncoder:
         timestamps = batch.timestamps or [""] * len(docs)
         todo: Sequence[int] = range(len(docs)) if positions is None else positions
         prefix_of = self._action_prefix
+        stamped = self.stamped if self._streams else None
         dumps = orjson.dumps
         parts: list[bytes] = []
         taken: list[int] = []
         size = 0
         for i in todo:
-            doc = docs[i]
+            doc = docs[i] if stamped is None else stamped(datasets[i], docs[i])
             line = prefix_of(datasets[i], timestamps[i]) + dumps(ids[i]) + b"}}\n" + doc + b"\n"
             if taken and (len(taken) >= self.max_docs or size + len(line) > self.max_bytes):
                 yield Chunk(b"".join(parts), taken)

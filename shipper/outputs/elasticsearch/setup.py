@@ -42,11 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import OutputFailed, RetryLater, ShipperError
-from shipper.mappings import mappings_dir
 from shipper.outputs.elasticsearch import ecs, templates
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
 from shipper.outputs.elasticsearch.kibana import object_set, saved_objects
-from shipper.outputs.elasticsearch.transport import Reply, Transport, make_transport
+from shipper.outputs.elasticsearch.transport import (
+    Reply,
+    Transport,
+    engine_mismatch,
+    make_transport,
+)
 
 POLICY = "shipper-logs"
 SAVED_OBJECTS = "Kibana saved objects"
@@ -189,8 +193,8 @@ def _retarget(rule: dict[str, Any], settings: ElasticsearchOutput) -> dict[str, 
 # --- doing it ------------------------------------------------------------------------------------
 
 
-def _put(t: Transport, path: str, body: Any) -> Reply:
-    reply = t.request("PUT", path, body)
+def _put(t: Transport, path: str, body: Any, params: dict[str, str] | None = None) -> Reply:
+    reply = t.request("PUT", path, body, params)
     if reply.status in (401, 403):
         raise OutputFailed(f"PUT {path}: not allowed (HTTP {reply.status}): {_why(reply)}")
     return reply
@@ -238,6 +242,49 @@ def _lifecycle(t: Transport, settings: ElasticsearchOutput, report: SetupReport)
     _step(report, f"ISM policy {POLICY}", reply)
 
 
+def _custom(t: Transport, settings: ElasticsearchOutput, name: str) -> Step:
+    """Create the user's ``@custom`` component template empty when missing; never change it.
+
+    ``create=true`` makes "only if absent" one atomic request: an existing template (the
+    user's pipeline, mappings or settings) is refused by the cluster itself.
+    """
+    what = f"component template {name}"
+    body: dict[str, Any] = {"template": {}}
+    if settings.type == "elasticsearch":
+        body["_meta"] = {"description": "yours: shipper setup creates it empty, never changes it"}
+    reply = _put(t, f"/_component_template/{name}", body, {"create": "true"})
+    if 200 <= reply.status < 300:
+        return Step(what, "installed", "empty, for your own settings and mappings")
+    if reply.status == 400 and "already exists" in _why(reply):
+        return Step(what, "unchanged", "exists; yours, left as is")
+    return Step(what, "failed", _why(reply))
+
+
+def _retire_legacy(t: Transport, name: str, body: dict[str, Any], report: SetupReport) -> None:
+    """Delete the same template under the name older versions gave it, once the new one is in.
+
+    The new one has a higher priority, so it already wins, and the old one no longer backs a
+    data stream (which would make the cluster refuse the delete). Only a template with the
+    same patterns that composes our ECS component is taken for ours.
+    """
+    old = templates.legacy_template_name(body["index_patterns"][0])
+    if old == name or not report.steps or report.steps[-1].result != "installed":
+        return
+    reply = t.request("GET", f"/_index_template/{old}")
+    if reply.status != 200 or not isinstance(reply.body, dict):
+        return
+    found = reply.body.get("index_templates") or [{}]
+    spec = found[0].get("index_template", {})
+    if spec.get("index_patterns") != body["index_patterns"]:
+        return
+    if ecs.COMPONENT not in spec.get("composed_of", []):
+        return
+    gone = t.request("DELETE", f"/_index_template/{old}")
+    ok = 200 <= gone.status < 300
+    detail = f"replaced by {name}" if ok else _why(gone)
+    report.steps.append(Step(f"index template {old}", "removed" if ok else "failed", detail))
+
+
 def plan(settings: ElasticsearchOutput, *, kibana: bool = True) -> SetupReport:
     """What ``install`` would do, as steps, without contacting anything (``--dry-run``)."""
     report = SetupReport()
@@ -253,6 +300,11 @@ def plan(settings: ElasticsearchOutput, *, kibana: bool = True) -> SetupReport:
     else:
         path = f"/_plugins/_ism/policies/{POLICY}"
         report.steps.append(Step(f"ISM policy {POLICY}", would, f"PUT {path}, unless it exists"))
+    for name in custom_templates(settings):
+        path = f"/_component_template/{name}?create=true"
+        report.steps.append(
+            Step(f"component template {name}", would, f"PUT {path}, empty, unless it exists")
+        )
     for name in index_templates(settings):
         report.steps.append(Step(f"index template {name}", would, f"PUT /_index_template/{name}"))
     if not kibana:
@@ -300,10 +352,13 @@ def install(
                 report, f"component template {name}", _put(t, f"/_component_template/{name}", body)
             )
         _lifecycle(t, settings, report)
+        for name in custom_templates(settings):
+            report.steps.append(_custom(t, settings, name))
         for name, body in index_templates(settings).items():
             if settings.type == "opensearch":
                 body = {k: v for k, v in body.items() if k != "_meta"}
             _step(report, f"index template {name}", _put(t, f"/_index_template/{name}", body))
+            _retire_legacy(t, name, body, report)
     except RetryLater as e:
         raise OutputFailed(str(e)) from None  # the message already names the output
     finally:
@@ -432,18 +487,21 @@ def status(settings: ElasticsearchOutput, *, transport: Transport | None = None)
             return Status(False, message=f"{settings.display_name()}: {what} ({_why(root)})")
         if root.status != 200 or not isinstance(root.body, dict):
             return Status(False, message=f"GET / answered HTTP {root.status}: {_why(root)}")
+        named = engine_mismatch(settings.type, root.body, settings.display_name())
+        if named:
+            return Status(False, message=named)
         version = root.body.get("version", {})
         product = version.get("distribution", "elasticsearch")
-        templates: dict[str, bool] = {}
-        for name in component_templates(settings):
-            templates[name] = t.request("GET", f"/_component_template/{name}").status == 200
+        found: dict[str, bool] = {}
+        for name in [*component_templates(settings), *custom_templates(settings)]:
+            found[name] = t.request("GET", f"/_component_template/{name}").status == 200
         for name in index_templates(settings):
-            templates[name] = t.request("GET", f"/_index_template/{name}").status == 200
-        missing = [n for n, ok in templates.items() if not ok]
+            found[name] = t.request("GET", f"/_index_template/{name}").status == 200
+        missing = [n for n, ok in found.items() if not ok]
         message = (
             "templates missing: " + ", ".join(missing) + " (run shipper setup)" if missing else ""
         )
-        return Status(not missing, product, str(version.get("number", "")), templates, message)
+        return Status(not missing, product, str(version.get("number", "")), found, message)
     except ShipperError as e:
         return Status(False, message=str(e))
     finally:

@@ -16,6 +16,11 @@ Two implementations of the same one-method contract:
   share node classes, TLS settings and the one exception table below, and need no new
   dependency.
 
+Each transport learns what it talks to from the root endpoint (``GET /``) before its first
+other request, and ``engine_mismatch`` (the one place that reads that answer for it) stops a
+``type: elasticsearch`` pointed at OpenSearch, or the reverse, with a message that says which
+engine it is and which ``type`` to use: at ``shipper check --outputs``, ``setup`` and run start.
+
 Retries are not done here (``max_retries=0``): the output retries only the documents that
 failed, which a transport-level retry of the whole body cannot do.
 
@@ -92,6 +97,40 @@ def _serializers(compat: bool) -> dict[str, Any]:
         out["application/vnd.elasticsearch+json"] = fast
         out["application/vnd.elasticsearch+x-ndjson"] = elastic_transport.NdjsonSerializer()
     return out
+
+
+_PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
+
+
+def identify(root: Any) -> tuple[str, str]:
+    """``(product, version)`` from the root endpoint's answer; product ``""`` when unclear.
+
+    OpenSearch says ``version.distribution: opensearch`` (and an OpenSearch tagline, even in
+    its 7.10.2 compatibility mode); Elasticsearch has no distribution, a ``build_flavor`` and
+    the tagline "You Know, for Search".
+    """
+    if not isinstance(root, dict):
+        return "", ""
+    version = root.get("version")
+    version = version if isinstance(version, dict) else {}
+    number = str(version.get("number", ""))
+    tagline = str(root.get("tagline", ""))
+    if version.get("distribution") == "opensearch" or "opensearch" in tagline.lower():
+        return "opensearch", number
+    if tagline == "You Know, for Search" or "build_flavor" in version:
+        return "elasticsearch", number
+    return "", number
+
+
+def engine_mismatch(configured: str, root: Any, where: str) -> str | None:
+    """The message for an output whose ``type`` is not the engine that answered, else None."""
+    product, number = identify(root)
+    if not product or product == configured:
+        return None
+    return (
+        f"{where}: this is {_PRODUCTS[product]} {number}, not {_PRODUCTS[configured]}; "
+        f"use type: {product}"
+    )
 
 
 def _describe(e: Exception) -> str:
@@ -193,9 +232,10 @@ class ElasticsearchTransport:
                 resp = self._client.perform_request(
                     method, path, params=params, headers=self._headers(version, body), body=body
                 )
-        except UnsupportedProductError:
+        except UnsupportedProductError as e:
+            named = engine_mismatch("elasticsearch", e.body, self.where)
             raise OutputFailed(
-                f"{self.where}: the server is not Elasticsearch (OpenSearch? use type: opensearch)"
+                named or f"{self.where}: the server is not Elasticsearch (no X-Elastic-Product)"
             ) from None
         except ApiError as e:
             return Reply(e.meta.status, e.body)
@@ -231,10 +271,17 @@ class ElasticsearchTransport:
 
 
 class OpenSearchTransport:
-    """Plain-JSON requests through ``elastic_transport``; no product check, no compat types."""
+    """Plain-JSON requests through ``elastic_transport``; no compat types.
+
+    The product check is ours: before the first request other than ``GET /`` itself (whose
+    caller reads the answer), ``identify`` asks ``GET /`` once and refuses an Elasticsearch.
+    A root endpoint the credentials may not read (a writer-only role) is no reason to stop.
+    """
 
     def __init__(self, settings: ElasticsearchOutput) -> None:
         self.where = settings.display_name()
+        self.identified = False
+        self.server_version = ""
         headers: dict[str, str] = {}
         auth = _auth_header(settings)
         if auth:
@@ -262,7 +309,23 @@ class OpenSearchTransport:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"outputs ({self.where}): {e}") from None
 
+    def identify(self) -> None:
+        reply = self._send("GET", "/")
+        self.identified = True
+        if reply.status == 200:
+            self.server_version = identify(reply.body)[1]
+            named = engine_mismatch("opensearch", reply.body, self.where)
+            if named:
+                raise OutputFailed(named)
+
     def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> Reply:
+        if not self.identified and not (method == "GET" and path == "/"):
+            self.identify()
+        return self._send(method, path, body, params)
+
+    def _send(
         self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
     ) -> Reply:
         target = path

@@ -29,7 +29,8 @@ def test_create_with_event_id_into_data_stream() -> None:
     [chunk] = list(enc.chunks(batch(3)))
     parsed = lines(chunk.body)
     assert parsed[0] == {"create": {"_index": "logs-azure_rms.usage-default", "_id": "id-0"}}
-    assert parsed[1] == {"n": 0, "message": "x" * 50}
+    stream = {"type": "logs", "dataset": "azure_rms.usage", "namespace": "default"}
+    assert parsed[1] == {"data_stream": stream, "n": 0, "message": "x" * 50}
     assert [p["create"]["_id"] for p in parsed[::2]] == ["id-0", "id-1", "id-2"]
     assert chunk.positions == [0, 1, 2]
 

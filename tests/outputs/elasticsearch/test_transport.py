@@ -28,6 +28,9 @@ def settings(**kw: object) -> ElasticsearchOutput:
     return ElasticsearchOutput(**{**base, **kw})
 
 
+OPENSEARCH_ROOT = {"version": {"number": "2.17.0", "distribution": "opensearch"}}
+
+
 def info(version: str) -> dict:
     return {"version": {"number": version}, "tagline": "You Know, for Search"}
 
@@ -117,11 +120,12 @@ def test_opensearch_refused_by_the_elasticsearch_client() -> None:
 
 @responses.activate
 def test_opensearch_transport_sends_plain_json() -> None:
+    responses.get(URL + "/", json=OPENSEARCH_ROOT)
     responses.add_callback(responses.POST, URL + "/_bulk", callback=created)
     s = settings(type="opensearch", username="admin", password="pw")
     out = BulkOutput(s, Path("unused"))
     assert out.send(make_batch(2)).delivered == 2
-    req = responses.calls[0].request
+    req = responses.calls[-1].request
     assert req.headers["Content-Type"] == "application/x-ndjson"
     assert req.headers["Accept"] == "application/json"
     assert req.headers["Authorization"].startswith("Basic ")
@@ -141,6 +145,7 @@ def test_connection_errors_and_timeouts_are_retry_later(error: Exception) -> Non
 
 @responses.activate
 def test_a_timeout_hands_the_batch_back_and_the_next_send_delivers_it(tmp_path: Path) -> None:
+    responses.get(URL + "/", json=OPENSEARCH_ROOT)
     responses.post(URL + "/_bulk", body=requests.exceptions.ReadTimeout("slow"))
     responses.add_callback(responses.POST, URL + "/_bulk", callback=created)
     out = BulkOutput(settings(type="opensearch"), tmp_path)
