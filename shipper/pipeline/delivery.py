@@ -24,6 +24,7 @@ from typing import Any
 
 from shipper.backoff import backoff
 from shipper.errors import OutputFailed, RetryLater
+from shipper.metrics import IDLE, Metrics
 from shipper.outputs import Output
 from shipper.pipeline.batch import Batch, Recent
 from shipper.pipeline.progress import Summary
@@ -66,6 +67,9 @@ def retry_policy(out: Output) -> tuple[float, float]:
 
 
 class Delivery:
+    #: told what each send and commit did (``shipper.metrics``); the pipeline sets its own
+    metrics: Metrics = IDLE
+
     def __init__(
         self,
         store: Store,
@@ -99,6 +103,7 @@ class Delivery:
         # Decoders that look ids up before this batch's commit is visible check these keys
         # themselves: they carry the commit count from when they were handed their chunk.
         self.recent.add(self.seq + 1, batch)
+        self.metrics.sealed(batch)
         self._thread = threading.Thread(
             target=self._deliver_now, args=(batch,), name="deliver", daemon=True
         )
@@ -138,7 +143,9 @@ class Delivery:
             batch.events.release()
         except BaseException as e:  # handed to the pipeline's thread by settle
             self._error = e
+            self.metrics.dropped(batch)
             return
+        self.metrics.committed(batch)
         s = self._summary
         s.events += len(batch.events)
         if batch.events.timestamps:  # for the heartbeat's lag
@@ -163,9 +170,11 @@ class Delivery:
             for out in list(waiting):
                 if due[out.name] > now:
                     continue
+                started = time.perf_counter()
                 try:
                     ack = out.send(batch.events)
                 except RetryLater as e:
+                    self.metrics.retry(out.name, time.perf_counter() - started)
                     attempts[out.name] += 1
                     first, cap = retry_policy(out)
                     delay = backoff(attempts[out.name], first, cap)
@@ -183,6 +192,16 @@ class Delivery:
                         log.info("%s: still unavailable: %s (next try in %.1f s)",
                                  out.name, e, delay)  # fmt: skip
                     continue
+                except OutputFailed:
+                    self.metrics.failed(out.name, time.perf_counter() - started)
+                    raise
+                self.metrics.sent(
+                    out.name,
+                    time.perf_counter() - started,
+                    ack.delivered,
+                    ack.duplicates,
+                    ack.dead_lettered,
+                )
                 if ack.state is not None:
                     states[out.name] = ack.state
                 self._summary.dead_lettered += ack.dead_lettered

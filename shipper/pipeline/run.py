@@ -41,6 +41,7 @@ from shipper.config import Config
 from shipper.decoding import spool_path
 from shipper.errors import ConfigError, OutputFailed
 from shipper.memory import return_big_blocks
+from shipper.metrics import Metrics
 from shipper.outputs import Output, build_output
 from shipper.pipeline.batch import Batch
 from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery, Stopped
@@ -90,6 +91,7 @@ class Pipeline:
         self._on_progress = on_progress or (lambda: None)
         self.summary = Summary()
         self._stop = threading.Event()
+        self.metrics = Metrics(config.inputs)  # served when metrics.listen is set
         workers = config.pipeline.workers
         self._workers = (os.cpu_count() or 1) if workers == "auto" else int(workers)
         # files being read: their state when opened, and the chunks of theirs not yet through
@@ -132,9 +134,20 @@ class Pipeline:
                 " give each running shipper its own data_dir"
             ) from None
         try:
+            self._serve_metrics()
             return self._run(data_dir, started)
         finally:
+            self.metrics.close()
             lock.release()
+
+    def _serve_metrics(self) -> None:
+        address = self.config.metrics.address
+        if address is None:
+            return
+        self.metrics.backlog = lambda: self.backlog
+        self.metrics.newest_event = lambda: self.summary.newest_event
+        self.metrics.serve(*address)
+        log.info("metrics on http://%s:%d/metrics", *(self.metrics.address or address))
 
     def _run(self, data_dir: Path, started: float) -> Summary:
         spool = spool_path(data_dir)
@@ -160,7 +173,10 @@ class Pipeline:
             if initial:  # where our writing starts, before any of it happens
                 store.commit([], {}, initial)
             self._store = store
-            self._metadata = any(out.needs_metadata for out in outputs)
+            # the metrics' lag needs the events' timestamps
+            self._metadata = any(out.needs_metadata for out in outputs) or bool(
+                self.metrics.address
+            )
             self._decoders = Decoders(self._workers, store)
             delivery = self._delivery = Delivery(
                 store,
@@ -171,6 +187,7 @@ class Pipeline:
                 self._stop,
                 self.config.pipeline.once_retry_seconds if self.once else None,
             )
+            delivery.metrics = self.metrics
             if not self.once:
                 beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
                 beat.start()
@@ -230,8 +247,16 @@ class Pipeline:
                     work.run.remove()
                 continue
             his = set(work.keys.hi)
+            events, duplicates = len(batch.events), batch.duplicates
             batch.add(work, delivery.recent.shipped(work, his), his)
             batch.quarantined += work.quarantined
+            self.metrics.took(
+                opened.candidate.input,
+                work.count,
+                len(batch.events) - events,
+                batch.duplicates - duplicates,
+                len(work.quarantined),
+            )
             at = opened.state
             batch.held += len(chunk.state_out)
             batch.positions[chunk.path] = FileState(
