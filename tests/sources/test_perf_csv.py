@@ -411,3 +411,42 @@ def test_a_header_again_further_down_starts_a_new_layout(tmp_path: Path) -> None
             },
         ),
     ]
+
+
+def test_the_example_ships_from_the_repository_root(tmp_path: Path) -> None:
+    """``shipper run --once examples/windows_perf.yaml`` as the README says, on a copy."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "examples" / "perf", tmp_path / "examples" / "perf")
+    shutil.copy(repo / "examples" / "windows_perf.yaml", tmp_path / "examples")
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipper.cli",
+            "run",
+            "--once",
+            "--no-progress",
+            "examples/windows_perf.yaml",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [orjson.loads(x) for x in (tmp_path / "out" / "perf.ndjson").read_bytes().splitlines()]
+    connector = rms(docs)
+    assert len(connector) == 12 and len(docs) == 23  # the first CPU sample is blank
+    assert connector[0]["@timestamp"] == "2024-03-04T08:00:00.117Z"
+    assert connector[1]["rms_connector"]["perf"]["licensing_successful_batched"] == {
+        "connector_processing_time_ms": 4.503,
+        "service_response_time_ms": 43.276,
+        "connector_response_time_ms": 52.977,
+    }
