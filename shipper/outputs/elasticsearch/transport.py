@@ -249,6 +249,9 @@ class ElasticsearchTransport:
             raise OutputFailed(f"{self.where}: {what} (HTTP {reply.status})")
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise RetryLater(f"{self.where}: GET / answered HTTP {reply.status}")
+        named = engine_mismatch("elasticsearch", reply.body, self.where)
+        if named:  # one that sends X-Elastic-Product to please clients, yet says what it is
+            raise OutputFailed(named)
         self.server_version = str(reply.body.get("version", {}).get("number", ""))
         try:
             major = int(self.server_version.split(".")[0])
