@@ -3,14 +3,25 @@
 ``install`` puts in place, idempotently (PUT of the same body is a no-op for the cluster), what
 the documents and Kibana need, all kept as files under ``mappings/``:
 
-1. component templates (``mappings/elasticsearch/component_template_*.json``): explicit ECS and
-   custom-namespace mappings, dynamic keyword for the unknown;
+1. component templates: ``shipper-ecs@mappings`` built from the ECS field list shipped in
+   ``mappings/ecs`` (see ``ecs``), and ``mappings/elasticsearch/component_template_*.json``:
+   custom-namespace mappings, settings, dynamic keyword for the unknown;
 2. a lifecycle policy, data streams only: ILM ``shipper-logs`` on Elasticsearch (rollover, no
    delete phase); on OpenSearch an ISM policy with an ``ism_template`` for our data streams,
    created once and left alone afterwards (ISM refuses a blind overwrite), skipped where the
    ISM plugin is absent. Classic daily indices (``index:``) get no policy: the date in the name
    already rolls them over;
-3. index templates, one per dataset (``logs-<dataset>-*``, data stream) or one for ``index:``;
+3. the user's ``@custom`` component templates (``logs@custom``, ``logs-<dataset>@custom``, as
+   Elastic's integrations compose them; ``<name>@custom`` with ``index:``), created empty with
+   ``create=true`` when missing and never overwritten, so a pipeline or mapping put there
+   (GeoIP, say) survives every later ``setup``; then index templates named like what they
+   match, one per dataset (``logs-<dataset>``, data stream) or per ``index:`` pattern,
+   composing ours and then those, so theirs win. Templates that older versions installed under
+   ``shipper-<pattern>`` names (``shipper-shipper-...`` with ``index: shipper-...``) are
+   deleted once their successors are in. To add a dataset (a ``metrics-*`` one, say), add an
+   ``index_templates_<name>.json`` (``type``, ``datasets``, ``composed_of``, ``priority``) and
+   its ``component_template_<name>.json`` files to ``mappings/elasticsearch``; nothing here
+   changes (see ``templates``);
 4. saved objects (a data view per dataset, two dashboards, the everyday and forensic saved
    searches and the forensics dashboard), imported with ``overwrite=true`` under fixed ids,
    when ``kibana_url`` is set: the Kibana 8 set (``mappings/kibana/``) for ``type:
@@ -29,7 +40,9 @@ the documents and Kibana need, all kept as files under ``mappings/``:
 lines naming each request, so ``shipper setup --dry-run`` can show what a run would change.
 
 ``status`` connects and reports product, version and which templates are missing; auth and TLS
-problems come back as a clear ``message`` with ``ok=False`` (never a stack trace).
+problems, and the wrong engine for the ``type`` ("this is OpenSearch 2.17.0, not
+Elasticsearch; use type: opensearch"), come back as a clear ``message`` with ``ok=False``
+(never a stack trace).
 """
 
 from __future__ import annotations
