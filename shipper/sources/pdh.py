@@ -6,8 +6,9 @@ itself hold parentheses, so it is found by balancing from the last ``)`` of the 
 
 **Time.** PDH CSV (typeperf, relog, Export-Counter) writes wall-clock times of the collecting
 machine, ``MM/DD/YYYY hh:mm:ss.fff`` whatever the locale, and says in its first header cell
-``(PDH-CSV 4.0) (<zone>)(<bias>)`` which zone: ``<zone>`` is the Windows time zone's key name,
-which is always the *standard* name (``GMT Standard Time`` in summer too), and ``<bias>`` is
+``(PDH-CSV 4.0) (<zone>)(<bias>)`` which zone: ``<zone>`` is the zone's *standard* name as
+Windows reports it (``GMT Standard Time`` in summer too; on an English system the zone's key
+name, bar ``Coordinated Universal Time``; translated on others), and ``<bias>`` is
 the bias in effect when the log was started, in minutes, UTC = local + bias: daylight saving
 included (a log started in British summer time says ``(GMT Standard Time)(-60)``). The header
 is written once; the timestamps that follow keep the wall clock across a DST change, so a log
@@ -21,9 +22,10 @@ times, same event ids: half of it dropped as duplicates). So:
    so DST changes inside the file are followed. In the repeated autumn hour a time is read in
    the first pass (``fold=0``) unless that would go back before the previous row, which is
    how the second pass shows itself (the previous row's time travels in the position state);
-2. when the name is unknown (not a Windows zone, a localised one) or the bias disagrees with
-   the zone (a machine with "adjust for daylight saving time" switched off keeps its standard
-   bias all year), the header's bias is used as a fixed offset for the whole file;
+2. when the name is unknown (a translated one) the input's ``timezone`` takes its place, if
+   its offset at the first sample agrees with the bias; when nothing agrees with the bias (a
+   machine with "adjust for daylight saving time" switched off keeps its standard bias all
+   year), the bias is used as a fixed offset for the whole file;
 3. a file whose header has no zone (hand-made, older tools) is read in the input's
    ``timezone`` setting (UTC by default), again with DST rules.
 """
@@ -130,12 +132,17 @@ def parse_stamp(value: str) -> datetime:
         raise RecordRejected(f"time {value.strip()!r}: {e}") from None
 
 
+#: English standard names that are not the zone's key name
+_STANDARD_NAMES = {"Coordinated Universal Time": "UTC"}
+
+
 @cache
 def windows_zone(name: str) -> str | None:
-    """The IANA zone of a Windows time zone key name (``W. Europe Standard Time``)."""
+    """The IANA zone of a Windows time zone's (English) standard name, which is its key name
+    (``W. Europe Standard Time``) but for UTC's."""
     from tzlocal.windows_tz import win_tz
 
-    found = win_tz.get(name)
+    found = win_tz.get(name) or _STANDARD_NAMES.get(name)
     if found is None:  # case and spacing as typed by hand
         wanted = " ".join(name.split()).casefold()
         found = next((v for k, v in win_tz.items() if k.casefold() == wanted), None)
@@ -149,22 +156,25 @@ def _zone(name: str) -> ZoneInfo:
 
 def clock_for(header: Header | None, first: datetime | None, fallback: str) -> str:
     """How a file's local times become UTC (see the module docstring): ``zone:<IANA>`` or
-    ``fixed:<minutes east of UTC>``. ``first`` is the file's first sample time."""
+    ``fixed:<minutes east of UTC>``. ``first`` is the file's first sample time, ``fallback``
+    the input's ``timezone``: the zone when the header names none, and, when it names one
+    that is not known here (translated), the zone if its offset agrees with the bias."""
     if header is None or header.bias is None:
         return f"zone:{fallback or 'UTC'}"
     east = -header.bias
     iana = windows_zone(header.zone) if header.zone else None
-    if iana is not None:
+    for candidate in (iana, fallback):
+        if candidate is None:
+            continue
         try:
-            zone = _zone(iana)
+            zone = _zone(candidate)
         except (ZoneInfoNotFoundError, ValueError):
-            zone = None
-        if zone is not None:
-            if first is None:
-                return f"zone:{iana}"
-            off = first.replace(tzinfo=zone).utcoffset()
-            if off is not None and off == timedelta(minutes=east):
-                return f"zone:{iana}"
+            continue
+        if first is None:
+            return f"zone:{candidate}"
+        off = first.replace(tzinfo=zone).utcoffset()
+        if off is not None and off == timedelta(minutes=east):
+            return f"zone:{candidate}"
     return f"fixed:{east}"
 
 

@@ -24,7 +24,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
@@ -54,6 +54,7 @@ from shipper.sources.text import (
     oversized_record,
     quarantine,
     quarantine_oversized,
+    text_chunks,
     to_text,
 )
 
@@ -62,6 +63,7 @@ _DEFAULTS: dict[str, Any] = {
     "cols": None,  # the header's cells
     "clock": None,  # pdh.clock_for's answer, once the first sample was seen
     "prev": None,  # the previous sample's UTC time (seconds), for the autumn hour
+    "tz": "UTC",  # the input's timezone when the file was begun (see _PdhCsv)
 }
 
 
@@ -140,10 +142,8 @@ def _learn(st: dict[str, Any], cut: Cut) -> None:
         first = next(_stamps(lines, delim), None)
         if first is None:
             return
-        st["clock"] = _decide(st["cols"], first)
+        st["clock"] = _decide(st["cols"], first, st["tz"])
     spec = st["clock"]
-    if spec == "local":
-        return  # the input's time zone decides, which decode knows: no previous time kept
     stamps = []
     for t in _stamps(reversed(lines), delim):
         stamps.append(t)
@@ -180,30 +180,27 @@ def _ambiguous(spec: str, local: datetime) -> bool:
 _HOUR = timedelta(hours=1)
 
 
-def _decide(cols: list[str], first: datetime | None) -> str:
-    header = parse_header(cols[0]) if cols else None
-    if header is None or header.bias is None:
-        return "local"
-    return clock_for(header, first, "UTC")
+def _decide(cols: list[str], first: datetime | None, tz: str) -> str:
+    return clock_for(parse_header(cols[0]) if cols else None, first, tz)
 
 
 def decode(chunk: Chunk) -> Decoded:
     """Parse a chunk of PDH CSV lines into one record per sample and counter instance."""
     st = load_state(chunk.state_in, enc="utf-8", **_DEFAULTS)
+    st["tz"] = st.get("tz") or str(chunk.options.get("timezone") or "UTC")
     enc = st["enc"]
     out = Decoded()
     info = oversized(chunk)
     if info is not None:
         return quarantine_oversized(out, chunk, info, enc)
     text = to_text(chunk.payload, enc)
-    fallback = str(chunk.options.get("timezone") or "UTC")
     limit = max_record_bytes(chunk.options)
     wide = max_bytes_per_char(enc)
     cols: list[str] | None = st["cols"]
     spec: str | None = st["clock"]
     clock: Clock | None = None
     if spec is not None:
-        clock = _clock(spec, fallback, st["prev"])
+        clock = Clock(spec, st["prev"])
     layout = _layout(tuple(cols)) if cols else None
     at = Offsets(text, enc, chunk.start)
     delim = _delim(cols)
@@ -255,8 +252,8 @@ def decode(chunk: Chunk) -> Decoded:
             quarantine(out, path, this_line, offset, str(e), body)
             continue
         if clock is None:
-            spec = _decide(cols, local)
-            clock = _clock(spec, fallback, None)
+            spec = _decide(cols, local, st["tz"])
+            clock = Clock(spec)
         ts = iso(clock.utc(local))
         bad: list[str] = []
         for g in layout[1]:
@@ -279,16 +276,44 @@ def decode(chunk: Chunk) -> Decoded:
     return out
 
 
-def _clock(spec: str, fallback: str, prev: float | None) -> Clock:
-    return Clock(f"zone:{fallback}" if spec == "local" else spec, prev)
+class _PdhCsv:
+    """The shared text reader (``TextFormat``), with the input's ``timezone`` put in the
+    position state at a file's start: ``_learn`` decides the time rule from the header and
+    needs it when the header names no zone it knows. A file keeps the zone it started with."""
+
+    def __init__(self, text: TextFormat) -> None:
+        self.text = text
+        self.name = text.name
+        self.exact_time = text.exact_time
+        self.decode = text.decode
+
+    def sniff(self, head: bytes, path: str) -> bool:
+        return self.text.sniff(head, path)
+
+    def chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        state: str,
+        final: bool,
+        options: dict[str, object],
+    ) -> Iterator[Chunk]:
+        t = self.text
+        defaults = {**t.defaults, "tz": str(options.get("timezone") or "UTC")}
+        return text_chunks(
+            t.name, f, path, start, state, final, options, t.scanner, t.advance, **defaults
+        )
 
 
 #: the ``perf_csv`` format
-PERF_CSV = TextFormat(
-    "perf_csv",
-    _looks_like,
-    CsvScanner.load,
-    decode,
-    _learn,
-    defaults=_DEFAULTS,
+PERF_CSV = _PdhCsv(
+    TextFormat(
+        "perf_csv",
+        _looks_like,
+        CsvScanner.load,
+        decode,
+        _learn,
+        defaults=_DEFAULTS,
+    )
 )

@@ -329,6 +329,18 @@ def test_unknown_zone_name_uses_the_bias(tmp_path: Path) -> None:
     assert _utc(docs) == ["2024-07-01T10:00:00.000Z"]
 
 
+def test_translated_zone_name_takes_the_input_timezone_when_it_agrees_with_the_bias(
+    tmp_path: Path,
+) -> None:
+    # a German Windows writes its zone's translated standard name
+    rows = [["03/31/2024 01:59:45.000", "1"], ["03/31/2024 03:00:00.000", "2"]]
+    path = pdh_file(tmp_path / "de.csv", "Mitteleuropäische Zeit", -60, [col("H", SINCE)], rows)
+    docs, _ = ship(path, {"timezone": "Europe/Berlin"})
+    assert _utc(docs) == ["2024-03-31T00:59:45.000Z", "2024-03-31T01:00:00.000Z"]
+    docs, _ = ship(path, {"timezone": "Asia/Tokyo"})  # disagrees with the bias: not taken
+    assert _utc(docs) == ["2024-03-31T00:59:45.000Z", "2024-03-31T02:00:00.000Z"]
+
+
 def test_header_without_zone_uses_the_input_timezone(tmp_path: Path) -> None:
     path = pdh_file(
         tmp_path / "nozone.csv",
