@@ -1,4 +1,4 @@
-"""Sources, formats and outputs, found by name through Python entry points.
+"""Sources, formats, normalisers and outputs, found by name through Python entry points.
 
 Built-ins are declared in ``pyproject.toml`` exactly as a third-party distribution declares its
 own::
@@ -19,7 +19,8 @@ A component module provides:
   ``setup(settings, data_dir, dry_run) -> Iterable[str]``;
 * sources: ``Settings`` (a ``shipper.settings.SourceSettings``, whose ``formats`` names the
   formats tried in order);
-* formats: a ``shipper.sources.base.Format``.
+* formats: a ``shipper.sources.base.Format``;
+* normalisers: ``make(options)`` (see ``shipper.normalise``).
 
 This module imports neither pydantic nor the configuration: decoder processes look formats up
 here too (see ``shipper.decoding``).
@@ -40,12 +41,18 @@ GROUPS = {
     "sources": "shipper.sources",
     "formats": "shipper.formats",
     "outputs": "shipper.outputs",
+    "normalisers": "shipper.normalisers",
 }
 KINDS = tuple(GROUPS)
 #: the distribution that provides the built-ins ("shipper" on PyPI is an unrelated project)
 DISTRIBUTION = "rms-shipper"
 #: what a user calls each kind (the configuration lists sources under `inputs`)
-_SINGULAR = {"sources": "input", "formats": "format", "outputs": "output"}
+_SINGULAR = {
+    "sources": "input",
+    "formats": "format",
+    "outputs": "output",
+    "normalisers": "normaliser",
+}
 
 
 class UnknownComponent(ShipperError):
@@ -197,6 +204,7 @@ _REQUIRED = {
     "sources": ("Settings",),
     "formats": ("sniff", "chunks", "decode"),
     "outputs": ("Settings", "build"),
+    "normalisers": ("make",),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from shipper.private import parse_mode
 from shipper.units import parse_size
@@ -25,6 +25,7 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LABEL = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def parse_duration(value: Any) -> Any:
@@ -55,21 +56,48 @@ class SourceSettings(Settings):
     """What every input has: where its files are, and which formats may read them.
 
     A source module subclasses this as its ``Settings``, sets ``formats`` (format names
-    registered under ``shipper.formats``, tried in order on each new file) and, when its
-    decoders need settings, extends ``options()``.
+    registered under ``shipper.formats``, tried in order on each new file) and ``normaliser``
+    (a name registered under ``shipper.normalisers``: what turns the formats' records into
+    events) and, when its decoders need more settings, extends ``options()``.
     """
 
     #: format names tried, in order, on each new file of this input
     formats: ClassVar[tuple[str, ...]] = ()
+    #: the normaliser of this input's records
+    normaliser: ClassVar[str] = ""
 
     type: str
     paths: list[str] = Field(min_length=1, description="glob patterns of the folders to read")
     exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
+    tags: list[str] = Field(
+        default_factory=list,
+        description="added to every event's ECS `tags` (say, the tenant or the site)",
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="added to every event as ECS `labels.<name>` (e.g. {tenant: contoso})",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _LABEL.match(name):
+                raise ValueError(
+                    f"{name!r} cannot be an ECS label name (letters, digits and _ only, as"
+                    " labels.<name> must not nest)"
+                )
+        return v
 
     def options(self) -> dict[str, object]:
         """Settings the decoder needs, passed to worker processes with each chunk (plain data:
-        the decoder processes do not import pydantic)."""
-        return {}
+        the decoder processes do not import pydantic). A subclass adds to these."""
+        options: dict[str, object] = {"normaliser": self.normaliser}
+        if self.tags:
+            options["tags"] = list(self.tags)
+        if self.fields:
+            options["labels"] = dict(self.fields)
+        return options
 
 
 __all__ = ["Duration", "FileMode", "Settings", "Size", "SourceSettings", "parse_duration"]

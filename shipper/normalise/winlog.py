@@ -27,9 +27,7 @@ content-hash format it does not (the CSV carries too little to tell).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
-from datetime import datetime, timezone
 from functools import cache
 from typing import Any
 
@@ -60,41 +58,6 @@ KEYWORDS = (
     (0x4000000000000, "WDI Diag"),
     (0x1000000000000, "Response Time"),
 )
-
-_ISO = re.compile(
-    r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?\s*(Z|UTC|[+-]\d\d:?\d\d)?$", re.I
-)
-
-
-def iso_utc(value: str) -> str:
-    """An ISO 8601 time as UTC ``...Z``, keeping every fractional digit (100 ns in .evtx).
-
-    Times without a zone are taken as UTC (``SystemTime`` always is).
-    """
-    m = _ISO.match(value.strip())
-    if not m:
-        raise RecordRejected(f"time {value!r} is not ISO 8601")
-    day, clock, frac, zone = m.groups()
-    frac_s = f".{frac}" if frac else ""
-    if zone and zone.upper() not in ("Z", "UTC") and zone not in ("+00:00", "-00:00", "+0000"):
-        sign = -1 if zone[0] == "-" else 1
-        hh, mm = int(zone[1:3]), int(zone[-2:])
-        try:
-            local = datetime.fromisoformat(f"{day}T{clock}")
-        except ValueError as e:
-            raise RecordRejected(f"time {value!r}: {e}") from None
-        utc = local.replace(tzinfo=timezone.utc).timestamp() - sign * (hh * 3600 + mm * 60)
-        return datetime.fromtimestamp(utc, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + (
-            frac_s + "Z"
-        )
-    return f"{day}T{clock}{frac_s}Z"
-
-
-def from_datetime(dt: datetime, extra_digits: str = "") -> str:
-    """A timezone-aware datetime as ISO UTC; ``extra_digits`` extends microseconds."""
-    dt = dt.astimezone(timezone.utc)
-    frac = f".{dt.microsecond:06d}{extra_digits}" if dt.microsecond or extra_digits else ""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def _h(*parts: object) -> str:
@@ -281,3 +244,19 @@ _MODULES = {
     "ecma2host.events": "ecma2host",
     "windows.events": "windows",
 }
+
+
+def make(options: dict[str, Any]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """The ``windows`` normaliser for a chunk's options (see ``shipper.normalise``)."""
+    from shipper.normalise import add_tags_and_labels, tags_and_labels
+
+    tags, labels = tags_and_labels(options)
+    if not tags and not labels:
+        return normalise
+
+    def with_labels(rec: dict[str, Any], path: str) -> dict[str, Any]:
+        event = normalise(rec, path)
+        add_tags_and_labels(event, tags, labels)
+        return event
+
+    return with_labels

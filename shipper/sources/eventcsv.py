@@ -26,21 +26,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import from_datetime, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.limits import max_record_bytes, oversized
-from shipper.sources.text import (
-    Cut,
-    Offsets,
-    TextFormat,
-    emit,
-    load_state,
-    max_bytes_per_char,
-    oversized_record,
-    quarantine,
-    quarantine_oversized,
-    to_text,
-)
+from shipper.sources.text import Cut, TextChunk, TextFormat
+from shipper.sources.wintime import from_datetime
 
 # A record's size is bounded by max_record_bytes (checked by the reader and below), the same
 # bound for every format; the csv module's own 128 KiB field limit must not be a second one.
@@ -208,17 +196,12 @@ def _powershell(row: dict[str, str], fmt: str, zone: str) -> dict[str, Any]:
 
 def decode(chunk: Chunk) -> Decoded:
     """Parse a chunk of CSV/TXT records; an unparsable row is quarantined with the reason."""
-    st = load_state(chunk.state_in, enc="utf-8", cols=None, delim=",", kind=None)
-    enc = st["enc"]
-    out = Decoded()
-    info = oversized(chunk)
-    if info is not None:
-        return quarantine_oversized(out, chunk, info, enc)
-    text = to_text(chunk.payload, enc)
+    c = TextChunk(chunk, cols=None, delim=",", kind=None)
+    if c.skipped is not None:
+        return c.quarantine_skipped()
+    st, text, out = c.state, c.text, c.out
     fmt = str(chunk.options.get("date_format") or DEFAULT_DATE_FORMAT)
     zone = str(chunk.options.get("timezone") or "UTC")
-    limit = max_record_bytes(chunk.options)
-    wide = max_bytes_per_char(enc)
     cols, kind = st["cols"], st["kind"]
     if cols is None:  # the first chunk: the header is in it
         line = _header_line(text)
@@ -228,7 +211,7 @@ def decode(chunk: Chunk) -> Decoded:
         if kind is None:
             out.refused = f"{chunk.path}: not an Event Viewer or Export-Csv event export"
             return out
-    at = Offsets(text, enc, chunk.start)
+    at = c.at
     starts = [0]  # where each physical line begins, as the reader takes them
     reader = csv.reader(_lines(text, starts), delimiter=st["delim"])
     prev_line = 0
@@ -240,15 +223,14 @@ def decode(chunk: Chunk) -> Decoded:
         except csv.Error as e:
             a, b = starts[prev_line], starts[reader.line_num]
             bad = _strip_eol(text[a:b])
-            quarantine(out, chunk.path, chunk.first_line + prev_line, at(a), str(e), bad)
+            c.reject(chunk.first_line + prev_line, at(a), str(e), bad)
             prev_line = reader.line_num
             continue
         line_no = chunk.first_line + prev_line
         a, b = starts[prev_line], starts[reader.line_num]
         prev_line = reader.line_num
 
-        def offset(a: int = a) -> int:
-            return at(a)
+        offset = c.offset(a)
 
         def raw(a: int = a, b: int = b) -> str:
             return _strip_eol(text[a:b])
@@ -259,12 +241,8 @@ def decode(chunk: Chunk) -> Decoded:
             continue
         if [c.strip() for c in row[: len(cols)]] == cols:
             continue  # the header line itself
-        if (b - a) * wide > limit:
-            begin = at(a)
-            size = at(b) - begin
-            if size > limit:
-                oversized_record(out, chunk, line_no, begin, size, text[a:b])
-                continue
+        if c.too_big(line_no, a, b):
+            continue
         try:
             if kind == "eventviewer":
                 rec = _eventviewer(row, fmt, zone)
@@ -273,11 +251,9 @@ def decode(chunk: Chunk) -> Decoded:
                     raise RecordRejected(f"expected {len(cols)} columns, found {len(row)}")
                 rec = _powershell(dict(zip(cols, row, strict=True)), fmt, zone)
         except RecordRejected as e:
-            quarantine(out, chunk.path, line_no, offset, str(e), raw)
+            c.reject(line_no, offset, str(e), raw)
             continue
-        if chunk.options.get("keep_original"):
-            rec["original"] = raw()
-        emit(out, normalise, rec, chunk.path, line_no, offset, raw)
+        c.ship(rec, line_no, offset, raw)
     return out
 
 

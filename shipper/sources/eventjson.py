@@ -20,20 +20,10 @@ from typing import Any
 import orjson
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import from_datetime, iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.limits import HEAD, max_record_bytes, oversized
-from shipper.sources.text import (
-    Offsets,
-    TextFormat,
-    emit,
-    load_state,
-    max_bytes_per_char,
-    oversized_record,
-    quarantine,
-    quarantine_oversized,
-    to_text,
-)
+from shipper.sources.limits import HEAD
+from shipper.sources.text import TextChunk, TextFormat
+from shipper.sources.wintime import from_datetime, iso_utc
 
 _TOKEN = re.compile(r'[{}\[\]"]')
 _STRING_STOP = re.compile(r'["\\\n]')
@@ -252,62 +242,36 @@ def parse_record(obj: dict[str, Any]) -> dict[str, Any]:
 def decode(chunk: Chunk) -> Decoded:
     """Parse each record of the chunk; a record that is not valid JSON is quarantined, and so
     is one bigger than the bound and what is left of one the file ends inside."""
-    st = load_state(chunk.state_in, enc="utf-8", base=0)
-    enc = st["enc"]
-    out = Decoded()
-    info = oversized(chunk)
-    if info is not None:
-        return quarantine_oversized(out, chunk, info, enc)
-    text = to_text(chunk.payload, enc)
-    keep = bool(chunk.options.get("keep_original", False))
-    limit = max_record_bytes(chunk.options)
-    wide = max_bytes_per_char(enc)
-    at = Offsets(text, enc, chunk.start)
-    scanner = JsonScanner(st["base"])
+    c = TextChunk(chunk, base=0)
+    if c.skipped is not None:
+        return c.quarantine_skipped()
+    text = c.text
+    scanner = JsonScanner(c.state["base"])
     spans: list[tuple[int, int]] = []
     scanner.spans = spans
     scanner.feed(text)
     for s, e in sorted(spans + scanner.broken):
+        if c.too_big(None, s, e):
+            continue
         raw = text[s:e]
-
-        def offset(s: int = s) -> int:
-            return at(s)
-
-        if (e - s) * wide > limit:
-            begin = at(s)
-            size = at(e) - begin
-            if size > limit:
-                oversized_record(out, chunk, None, begin, size, raw)
-                continue
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
                 raise RecordRejected("not a JSON object")
             rec = parse_record(obj)
         except (orjson.JSONDecodeError, RecordRejected, TypeError) as err:
-            quarantine(out, chunk.path, None, offset, f"bad JSON event: {err}", raw)
-            _recover(out, chunk, text, s + 1, e - 1, at, keep)
+            c.reject(None, c.offset(s), f"bad JSON event: {err}", raw)
+            _recover(c, s + 1, e - 1)
             continue
-        _ship(out, chunk, rec, raw, offset, keep)
+        c.ship(rec, None, c.offset(s), raw)
     if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
         s = scanner.start
-        why = "the file ends inside this JSON record"
-        quarantine(out, chunk.path, None, at(s), why, text[s : s + HEAD])
-        _recover(out, chunk, text, s + 1, len(text), at, keep)
-    return out
+        c.reject(None, c.at(s), "the file ends inside this JSON record", text[s : s + HEAD])
+        _recover(c, s + 1, len(text))
+    return c.out
 
 
-def _ship(
-    out: Decoded, chunk: Chunk, rec: dict[str, Any], raw: str, offset: Any, keep: bool
-) -> None:
-    if keep:
-        rec["original"] = raw
-    emit(out, normalise, rec, chunk.path, None, offset, raw)
-
-
-def _recover(
-    out: Decoded, chunk: Chunk, text: str, lo: int, hi: int, at: Offsets, keep: bool
-) -> None:
+def _recover(c: TextChunk, lo: int, hi: int) -> None:
     """Ship the whole event records inside a broken one: a brace lost (or one too many)
     makes the records after it look nested in it, up to the end of the file. Scanning the
     broken record's inside once finds them again; objects that are not event records
@@ -315,9 +279,9 @@ def _recover(
     inner = JsonScanner(0)
     spans: list[tuple[int, int]] = []
     inner.spans = spans
-    inner.feed(text[lo:hi])
+    inner.feed(c.text[lo:hi])
     for s, e in spans:
-        raw = text[lo + s : lo + e]
+        raw = c.text[lo + s : lo + e]
         if '"TimeCreated"' not in raw:
             continue
         try:
@@ -326,7 +290,7 @@ def _recover(
         except (orjson.JSONDecodeError, RecordRejected, TypeError):
             continue
         if rec is not None:
-            _ship(out, chunk, rec, raw, lambda s=s: at(lo + s), keep)
+            c.ship(rec, None, c.offset(lo + s), raw)
 
 
 #: the ``event_json`` format

@@ -20,21 +20,10 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from shipper.errors import RecordRejected
-from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.limits import HEAD, max_record_bytes, oversized
-from shipper.sources.text import (
-    Offsets,
-    TextFormat,
-    clean,
-    emit,
-    load_state,
-    max_bytes_per_char,
-    oversized_record,
-    quarantine,
-    quarantine_oversized,
-    to_text,
-)
+from shipper.sources.limits import HEAD
+from shipper.sources.text import TextChunk, TextFormat, clean
+from shipper.sources.wintime import iso_utc
 
 _START = re.compile(r"<Event[\s>]")
 _END = "</Event>"
@@ -266,17 +255,10 @@ def decode(chunk: Chunk) -> Decoded:
     starts) is quarantined on its own and the event after it is read as usual; so is what is
     left of an event when the file ends inside it.
     """
-    st = load_state(chunk.state_in, enc="utf-8", line=1)
-    enc = st["enc"]
-    out = Decoded()
-    info = oversized(chunk)
-    if info is not None:
-        return quarantine_oversized(out, chunk, info, enc)
-    text = to_text(chunk.payload, enc)
-    keep = bool(chunk.options.get("keep_original", False))
-    limit = max_record_bytes(chunk.options)
-    wide = max_bytes_per_char(enc)
-    at = Offsets(text, enc, chunk.start)
+    c = TextChunk(chunk, line=1)
+    if c.skipped is not None:
+        return c.quarantine_skipped()
+    text, at, reject = c.text, c.at, c.reject
     lines = _Lines(text, chunk.first_line)
     pos = 0
     while True:
@@ -285,7 +267,7 @@ def decode(chunk: Chunk) -> Decoded:
         if stray >= 0:  # an event's end without its beginning (its start tag was damaged)
             why = "malformed event XML: </Event> without <Event>"
             piece = text[pos : stray + len(_END)].strip()
-            quarantine(out, chunk.path, lines(pos), at(pos), why, piece[-HEAD:])
+            reject(lines(pos), at(pos), why, piece[-HEAD:])
         if not m:
             break
         s = m.start()
@@ -293,38 +275,28 @@ def decode(chunk: Chunk) -> Decoded:
         if e < 0:
             if text[s:].strip():  # the file ends inside this event
                 why = "the file ends inside this event"
-                quarantine(out, chunk.path, lines(s), at(s), why, text[s : s + HEAD])
+                reject(lines(s), at(s), why, text[s : s + HEAD])
             break
         e += len(_END)
         later = _last_start(text, s + 1, e)
         if later > s:  # an event cut short before the next one began
             why = "malformed event XML: no </Event> before the next <Event>"
-            quarantine(out, chunk.path, lines(s), at(s), why, text[s:later][:HEAD])
+            reject(lines(s), at(s), why, text[s:later][:HEAD])
             s = later
         line = lines(s)
-        fragment = text[s:e]
-
-        def offset(s: int = s) -> int:
-            return at(s)
-
         pos = e
-        if (e - s) * wide > limit:
-            begin = at(s)
-            size = at(e) - begin
-            if size > limit:
-                oversized_record(out, chunk, line, begin, size, fragment)
-                continue
+        if c.too_big(line, s, e):
+            continue
+        fragment = text[s:e]
         try:
             rec = parse_event_xml(fragment)
         except ET.ParseError as err:
-            quarantine(out, chunk.path, line, offset, f"malformed event XML: {err}", fragment)
+            reject(line, c.offset(s), f"malformed event XML: {err}", fragment)
         except RecordRejected as err:  # e.g. a SystemTime that is not a time
-            quarantine(out, chunk.path, line, offset, str(err), fragment)
+            reject(line, c.offset(s), str(err), fragment)
         else:
-            if keep:
-                rec["original"] = fragment
-            emit(out, normalise, rec, chunk.path, line, offset, fragment)
-    return out
+            c.ship(rec, line, c.offset(s), fragment)
+    return c.out
 
 
 def _last_start(text: str, lo: int, hi: int) -> int:

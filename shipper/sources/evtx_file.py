@@ -33,10 +33,10 @@ from typing import Any, BinaryIO
 import orjson
 from evtx import PyEvtxParser
 
-from shipper.normalise.winlog import iso_utc, normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventxml import _guid, _int, parse_event_xml
-from shipper.sources.text import emit, quarantine
+from shipper.sources.text import Records, quarantine
+from shipper.sources.wintime import iso_utc
 
 MAGIC = b"ElfFile\x00"
 HEADER = 4096
@@ -106,7 +106,8 @@ def decode(chunk: Chunk) -> Decoded:
     would; a record in a shape it is not sure of is read again as XML (see ``_XmlView``).
     With ``keep_original``, ``event.original`` is the XML, so the XML is read throughout.
     """
-    out = Decoded()
+    records_out = Records(chunk)
+    out = records_out.out
     data = chunk.prefix + chunk.payload
     first_chunk = (chunk.start - HEADER) // EVTX_CHUNK
     if data[:8] != MAGIC:
@@ -158,7 +159,7 @@ def decode(chunk: Chunk) -> Decoded:
             rec["time"] = _full_precision(stamp, rec.get("time"))
         if rec.get("record_id") is None and rid is not None:
             rec["record_id"] = rid
-        emit(out, normalise, rec, chunk.path, None, chunk.start, _raw(record))
+        records_out.ship(rec, None, chunk.start, _raw(record))
     return out
 
 

@@ -15,6 +15,7 @@ class Settings(SourceSettings):
     """Azure RMS usage logs (W3C) downloaded by Get-AadrmUserLog / Get-AadrmUsageLog."""
 
     formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
+    normaliser: ClassVar[str] = "azure_rms"
 
     type: Literal["rms_usage"] = "rms_usage"
     enrich: EnrichSettings = Field(  # type: ignore[valid-type]
@@ -23,5 +24,8 @@ class Settings(SourceSettings):
 
     def options(self) -> dict[str, object]:
         """Settings the decoder needs, passed to worker processes with each chunk."""
+        options = super().options()
         enrich = self.enrich.options()
-        return {"enrich": enrich} if enrich else {}
+        if enrich:
+            options["enrich"] = enrich
+        return options

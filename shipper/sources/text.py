@@ -7,8 +7,9 @@ Event Viewer), with CRLF line ends. Readers cut files at record boundaries that 
 (``surrogateescape`` for UTF-8, ``surrogatepass`` for UTF-16) lets a text index be turned back
 into an exact byte count by re-encoding the prefix, whatever the content.
 
-``emit`` is the one place where a parsed Windows record becomes an encoded event, so every
-reader fills ``Decoded`` the same way.
+``Records`` is the one place where a parsed record becomes an encoded event (through the
+normaliser the input chose), so every reader fills ``Decoded`` the same way; ``TextChunk``
+adds what every text reader's ``decode`` starts with.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 
 from shipper.errors import RecordRejected
-from shipper.sources.base import Chunk, Decoded, Quarantine
-from shipper.sources.encoding import UNIT, head_text, sniff_encoding
+from shipper.normalise import for_chunk
+from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
+from shipper.sources.encoding import NEWLINE, UNIT, head_text, sniff_encoding
 from shipper.sources.limits import DEFAULT as DEFAULT_LIMIT
-from shipper.sources.limits import HEAD, Skip, max_record_bytes, skip_chunk
+from shipper.sources.limits import HEAD, Skip, max_record_bytes, oversized, skip_chunk
 from shipper.sources.limits import reason as oversize_reason
 
 BLOCK = 2 * 1024 * 1024
@@ -53,14 +55,22 @@ def clean(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-@dataclass(slots=True)
 class Cut:
-    """A run of whole records found by a reader: byte range plus the text it holds."""
+    """A run of whole records found by a reader: byte range, bytes, and the text they hold
+    (decoded when first asked for: the line loop never needs it for most chunks)."""
 
-    start: int
-    end: int
-    text: str
-    data: bytes
+    __slots__ = ("start", "end", "data", "enc", "_text")
+
+    def __init__(
+        self, start: int, end: int, text: str | None, data: bytes | bytearray, enc: str = "utf-8"
+    ) -> None:
+        self.start, self.end, self.data, self.enc, self._text = start, end, data, enc, text
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = to_text(bytes(self.data), self.enc)
+        return self._text
 
 
 class Scanner(Protocol):
@@ -73,7 +83,8 @@ class Scanner(Protocol):
     """
 
     def feed(self, text: str) -> list[int]:
-        """Indices just past each record end in ``text``, in order."""
+        """Indices just past the record ends in ``text``, in order: every one, or at least
+        the first and the last (all the chunk loop uses)."""
         ...
 
     def boundary_state(self) -> dict[str, Any]:
@@ -150,7 +161,7 @@ def read_cuts(
             b = bounds[-1]
             piece = "".join([*parts, text[cur:b]]) if parts else text[cur:b]
             raw = piece.encode(enc, _ERRORS[enc])
-            yield Cut(pos, pos + len(raw), piece, raw)
+            yield Cut(pos, pos + len(raw), piece, raw, enc)
             pos += len(raw)
             parts, pending, cur = [], 0, b
         rest = text[cur:] if cur else text
@@ -171,7 +182,7 @@ def read_cuts(
             elif parts and final:
                 piece = "".join(parts)
                 raw = piece.encode(enc, _ERRORS[enc])
-                yield Cut(pos, pos + len(raw), piece, raw)
+                yield Cut(pos, pos + len(raw), piece, raw, enc)
             return
 
 
@@ -199,7 +210,7 @@ def _head(parts: list[str], want: int = 2 * HEAD) -> str:
     return "".join(taken)
 
 
-@dataclass(frozen=True)
+@dataclass
 class TextFormat:
     """A text export format (``base.Format``): a module says only how its records are found
     (``scanner``, and ``advance`` for what a chunk teaches the next one, such as a CSV's
@@ -208,12 +219,17 @@ class TextFormat:
     name: str
     #: whether the first characters of a file (as text, whatever its encoding) are this format
     looks_like: Callable[[str], bool]
-    scanner: Callable[[dict[str, Any]], Scanner]
+    #: where records end; None: records are lines, cut by ``line_chunks`` without decoding
+    scanner: Callable[[dict[str, Any]], Scanner] | None
     decode: Callable[[Chunk], Decoded]
     advance: Callable[[dict[str, Any], Cut], None] | None = None
     #: the scanner's state at the start of a file
     defaults: dict[str, Any] = field(default_factory=dict)
     exact_time: bool = False  # copies in other export formats may carry a local time
+    #: bytes read at a time (and so about a chunk's size); None: ``BLOCK``
+    block: int | None = None
+    #: turns a position state saved by an older release into this one's
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def sniff(self, head: bytes, path: str) -> bool:
         return self.looks_like(head_text(head))
@@ -227,9 +243,14 @@ class TextFormat:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
+        if self.scanner is None:
+            return line_chunks(
+                self.name, f, path, start, state, final, options, self.advance,
+                block=self.block, upgrade=self.upgrade, **self.defaults,
+            )  # fmt: skip
         return text_chunks(
             self.name, f, path, start, state, final, options, self.scanner, self.advance,
-            **self.defaults,
+            block=self.block, upgrade=self.upgrade, **self.defaults,
         )  # fmt: skip
 
 
@@ -243,11 +264,14 @@ def text_chunks(
     options: dict[str, object],
     scanner: Callable[[dict[str, Any]], Scanner],
     advance: Callable[[dict[str, Any], Cut], None] | None = None,
+    block: int | None = None,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     **defaults: Any,
 ) -> Iterator[Chunk]:
     """``Format.chunks`` for a text export: the readers differ only in where a record ends
     (the ``scanner`` made from the state) and in what a chunk teaches them for the next one
-    (``advance(state, cut)``: a CSV's header).
+    (``advance(state, cut)``: a CSV's header; it raises ``FileRefused`` for a file that turns
+    out not to be this format, and the message is given the file's path).
 
     The state is a dict (``defaults`` plus the encoding, sniffed at the start of the file);
     with a ``line`` entry, lines are counted for quarantine reports. While a reader is inside
@@ -255,13 +279,15 @@ def text_chunks(
     scanner's state there, so that the next read goes on skipping it.
     """
     st = load_state(state, enc="utf-8", **defaults)
+    if upgrade is not None:
+        st = upgrade(st)
     if start == 0:
         f.seek(0)
         st["enc"], start = sniff_encoding(f.read(4))
     saved = st.pop("skip", None)
     scan = scanner(saved if saved is not None else st)
     limit = max_record_bytes(options)
-    cuts = read_cuts(f, start, st["enc"], final, scan, limit, skipping=saved is not None)
+    cuts = read_cuts(f, start, st["enc"], final, scan, limit, block, skipping=saved is not None)
     for cut in cuts:
         state_in = dump_state(st if saved is None else {**st, "skip": saved})
         saved = None
@@ -278,7 +304,10 @@ def text_chunks(
             continue
         st.update(scan.boundary_state())
         if advance is not None:
-            advance(st, cut)
+            try:
+                advance(st, cut)
+            except FileRefused as e:
+                raise FileRefused(f"{path}: {e}") from None
         if "line" in st:
             st["line"] += cut.text.count("\n")
         yield Chunk(
@@ -292,6 +321,165 @@ def text_chunks(
             first_line=first,
             options=options,
         )
+
+
+def line_chunks(
+    name: str,
+    f: BinaryIO,
+    path: str,
+    start: int,
+    state: str,
+    final: bool,
+    options: dict[str, object],
+    advance: Callable[[dict[str, Any], Cut], None] | None = None,
+    block: int | None = None,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    **defaults: Any,
+) -> Iterator[Chunk]:
+    """``Format.chunks`` for a format whose records are lines (W3C), on bytes: the chunk loop
+    of ``text_chunks`` without decoding a byte in this process (the decoders do), which makes
+    it several times cheaper, and the main process is the one every chunk goes through.
+
+    A block is read, cut at its last line break (for UTF-16, one on a code-unit boundary, or a
+    CJK character could pass for one) and handed over whole; a line longer than a block is
+    read on until it ends, and one over ``max_record_bytes`` is skipped, keeping its first
+    bytes, exactly as ``read_cuts`` does for other formats. The state is as in ``text_chunks``
+    (``enc``, ``line``, ``skip`` while inside an oversized line still being written).
+    """
+    block = block or BLOCK
+    st = load_state(state, enc="utf-8", line=1, **defaults)
+    if upgrade is not None:
+        st = upgrade(st)
+    bom = 0  # only its parity matters past the start: a UTF-16 BOM is two bytes
+    if start == 0:
+        f.seek(0)
+        st["enc"], bom = sniff_encoding(f.read(4))
+        start = bom
+    enc = st["enc"]
+    nl = NEWLINE[enc]
+    pos = start
+    size = os.fstat(f.fileno()).st_size
+    limit = max_record_bytes(options)
+
+    def skipped(skip: Skip) -> Chunk:
+        """The chunk standing for an oversized line; the state learns whether it ended."""
+        state_in = dump_state(st)
+        first = st["line"]
+        st.pop("skip", None)
+        if skip.complete:
+            st["line"] += 1
+        else:
+            st["skip"] = {}
+        return skip_chunk(name, path, skip, state_in, dump_state(st), first, options)
+
+    if "skip" in st:  # the rest of an oversized line, quarantined when it was seen
+        end, complete = _skip_line(f, pos, enc, bom, final, block)
+        if end == pos:
+            return
+        yield skipped(Skip(pos, end, b"", complete, True))
+        if not complete:
+            return
+        pos = end
+    while True:
+        f.seek(pos)
+        # never ask for more than is there: a block-sized buffer per tiny file adds up. A
+        # bytearray, so that cutting it at the last line break below copies nothing
+        buf = bytearray(max(min(block, size - pos), 1))
+        del buf[f.readinto(buf) :]
+        if not buf:
+            return
+        at_eof = len(buf) < block
+        cut = _last_newline(buf, nl, pos - bom)
+        while cut == 0 and not at_eof and len(buf) <= limit:  # a line longer than a block
+            more = f.read(block)
+            at_eof = len(more) < block
+            old = len(buf)
+            buf += more
+            # only the new bytes can hold it (one byte back: a UTF-16 line end may straddle
+            # the two reads); looking from the start again would be quadratic
+            cut = _last_newline(buf, nl, pos - bom, old - 1)
+        if cut == 0 and not at_eof:  # too long to read: skip it, keeping its beginning
+            end, complete = _skip_line(f, pos + len(buf), enc, bom, final, block)
+            skip = Skip(pos, end, bytes(buf[:HEAD]), complete)
+            del buf
+            yield skipped(skip)
+            if not complete:
+                return
+            pos = end
+            continue
+        if at_eof and final and cut < len(buf):
+            cut = len(buf) - (len(buf) % UNIT[enc])  # EOF completes the last line
+        if cut == 0:
+            return  # a partial line: wait until it is complete
+        del buf[cut:]
+        state_in = dump_state(st)
+        first = st["line"]
+        if advance is not None:
+            try:
+                advance(st, Cut(pos, pos + cut, None, buf, enc))
+            except FileRefused as e:
+                raise FileRefused(f"{path}: {e}") from None
+        st["line"] += buf.count(nl) if enc == "utf-8" else buf.decode(enc, "replace").count("\n")
+        yield Chunk(
+            format=name,
+            path=path,
+            start=pos,
+            end=pos + cut,
+            state_in=state_in,
+            state_out=dump_state(st),
+            payload=buf,
+            first_line=first,
+            options=options,
+        )
+        pos += cut
+        if at_eof:
+            return
+
+
+def _last_newline(buf: bytes | bytearray, nl: bytes, base: int, lo: int = 0) -> int:
+    """End (exclusive) of the last complete line in ``buf[lo:]``, 0 if none; a UTF-16 line
+    end must sit on a code-unit boundary (``base``: the buffer's file offset minus the BOM)."""
+    lo = max(lo, 0)
+    if len(nl) == 1:
+        return buf.rfind(nl, lo) + 1
+    end = len(buf)
+    while True:
+        i = buf.rfind(nl, lo, end)
+        if i < 0:
+            return 0
+        if (base + i) % 2 == 0:
+            return i + 2
+        end = i + 1
+
+
+def _first_newline(buf: bytes | bytearray, nl: bytes, base: int) -> int:
+    """End (exclusive) of the first line in ``buf``, 0 if there is no line end."""
+    i = buf.find(nl)
+    while i >= 0 and (base + i) % len(nl):
+        i = buf.find(nl, i + 1)
+    return i + len(nl) if i >= 0 else 0
+
+
+def _skip_line(
+    f: BinaryIO, pos: int, enc: str, bom: int, final: bool, block: int
+) -> tuple[int, bool]:
+    """Read from ``pos`` to just past the next line end, a block at a time, keeping nothing:
+    (where the line ends, whether it did). Without a line end before EOF, the line ends at
+    EOF when ``final``; else it is still being written, and the answer stops at the last
+    whole character, so that a line end cannot be split between this read and the next."""
+    unit = UNIT[enc]
+    nl = NEWLINE[enc]
+    while True:
+        f.seek(pos)
+        buf = f.read(block)
+        i = _first_newline(buf, nl, pos - bom)
+        if i:
+            return pos + i, True
+        end = pos + len(buf)
+        end -= (end - bom) % unit
+        if len(buf) < block:
+            return end, final
+        pos = end
 
 
 class Offsets:
@@ -368,30 +556,95 @@ def dump_state(d: dict[str, Any]) -> str:
     return json.dumps(d, separators=(",", ":"))
 
 
-def emit(
-    out: Decoded,
-    normalise: Callable[[dict[str, Any], str], dict[str, Any]],
-    rec: dict[str, Any],
-    path: str,
-    line: int | None,
-    offset: int | Callable[[], int],
-    raw: str | Callable[[], str],
-) -> None:
-    """Normalise one parsed record and append it to ``out``, or quarantine it with the reason.
+class Records:
+    """Where one chunk's parsed records go: through the input's normaliser into ``out``, or
+    into the quarantine with the reason. The one place where a reader's record becomes an
+    encoded event, so every reader fills ``Decoded`` the same way; the reader never names the
+    normaliser (the chunk's options carry the input's choice, ``shipper.normalise``)."""
 
-    ``offset`` and ``raw`` may be callables, so that they are only worked out for a record
-    that is rejected.
-    """
-    try:
-        event = normalise(rec, path)
-        doc = orjson.dumps(event)
-    except (RecordRejected, ValueError, TypeError, KeyError) as e:
-        quarantine(out, path, line, offset, str(e), raw)
-        return
-    out.ids.append(event["event"]["id"])
-    out.datasets.append(event["event"]["dataset"])
-    out.timestamps.append(event["@timestamp"])
-    out.docs.append(doc)
+    __slots__ = ("chunk", "out", "normalise", "keep")
+
+    def __init__(self, chunk: Chunk, default_normaliser: str = "windows") -> None:
+        self.chunk = chunk
+        self.out = Decoded()
+        self.normalise: Callable[[dict[str, Any], str], dict[str, Any]] = for_chunk(
+            chunk.options, default_normaliser
+        )
+        #: whether events carry ``event.original`` (the record's text, unless the reader
+        #: put a better one in ``rec["original"]``)
+        self.keep = bool(chunk.options.get("keep_original", False))
+
+    def ship(
+        self,
+        rec: dict[str, Any],
+        line: int | None,
+        offset: int | Callable[[], int],
+        raw: str | Callable[[], str],
+    ) -> None:
+        """Normalise one parsed record and append it to ``out``, or quarantine it with the
+        reason. ``offset`` and ``raw`` may be callables, so that they are only worked out for
+        a record that is rejected (or, for ``raw``, kept as ``event.original``)."""
+        if self.keep and "original" not in rec:
+            rec["original"] = raw() if callable(raw) else raw
+        out = self.out
+        try:
+            event = self.normalise(rec, self.chunk.path)
+            doc = orjson.dumps(event)
+        except (RecordRejected, ValueError, TypeError, KeyError) as e:
+            quarantine(out, self.chunk.path, line, offset, str(e), raw)
+            return
+        out.ids.append(event["event"]["id"])
+        out.datasets.append(event["event"]["dataset"])
+        out.timestamps.append(event["@timestamp"])
+        out.docs.append(doc)
+
+    def reject(
+        self,
+        line: int | None,
+        offset: int | Callable[[], int],
+        reason: str,
+        raw: str | Callable[[], str],
+    ) -> None:
+        quarantine(self.out, self.chunk.path, line, offset, reason, raw)
+
+
+class TextChunk(Records):
+    """A chunk of a text export being decoded: its text, its reader state, and the checks
+    every text reader makes (a record over ``max_record_bytes``, a chunk that stands for one).
+    ``defaults`` are the reader state's defaults, as in ``TextFormat``."""
+
+    __slots__ = ("state", "enc", "skipped", "text", "limit", "wide", "at")
+
+    def __init__(self, chunk: Chunk, **defaults: Any) -> None:
+        super().__init__(chunk)
+        self.state = load_state(chunk.state_in, enc="utf-8", **defaults)
+        self.enc: str = self.state["enc"]
+        #: set when the chunk stands for an oversized record (see ``shipper.sources.limits``)
+        self.skipped = oversized(chunk)
+        self.text = "" if self.skipped is not None else to_text(chunk.payload, self.enc)
+        self.limit = max_record_bytes(chunk.options)
+        self.wide = max_bytes_per_char(self.enc)
+        self.at = Offsets(self.text, self.enc, chunk.start)
+
+    def quarantine_skipped(self) -> Decoded:
+        """The result of a chunk that stands for an oversized record."""
+        assert self.skipped is not None
+        return quarantine_oversized(self.out, self.chunk, self.skipped, self.enc)
+
+    def offset(self, i: int) -> Callable[[], int]:
+        """The byte offset of ``text[i]``, worked out only when asked."""
+        return lambda: self.at(i)
+
+    def too_big(self, line: int | None, s: int, e: int) -> bool:
+        """Whether ``text[s:e]`` is a record over the bound: it is then quarantined."""
+        if (e - s) * self.wide <= self.limit:
+            return False  # cannot be: spares encoding every record to count its bytes
+        begin = self.at(s)
+        size = self.at(e) - begin
+        if size <= self.limit:
+            return False
+        oversized_record(self.out, self.chunk, line, begin, size, self.text[s:e])
+        return True
 
 
 def quarantine(

@@ -16,24 +16,25 @@ or CRLF. The byte offset of every line is kept exact in all of them (``log.offse
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any, BinaryIO
+from typing import Any
 
 from shipper.errors import RecordRejected
+from shipper.normalise import for_chunk
 from shipper.sources.base import Chunk, Decoded, FileRefused, Quarantine
-from shipper.sources.encoding import NEWLINE, UNIT, sniff_encoding
-from shipper.sources.limits import HEAD, Skip, max_record_bytes, oversized, skip_chunk
+from shipper.sources.encoding import NEWLINE, UNIT
+from shipper.sources.limits import HEAD, max_record_bytes, oversized
 from shipper.sources.limits import reason as oversize_reason
+from shipper.sources.text import Cut, TextFormat
 
 BLOCK = 512 * 1024
 
 
 class _Header:
-    """What the ``#`` directives seen so far say; serialised into the position's state."""
+    """What the ``#`` directives seen so far say; kept in the position's state."""
 
-    __slots__ = ("encoding", "software", "version", "fields", "line", "skip")
+    __slots__ = ("encoding", "software", "version", "fields", "line")
 
     def __init__(self, encoding: str = "utf-8") -> None:
         self.encoding = encoding
@@ -41,35 +42,17 @@ class _Header:
         self.version: str | None = None
         self.fields: list[str] | None = None
         self.line = 1  # number of the next line, for quarantine reports after a resume
-        #: inside an oversized line already quarantined, whose end was not written yet
-        self.skip = False
 
     @classmethod
-    def load(cls, state: str) -> _Header:
-        h = cls()
-        if state:
-            d = json.loads(state)
-            h.encoding, h.software, h.version, h.fields, h.line = (
-                d["encoding"],
-                d["software"],
-                d["version"],
-                d["fields"],
-                d["line"],
-            )
-            h.skip = d.get("skip", False)
+    def load(cls, state: str | dict[str, Any]) -> _Header:
+        d = _upgrade(json.loads(state) if isinstance(state, str) else state) if state else {}
+        h = cls(d.get("enc", "utf-8"))
+        h.software, h.version, h.fields = d.get("software"), d.get("version"), d.get("fields")
+        h.line = d.get("line", 1)
         return h
 
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "encoding": self.encoding,
-                "software": self.software,
-                "version": self.version,
-                "fields": self.fields,
-                "line": self.line,
-                **({"skip": True} if self.skip else {}),
-            }
-        )
+    def save(self, st: dict[str, Any]) -> None:
+        st.update(software=self.software, version=self.version, fields=self.fields)
 
     def apply(self, line: str) -> None:
         name, _, value = line[1:].partition(":")
@@ -94,52 +77,16 @@ class _Header:
         return None
 
 
-def _last_newline(block: bytes | bytearray, enc: str, base: int, lo: int = 0) -> int:
-    """End (exclusive) of the last complete line in ``block[lo:]``, 0 if none.
-
-    For UTF-16 the newline's two bytes must sit on a code-unit boundary (``base`` is the
-    block's file offset minus the BOM), or a CJK character could pass for one.
-    """
-    nl = NEWLINE[enc]
-    lo = max(lo, 0)
-    if len(nl) == 1:
-        return block.rfind(nl, lo) + 1
-    end = len(block)
-    while True:
-        i = block.rfind(nl, lo, end)
-        if i < 0:
-            return 0
-        if (base + i) % 2 == 0:
-            return i + 2
-        end = i + 1
-
-
-def _first_newline(block: bytes | bytearray, enc: str, base: int) -> int:
-    """End (exclusive) of the first line in ``block``, 0 if there is no line end."""
-    nl = NEWLINE[enc]
-    i = block.find(nl)
-    while i >= 0 and (base + i) % len(nl):
-        i = block.find(nl, i + 1)
-    return i + len(nl) if i >= 0 else 0
-
-
-def _skip_line(f: BinaryIO, pos: int, enc: str, bom: int, final: bool) -> tuple[int, bool]:
-    """Read from ``pos`` to just past the next line end, a block at a time, keeping nothing:
-    (where the line ends, whether it did). Without a line end before EOF, the line ends at
-    EOF when ``final``; else it is still being written, and the answer stops at the last
-    whole character, so that a line end cannot be split between this read and the next."""
-    unit = UNIT[enc]
-    while True:
-        f.seek(pos)
-        buf = f.read(BLOCK)
-        i = _first_newline(buf, enc, pos - bom)
-        if i:
-            return pos + i, True
-        end = pos + len(buf)
-        end -= (end - bom) % unit
-        if len(buf) < BLOCK:
-            return end, final
-        pos = end
+def _upgrade(st: dict[str, Any]) -> dict[str, Any]:
+    """A position state saved by a release whose W3C reader had its own chunk loop
+    (``encoding``, ``skip: true``), in today's terms, so that an upgrade resumes mid-file."""
+    if "encoding" in st:
+        st = dict(st)
+        st["enc"] = st.pop("encoding")
+        if st.pop("skip", False):
+            st["skip"] = {}
+        st.setdefault("verified", st.get("software") is not None)
+    return st
 
 
 def _has_directive(payload: bytes | bytearray, enc: str) -> bool:
@@ -159,150 +106,38 @@ def _has_directive(payload: bytes | bytearray, enc: str) -> bool:
     return False
 
 
-class W3cRms:
-    """The ``w3c_rms`` format: chunking in the main process, ``decode`` in workers."""
-
-    name = "w3c_rms"
-    exact_time = True  # date and time are fields of the record, in UTC
-
-    def sniff(self, head: bytes, path: str) -> bool:
-        enc, skip = sniff_encoding(head)
-        try:
-            text = head[skip:].decode(enc, errors="ignore")
-        except LookupError:
-            return False
-        return text.startswith("#")
-
-    def chunks(
-        self,
-        f: BinaryIO,
-        path: str,
-        start: int,
-        state: str,
-        final: bool,
-        options: dict[str, object],
-    ) -> Iterator[Chunk]:
-        header = _Header.load(state)
-        pos = start
-        bom = 0
-        if start == 0:
-            f.seek(0)
-            head = f.read(4)
-            header.encoding, bom = sniff_encoding(head)
-            pos = bom
-        enc = header.encoding
-        nl = NEWLINE[enc]
-        verified = header.problem() is None
-        size = os.fstat(f.fileno()).st_size
-        limit = max_record_bytes(options)
-        if header.skip:  # the rest of an oversized line, quarantined when it was seen
-            end, complete = _skip_line(f, pos, enc, bom, final)
-            if end == pos:
-                return
-            yield self._skipped(path, Skip(pos, end, b"", complete, True), header, options)
-            if not complete:
-                return
-            pos = end
-        while True:
-            f.seek(pos)
-            # never ask for more than is there: a 2 MiB buffer per tiny file adds up. A
-            # bytearray, so that cutting it at the last line break below copies nothing
-            block = bytearray(max(min(BLOCK, size - pos), 1))
-            del block[f.readinto(block) :]
-            if not block:
-                return
-            at_eof = len(block) < BLOCK
-            cut = _last_newline(block, enc, pos - bom)
-            while cut == 0 and not at_eof and len(block) <= limit:  # a line over a block
-                more = f.read(BLOCK)
-                at_eof = len(more) < BLOCK
-                old = len(block)
-                block += more
-                # only the new bytes can hold it (one byte back: a UTF-16 line end may
-                # straddle the two reads); looking from the start again would be quadratic
-                cut = _last_newline(block, enc, pos - bom, old - 1)
-            if cut == 0 and not at_eof:  # too long to read: skip it, keeping its beginning
-                end, complete = _skip_line(f, pos + len(block), enc, bom, final)
-                skip = Skip(pos, end, bytes(block[:HEAD]), complete)
-                del block
-                yield self._skipped(path, skip, header, options)
-                if not complete:
-                    return
-                pos = end
-                continue
-            if at_eof and final and cut < len(block):
-                cut = len(block) - (len(block) % UNIT[enc])  # EOF completes the last line
-            if cut == 0:
-                return  # a partial line: wait until it is complete
-            del block[cut:]
-            payload = block
-            state_in = header.dump()
-            if _has_directive(payload, enc):
-                for text in payload.decode(enc, errors="replace").split("\n"):
-                    if text.startswith("#"):
-                        header.apply(text.rstrip("\r"))
-                    elif not verified and text.strip():
-                        self._verify(header, path)
-                        verified = True
-            if not verified and (final or header.problem() is None):
-                self._verify(header, path)
-                verified = True
-            first_line = header.line
-            header.line += (
-                payload.count(nl) if enc == "utf-8" else payload.decode(enc, "replace").count("\n")
-            )
-            yield Chunk(
-                format=self.name,
-                path=path,
-                start=pos,
-                end=pos + cut,
-                state_in=state_in,
-                state_out=header.dump(),
-                payload=payload,
-                first_line=first_line,
-                options=options,
-            )
-            pos += cut
-            if at_eof:
-                return
-
-    def _skipped(self, path: str, skip: Skip, header: _Header, options: dict[str, object]) -> Chunk:
-        """The chunk standing for an oversized line; the header learns whether it ended."""
-        state_in = header.dump()
-        first_line = header.line
-        header.skip = not skip.complete
-        if skip.complete:
-            header.line += 1
-        return skip_chunk(self.name, path, skip, state_in, header.dump(), first_line, options)
-
-    @staticmethod
-    def _verify(header: _Header, path: str) -> None:
-        problem = header.problem()
-        if problem is not None:
-            raise FileRefused(f"{path}: not an RMS usage log: {problem}")
-
-    def decode(self, chunk: Chunk) -> Decoded:
-        return decode(chunk)
+def _directives(st: dict[str, Any], cut: Cut) -> None:
+    """What a chunk teaches the next: the ``#`` directives in it. The first records of a file
+    must follow an RMS usage header, or the file is refused; after that, records under a
+    header that is not RMS (concatenated downloads) are quarantined by ``decode``."""
+    if not _has_directive(cut.data, cut.enc):
+        if not st["verified"] and cut.text.strip():
+            _verify(_Header.load(st))
+            st["verified"] = True
+        return
+    header = _Header.load(st)
+    for line in cut.text.split("\n"):
+        if line.startswith("#"):
+            header.apply(line.rstrip("\r"))
+        elif not st["verified"] and line.strip():
+            _verify(header)
+            st["verified"] = True
+    header.save(st)
+    if not st["verified"] and header.problem() is None:
+        st["verified"] = True
 
 
-W3C_RMS = W3cRms()
+def _verify(header: _Header) -> None:
+    problem = header.problem()
+    if problem is not None:
+        raise FileRefused(f"not an RMS usage log: {problem}")
 
 
 @cache
-def _normaliser(settings: tuple[bool, str]) -> Any:
-    """One normaliser per process and settings: (keep_original, enrichment options as JSON)."""
-    from shipper.normalise.enrich import Enricher
-    from shipper.normalise.rms import RmsNormaliser
-
-    keep_original, enrich = settings
-    return RmsNormaliser(keep_original, Enricher.from_options(json.loads(enrich)))
-
-
-@cache
-def _bound(
-    settings: tuple[bool, str], fields: tuple[str, ...]
-) -> Callable[..., tuple[str, str, bytes]]:
-    return _normaliser(settings).bind_json(list(fields))
+def _bound(normaliser: Any, fields: tuple[str, ...]) -> Callable[..., tuple[str, str, bytes]]:
+    """The normaliser bound to one ``#Fields`` header (blobs repeat a handful of headers)."""
+    bound: Callable[..., tuple[str, str, bytes]] = normaliser.bind_json(list(fields))
+    return bound
 
 
 def _lines(chunk: Chunk, enc: str) -> Iterator[tuple[str | None, bytes, int]]:
@@ -382,11 +217,8 @@ class _Decoding:
     def __init__(self, chunk: Chunk) -> None:
         self.chunk = chunk
         self.header = _Header.load(chunk.state_in)
-        # the normaliser's settings, hashable: (keep_original, enrichment options as JSON)
-        self.keep = (
-            bool(chunk.options.get("keep_original", False)),
-            json.dumps(chunk.options.get("enrich") or {}, sort_keys=True),
-        )
+        # the input's choice (``shipper.normalise``): records here are columns under a header
+        self.normaliser = for_chunk(chunk.options, "azure_rms")
         self.out = Decoded()
         self.bind: Callable[..., tuple[str, str, bytes]] | None = None
         self.nfields = 0
@@ -396,7 +228,7 @@ class _Decoding:
         header = self.header
         self.problem = header.problem()
         if self.problem is None and header.fields:
-            self.bind = _bound(self.keep, tuple(header.fields))
+            self.bind = _bound(self.normaliser, tuple(header.fields))
             self.nfields = len(header.fields)
         else:
             self.bind = None
@@ -420,7 +252,7 @@ class _Decoding:
             )
 
     def done(self) -> Decoded:
-        self.out.datasets = ["azure_rms.usage"] * len(self.out.docs)
+        self.out.datasets = [self.normaliser.dataset] * len(self.out.docs)
         return self.out
 
 
@@ -496,3 +328,17 @@ def _decode_lines(state: _Decoding) -> Decoded:
         offset += size
         line += 1
     return state.done()
+
+
+#: the ``w3c_rms`` format: ``#Software: RMS``, a W3C header, one record a line
+W3C_RMS = TextFormat(
+    "w3c_rms",
+    lambda text: text.startswith("#"),
+    None,  # records are lines
+    decode,
+    _directives,
+    defaults={"software": None, "version": None, "fields": None, "verified": False},
+    exact_time=True,  # date and time are fields of the record, in UTC
+    block=BLOCK,
+    upgrade=_upgrade,
+)

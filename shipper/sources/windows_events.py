@@ -14,6 +14,7 @@ class Settings(SourceSettings):
     """RMS connector / ECMA2Host event exports: .evtx, event XML, CSV/TXT and JSON."""
 
     formats: ClassVar[tuple[str, ...]] = ("evtx", "event_xml", "event_json", "event_csv")
+    normaliser: ClassVar[str] = "windows"
 
     type: Literal["windows_events"] = "windows_events"
     timezone: str = Field(
@@ -40,4 +41,4 @@ class Settings(SourceSettings):
 
     def options(self) -> dict[str, object]:
         """Settings the decoder needs, passed to worker processes with each chunk."""
-        return {"timezone": self.timezone, "date_format": self.date_format}
+        return {**super().options(), "timezone": self.timezone, "date_format": self.date_format}

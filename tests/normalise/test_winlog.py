@@ -10,9 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.normalise.winlog import event_id, iso_utc, normalise
+from shipper.normalise.winlog import event_id, normalise
 from shipper.sources import FORMATS
 from shipper.sources.eventxml import parse_event_xml
+from shipper.sources.wintime import iso_utc
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO / ".." / "shared"

@@ -20,7 +20,7 @@ def record_lines(path: Path, chunk_list) -> list[tuple[str, int]]:
     """(text, byte offset) of every line the chunks hold, as decode sees them."""
     out = []
     for c in chunk_list:
-        enc = json.loads(c.state_in)["encoding"]
+        enc = json.loads(c.state_in)["enc"]
         offset = c.start
         for text, _raw, size in _lines(c, enc):
             out.append((text.rstrip("\r"), offset))
@@ -116,3 +116,24 @@ def test_header_still_being_written_is_not_refused_in_follow_mode(tmp_path):
     path = tmp_path / "f.log"
     path.write_text("#Software: RMS\n")
     assert len(chunks(path, final=False)) == 1  # waits for the rest of the header
+
+
+@pytest.mark.parametrize("encoding,bom", [("utf-8", b""), ("utf-16-le", b"\xff\xfe")])
+def test_a_position_saved_by_the_previous_release_resumes_mid_file(
+    tmp_path, write_rms, encoding, bom
+):
+    """Before the W3C reader moved onto the shared line loop its state said ``encoding``;
+    a checkpoint written then must resume as it would have, not as UTF-8 from scratch."""
+    path = tmp_path / "000000001"
+    write_rms(path, range(5), encoding=encoding, newline="\r\n")
+    path.write_bytes(bom + path.read_bytes())
+    whole = record_lines(path, chunks(path))
+    text, offset = whole[4]  # header (3 lines), then the first record: resume at the second
+    fields = json.loads(chunks(path)[0].state_out)["fields"]
+    old = json.dumps({"encoding": encoding, "software": "RMS", "version": "1.1",
+                      "fields": fields, "line": 5})  # fmt: skip
+    resumed = chunks(path, offset, old)
+    assert record_lines(path, resumed) == whole[4:]
+    decoded = W3C_RMS.decode(resumed[0])
+    assert len(decoded.docs) == 4 and not decoded.quarantined
+    assert resumed[0].first_line == 5

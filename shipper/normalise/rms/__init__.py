@@ -145,10 +145,17 @@ class RmsNormaliser:
     Request types missing from ``mappings/rms/request_types.yaml`` still ship, with the table's
     ``default`` category/type (``api``/``info``) and ``event.action`` set to the request type.
 
-    ``enrich`` is a ``shipper.normalise.enrich.Enricher`` (GeoIP, working hours), or None.
+    ``enrich`` is a ``shipper.normalise.enrich.Enricher`` (GeoIP, working hours), or None;
+    ``tags`` and ``labels`` are the input's, added to every event.
     """
 
-    def __init__(self, keep_original: bool = False, enrich: Any = None) -> None:
+    def __init__(
+        self,
+        keep_original: bool = False,
+        enrich: Any = None,
+        tags: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
         self.keep_original = keep_original
         self.enrich = enrich
         self._map: FieldMap = _MAP
@@ -168,9 +175,14 @@ class RmsNormaliser:
         self._other_json: dict[tuple[str, str], tuple[str, str]] = {}
         self._hours_json: dict[tuple[Any, str], str] = {}
         m = self._map
-        # `"ecs":...,"log":{"file":{"path":` -- the path and two closing braces follow
+        #: every event's ``event.dataset``
+        self.dataset = str(m.constants["event.dataset"])
+        # `"ecs":...,"log":{"file":{"path":` -- the path and two closing braces follow; the
+        # input's tags and labels are constants too (see ``shipper.normalise``)
         self._ecs_log = (
             _members(nest({k: v for k, v in m.constants.items() if not k.startswith("event.")}))
+            + _members({"tags": tags} if tags else {})
+            + _members({"labels": labels} if labels else {})
             + ',"log":{"file":{"path":'
         )
         # the constant event members (every dict on the instance is a bounded cache)
@@ -573,3 +585,13 @@ def _extra_key(name: str) -> str:
     """azure_rms.* key for a field the map does not know (``x-foo`` -> ``x_foo``)."""
     key = field_key(name)
     return "field_" + key if key in _MAP.own_keys else key
+
+
+def make(options: dict[str, Any]) -> RmsNormaliser:
+    """The ``azure_rms`` normaliser for a chunk's options (see ``shipper.normalise``)."""
+    from shipper.normalise import tags_and_labels
+    from shipper.normalise.enrich import Enricher
+
+    tags, labels = tags_and_labels(options)
+    enrich = Enricher.from_options(options.get("enrich") or {})  # type: ignore[arg-type]
+    return RmsNormaliser(bool(options.get("keep_original")), enrich, tags, labels)
