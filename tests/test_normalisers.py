@@ -21,7 +21,7 @@ SHARED = REPO.parent / "shared"
 
 # A third party's input that reads Azure RMS usage logs with the built-in W3C format but turns
 # the records into its own events: only its normaliser differs.
-UPPER = '''
+UPPER = """
 from typing import ClassVar, Literal
 
 import orjson
@@ -53,7 +53,7 @@ class _Upper:
 
 def make(options):
     return _Upper(options.get("tags") or [])
-'''
+"""
 
 
 def ship(tmp_path: Path, inputs: list[str], env: dict[str, str] | None = None) -> list[dict]:
