@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
 
@@ -224,6 +225,9 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
         },
         "log": {"file": {"path": path}},
     }
+    original = rec.get("original")
+    if original is not None:
+        event["event"]["original"] = original
     if host:
         event["host"] = {"name": host.casefold()}
     root = shape.root
@@ -231,4 +235,21 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
     return event
 
 
-__all__ = ["GENERIC_DATASET", "TABLE", "event_id", "normalise", "snake"]
+def make(options: dict[str, Any]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """The ``windows_perf`` normaliser for a chunk's options (see ``shipper.normalise``): the
+    input's tags and labels added to every document."""
+    from shipper.normalise import add_tags_and_labels, tags_and_labels
+
+    tags, labels = tags_and_labels(options)
+    if not tags and not labels:
+        return normalise
+
+    def with_labels(rec: dict[str, Any], path: str) -> dict[str, Any]:
+        event = normalise(rec, path)
+        add_tags_and_labels(event, tags, labels)
+        return event
+
+    return with_labels
+
+
+__all__ = ["GENERIC_DATASET", "TABLE", "event_id", "make", "normalise", "snake"]

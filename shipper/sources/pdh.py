@@ -33,18 +33,13 @@ times, same event ids: half of it dropped as duplicates). So:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
 from shipper.errors import RecordRejected
-from shipper.sources.base import Decoded
-from shipper.sources.text import quarantine
 
 #: ``(PDH-CSV 4.0) (W. Europe Standard Time)(-60)``; the zone part may be missing
 _HEADER = re.compile(
@@ -281,29 +276,6 @@ def number(cell: str) -> float | None:
     if v != v or v in (float("inf"), float("-inf")):
         return None
     return v
-
-
-def emit(
-    out: Decoded,
-    normalise: Callable[[dict[str, Any], str], dict[str, Any]],
-    rec: dict[str, Any],
-    path: str,
-    line: int | None,
-    offset: int | Callable[[], int],
-    raw: str | Callable[[], str],
-) -> None:
-    """One instance's sample through the normaliser into ``out``, or into the quarantine
-    with the reason (``offset`` and ``raw`` are worked out only then)."""
-    try:
-        event = normalise(rec, path)
-        doc = orjson.dumps(event)
-    except (RecordRejected, ValueError, TypeError, KeyError) as e:
-        quarantine(out, path, line, offset, str(e), raw)
-        return
-    out.ids.append(event["event"]["id"])
-    out.datasets.append(event["event"]["dataset"])
-    out.timestamps.append(event["@timestamp"])
-    out.docs.append(doc)
 
 
 def utc_iso(dt: datetime) -> str:

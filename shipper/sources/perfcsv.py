@@ -12,7 +12,8 @@ are read (the shared text reader cuts at line ends outside quotes); the header, 
 decided from it and the previous row's time travel in the position state. A header line
 found again further down (logs concatenated) starts a new column layout.
 
-A line is turned into one record per counter instance (see ``shipper.normalise.perf``). A line
+A line is turned into one record per counter instance (normalised by ``windows_perf``,
+``shipper.normalise.perf``, unless the input chooses another). A line
 whose time cannot be read or whose cell count is wrong is quarantined with its line number;
 a value that is not a number is reported the same way, while the line's other values ship.
 """
@@ -28,7 +29,6 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
-from shipper.normalise.perf import normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventcsv import CsvScanner
 from shipper.sources.limits import max_record_bytes, oversized
@@ -37,7 +37,6 @@ from shipper.sources.pdh import (
     Group,
     Header,
     clock_for,
-    emit,
     group_columns,
     iso,
     number,
@@ -48,6 +47,7 @@ from shipper.sources.pdh import (
 from shipper.sources.text import (
     Cut,
     Offsets,
+    Records,
     TextFormat,
     load_state,
     max_bytes_per_char,
@@ -57,6 +57,9 @@ from shipper.sources.text import (
     text_chunks,
     to_text,
 )
+
+#: the normaliser when the chunk's input names none (a format used on its own)
+NORMALISER = "windows_perf"
 
 _DEFAULTS: dict[str, Any] = {
     "line": 1,
@@ -189,7 +192,8 @@ def decode(chunk: Chunk) -> Decoded:
     st = load_state(chunk.state_in, enc="utf-8", **_DEFAULTS)
     st["tz"] = st.get("tz") or str(chunk.options.get("timezone") or "UTC")
     enc = st["enc"]
-    out = Decoded()
+    sink = Records(chunk, NORMALISER)
+    out = sink.out
     info = oversized(chunk)
     if info is not None:
         return quarantine_oversized(out, chunk, info, enc)
@@ -269,7 +273,7 @@ def decode(chunk: Chunk) -> Decoded:
             if counters:
                 rec = {"time": ts, "host": g.host, "object": g.object, "instance": g.instance,
                        "counters": counters}  # fmt: skip
-                emit(out, normalise, rec, path, this_line, offset, body)
+                sink.ship(rec, this_line, offset, body)
         if bad:
             why = "not a number, so not shipped (the line's other values were): " + "; ".join(bad)
             quarantine(out, path, this_line, offset, why, body)

@@ -28,13 +28,13 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from shipper.errors import RecordRejected
-from shipper.normalise.perf import normalise
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventjson import JsonScanner
 from shipper.sources.limits import HEAD, max_record_bytes, oversized
-from shipper.sources.pdh import CounterPath, emit, parse_path, utc_iso
+from shipper.sources.pdh import CounterPath, parse_path, utc_iso
 from shipper.sources.text import (
     Offsets,
+    Records,
     TextFormat,
     load_state,
     max_bytes_per_char,
@@ -52,6 +52,8 @@ _SNIFF = re.compile(
     r'^\s*\[?\s*\{\s*"(?:Timestamp|Timestamp100NSec|CounterSamples|Readings|Path|InstanceName)"'
 )
 _FILETIME_EPOCH = datetime(1601, 1, 1)
+#: the normaliser when the chunk's input names none (a format used on its own)
+NORMALISER = "windows_perf"
 _VALID = (0, 1)  # PDH_CSTATUS_VALID_DATA, PDH_CSTATUS_NEW_DATA
 
 
@@ -168,7 +170,8 @@ def decode(chunk: Chunk) -> Decoded:
     that is not valid JSON, or not a sample, is quarantined with the reason."""
     st = load_state(chunk.state_in, enc="utf-8", base=0)
     enc = st["enc"]
-    out = Decoded()
+    sink = Records(chunk, NORMALISER)
+    out = sink.out
     info = oversized(chunk)
     if info is not None:
         return quarantine_oversized(out, chunk, info, enc)
@@ -177,7 +180,7 @@ def decode(chunk: Chunk) -> Decoded:
     limit = max_record_bytes(chunk.options)
     wide = max_bytes_per_char(enc)
     at = Offsets(text, enc, chunk.start)
-    if len(text) * wide <= limit and _whole(out, chunk, text, zone, lambda: at(0)):
+    if len(text) * wide <= limit and _whole(sink, text, zone, lambda: at(0)):
         return out
     scanner = JsonScanner(st["base"])
     spans: list[tuple[int, int]] = []
@@ -213,14 +216,14 @@ def decode(chunk: Chunk) -> Decoded:
                 loose_at.append((s, raw))
         else:
             for rec in grouped.values():
-                emit(out, normalise, rec, chunk.path, None, offset, raw)
+                sink.ship(rec, None, offset, raw)
         if problems:
             why = "samples not shipped (the record's others were): " + "; ".join(problems)
             quarantine(out, chunk.path, None, offset, why, raw)
     if loose:
         s0, raw0 = loose_at[0]
         for rec in loose.values():
-            emit(out, normalise, rec, chunk.path, None, lambda: at(s0), raw0)
+            sink.ship(rec, None, lambda: at(s0), raw0)
     if scanner.start >= 0:  # only at the end of a file: what is left is not a whole record
         s = scanner.start
         quarantine(out, chunk.path, None, at(s), "the file ends inside this JSON record",
@@ -228,7 +231,7 @@ def decode(chunk: Chunk) -> Decoded:
     return out
 
 
-def _whole(out: Decoded, chunk: Chunk, text: str, zone: str, offset: Any) -> bool:
+def _whole(sink: Records, text: str, zone: str, offset: Any) -> bool:
     """The fast way: the chunk's records parsed as one JSON array, in one call. True when
     that worked and every sample was fine; otherwise nothing was added and each record is
     taken on its own (finding them costs a scan of every string again)."""
@@ -249,7 +252,7 @@ def _whole(out: Decoded, chunk: Chunk, text: str, zone: str, offset: Any) -> boo
     except (orjson.JSONDecodeError, RecordRejected, TypeError, ValueError):
         return False
     for rec in [*groups, *loose.values()]:
-        emit(out, normalise, rec, chunk.path, None, offset, lambda: text[:HEAD])
+        sink.ship(rec, None, offset, lambda: text[:HEAD])
     return True
 
 

@@ -462,3 +462,16 @@ def test_the_example_ships_from_the_repository_root(tmp_path: Path) -> None:
         "service_response_time_ms": 43.276,
         "connector_response_time_ms": 52.977,
     }
+
+
+def test_the_inputs_tags_labels_and_keep_original_reach_the_documents(tmp_path: Path) -> None:
+    path = pdh_file(
+        tmp_path / "t.csv", "UTC", 0, [col("H", SINCE)], [["01/02/2024 10:00:00.000", "1"]]
+    )
+    options = Settings(
+        type="windows_perf", paths=["x"], tags=["site-a"], fields={"tenant": "contoso"}
+    ).options()
+    docs, _ = ship(path, {**options, "keep_original": True})
+    (d,) = docs
+    assert d["tags"] == ["site-a"] and d["labels"] == {"tenant": "contoso"}
+    assert d["event"]["original"] == '"01/02/2024 10:00:00.000","1"'
