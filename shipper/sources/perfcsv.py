@@ -25,7 +25,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, BinaryIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from shipper.errors import RecordRejected
@@ -54,7 +54,6 @@ from shipper.sources.text import (
     oversized_record,
     quarantine,
     quarantine_oversized,
-    text_chunks,
     to_text,
 )
 
@@ -66,7 +65,7 @@ _DEFAULTS: dict[str, Any] = {
     "cols": None,  # the header's cells
     "clock": None,  # pdh.clock_for's answer, once the first sample was seen
     "prev": None,  # the previous sample's UTC time (seconds), for the autumn hour
-    "tz": "UTC",  # the input's timezone when the file was begun (see _PdhCsv)
+    # "tz": the input's timezone when the file was begun (from _zone, TextFormat.starting)
 }
 
 
@@ -280,44 +279,20 @@ def decode(chunk: Chunk) -> Decoded:
     return out
 
 
-class _PdhCsv:
-    """The shared text reader (``TextFormat``), with the input's ``timezone`` put in the
-    position state at a file's start: ``_learn`` decides the time rule from the header and
-    needs it when the header names no zone it knows. A file keeps the zone it started with."""
-
-    def __init__(self, text: TextFormat) -> None:
-        self.text = text
-        self.name = text.name
-        self.exact_time = text.exact_time
-        self.decode = text.decode
-
-    def sniff(self, head: bytes, path: str) -> bool:
-        return self.text.sniff(head, path)
-
-    def chunks(
-        self,
-        f: BinaryIO,
-        path: str,
-        start: int,
-        state: str,
-        final: bool,
-        options: dict[str, object],
-    ) -> Iterator[Chunk]:
-        t = self.text
-        defaults = {**t.defaults, "tz": str(options.get("timezone") or "UTC")}
-        return text_chunks(
-            t.name, f, path, start, state, final, options, t.scanner, t.advance, **defaults
-        )
+def _zone(options: dict[str, object]) -> dict[str, Any]:
+    """The input's ``timezone`` in the position state from a file's start: ``_learn`` decides
+    the time rule from the header and needs it when the header names no zone it knows. A
+    file keeps the zone it started with."""
+    return {"tz": str(options.get("timezone") or "UTC")}
 
 
 #: the ``perf_csv`` format
-PERF_CSV = _PdhCsv(
-    TextFormat(
-        "perf_csv",
-        _looks_like,
-        CsvScanner.load,
-        decode,
-        _learn,
-        defaults=_DEFAULTS,
-    )
+PERF_CSV = TextFormat(
+    "perf_csv",
+    _looks_like,
+    CsvScanner.load,
+    decode,
+    _learn,
+    defaults=_DEFAULTS,
+    starting=_zone,
 )

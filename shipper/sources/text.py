@@ -219,7 +219,7 @@ class TextFormat:
     name: str
     #: whether the first characters of a file (as text, whatever its encoding) are this format
     looks_like: Callable[[str], bool]
-    #: where records end; None: records are lines, cut by ``line_chunks`` without decoding
+    #: where records end; None: records are lines, cut by ``_line_chunks`` without decoding
     scanner: Callable[[dict[str, Any]], Scanner] | None
     decode: Callable[[Chunk], Decoded]
     advance: Callable[[dict[str, Any], Cut], None] | None = None
@@ -230,6 +230,9 @@ class TextFormat:
     block: int | None = None
     #: turns a position state saved by an older release into this one's
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: what a file's state starts with from the input's options (a fallback time zone, say);
+    #: a file keeps what it started with
+    starting: Callable[[dict[str, object]], dict[str, Any]] | None = None
 
     def sniff(self, head: bytes, path: str) -> bool:
         return self.looks_like(head_text(head))
@@ -243,197 +246,186 @@ class TextFormat:
         final: bool,
         options: dict[str, object],
     ) -> Iterator[Chunk]:
+        """Resume from ``state`` (a dict as JSON: ``defaults``, what ``starting`` takes from
+        the input's options, the encoding sniffed at the file's start, and what ``advance``
+        learnt), in the loop that suits the records."""
+        first = self.starting(options) if self.starting is not None else {}
+        st = load_state(state, enc="utf-8", **{**self.defaults, **first})
+        if self.upgrade is not None:
+            st = self.upgrade(st)
         if self.scanner is None:
-            return line_chunks(
-                self.name, f, path, start, state, final, options, self.advance,
-                block=self.block, upgrade=self.upgrade, **self.defaults,
-            )  # fmt: skip
-        return text_chunks(
-            self.name, f, path, start, state, final, options, self.scanner, self.advance,
-            block=self.block, upgrade=self.upgrade, **self.defaults,
-        )  # fmt: skip
+            return self._line_chunks(f, path, start, st, final, options)
+        return self._text_chunks(f, path, start, st, final, options, self.scanner)
 
-
-def text_chunks(
-    name: str,
-    f: BinaryIO,
-    path: str,
-    start: int,
-    state: str,
-    final: bool,
-    options: dict[str, object],
-    scanner: Callable[[dict[str, Any]], Scanner],
-    advance: Callable[[dict[str, Any], Cut], None] | None = None,
-    block: int | None = None,
-    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    **defaults: Any,
-) -> Iterator[Chunk]:
-    """``Format.chunks`` for a text export: the readers differ only in where a record ends
-    (the ``scanner`` made from the state) and in what a chunk teaches them for the next one
-    (``advance(state, cut)``: a CSV's header; it raises ``FileRefused`` for a file that turns
-    out not to be this format, and the message is given the file's path).
-
-    The state is a dict (``defaults`` plus the encoding, sniffed at the start of the file);
-    with a ``line`` entry, lines are counted for quarantine reports. While a reader is inside
-    an oversized record that is still being written, the state holds ``skip``: the
-    scanner's state there, so that the next read goes on skipping it.
-    """
-    st = load_state(state, enc="utf-8", **defaults)
-    if upgrade is not None:
-        st = upgrade(st)
-    if start == 0:
-        f.seek(0)
-        st["enc"], start = sniff_encoding(f.read(4))
-    saved = st.pop("skip", None)
-    scan = scanner(saved if saved is not None else st)
-    limit = max_record_bytes(options)
-    cuts = read_cuts(f, start, st["enc"], final, scan, limit, block, skipping=saved is not None)
-    for cut in cuts:
-        state_in = dump_state(st if saved is None else {**st, "skip": saved})
-        saved = None
-        first = st.get("line", 1)
-        if isinstance(cut, Skip):
-            if "line" in st:
-                st["line"] += cut.lines
-            if cut.complete:
-                st.update(scan.boundary_state())
-                out = dump_state(st)
-            else:
-                out = dump_state({**st, "skip": scan.save()})
-            yield skip_chunk(name, path, cut, state_in, out, first, options)
-            continue
-        st.update(scan.boundary_state())
-        if advance is not None:
+    def _advance(self, st: dict[str, Any], cut: Cut, path: str) -> None:
+        if self.advance is not None:
             try:
-                advance(st, cut)
+                self.advance(st, cut)
             except FileRefused as e:
                 raise FileRefused(f"{path}: {e}") from None
-        if "line" in st:
-            st["line"] += cut.text.count("\n")
-        yield Chunk(
-            format=name,
-            path=path,
-            start=cut.start,
-            end=cut.end,
-            state_in=state_in,
-            state_out=dump_state(st),
-            payload=cut.data,
-            first_line=first,
-            options=options,
+
+    def _text_chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        st: dict[str, Any],
+        final: bool,
+        options: dict[str, object],
+        scanner: Callable[[dict[str, Any]], Scanner],
+    ) -> Iterator[Chunk]:
+        """The chunk loop of a text export: the readers differ only in where a record ends
+        (the ``scanner`` made from the state) and in what a chunk teaches them for the next
+        one (``advance(state, cut)``: a CSV's header; it raises ``FileRefused`` for a file that
+        turns out not to be this format, and the message is given the file's path).
+
+        With a ``line`` entry in the state, lines are counted for quarantine reports. While a
+        reader is inside an oversized record that is still being written, the state holds
+        ``skip``: the scanner's state there, so that the next read goes on skipping it.
+        """
+        name = self.name
+        if start == 0:
+            f.seek(0)
+            st["enc"], start = sniff_encoding(f.read(4))
+        saved = st.pop("skip", None)
+        scan = scanner(saved if saved is not None else st)
+        limit = max_record_bytes(options)
+        cuts = read_cuts(
+            f, start, st["enc"], final, scan, limit, self.block, skipping=saved is not None
         )
+        for cut in cuts:
+            state_in = dump_state(st if saved is None else {**st, "skip": saved})
+            saved = None
+            first = st.get("line", 1)
+            if isinstance(cut, Skip):
+                if "line" in st:
+                    st["line"] += cut.lines
+                if cut.complete:
+                    st.update(scan.boundary_state())
+                    out = dump_state(st)
+                else:
+                    out = dump_state({**st, "skip": scan.save()})
+                yield skip_chunk(name, path, cut, state_in, out, first, options)
+                continue
+            st.update(scan.boundary_state())
+            self._advance(st, cut, path)
+            if "line" in st:
+                st["line"] += cut.text.count("\n")
+            yield Chunk(
+                format=name,
+                path=path,
+                start=cut.start,
+                end=cut.end,
+                state_in=state_in,
+                state_out=dump_state(st),
+                payload=cut.data,
+                first_line=first,
+                options=options,
+            )
 
+    def _line_chunks(
+        self,
+        f: BinaryIO,
+        path: str,
+        start: int,
+        st: dict[str, Any],
+        final: bool,
+        options: dict[str, object],
+    ) -> Iterator[Chunk]:
+        """``Format.chunks`` for a format whose records are lines (W3C), on bytes: the chunk loop
+        of ``text_chunks`` without decoding a byte in this process (the decoders do), which makes
+        it several times cheaper, and the main process is the one every chunk goes through.
 
-def line_chunks(
-    name: str,
-    f: BinaryIO,
-    path: str,
-    start: int,
-    state: str,
-    final: bool,
-    options: dict[str, object],
-    advance: Callable[[dict[str, Any], Cut], None] | None = None,
-    block: int | None = None,
-    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    **defaults: Any,
-) -> Iterator[Chunk]:
-    """``Format.chunks`` for a format whose records are lines (W3C), on bytes: the chunk loop
-    of ``text_chunks`` without decoding a byte in this process (the decoders do), which makes
-    it several times cheaper, and the main process is the one every chunk goes through.
+        A block is read, cut at its last line break (for UTF-16, one on a code-unit boundary, or a
+        CJK character could pass for one) and handed over whole; a line longer than a block is
+        read on until it ends, and one over ``max_record_bytes`` is skipped, keeping its first
+        bytes, exactly as ``read_cuts`` does for other formats. The state is as in ``text_chunks``
+        (``enc``, ``line``, ``skip`` while inside an oversized line still being written).
+        """
+        name, block = self.name, self.block or BLOCK
+        st.setdefault("line", 1)
+        bom = 0  # only its parity matters past the start: a UTF-16 BOM is two bytes
+        if start == 0:
+            f.seek(0)
+            st["enc"], bom = sniff_encoding(f.read(4))
+            start = bom
+        enc = st["enc"]
+        nl = NEWLINE[enc]
+        pos = start
+        size = os.fstat(f.fileno()).st_size
+        limit = max_record_bytes(options)
 
-    A block is read, cut at its last line break (for UTF-16, one on a code-unit boundary, or a
-    CJK character could pass for one) and handed over whole; a line longer than a block is
-    read on until it ends, and one over ``max_record_bytes`` is skipped, keeping its first
-    bytes, exactly as ``read_cuts`` does for other formats. The state is as in ``text_chunks``
-    (``enc``, ``line``, ``skip`` while inside an oversized line still being written).
-    """
-    block = block or BLOCK
-    st = load_state(state, enc="utf-8", line=1, **defaults)
-    if upgrade is not None:
-        st = upgrade(st)
-    bom = 0  # only its parity matters past the start: a UTF-16 BOM is two bytes
-    if start == 0:
-        f.seek(0)
-        st["enc"], bom = sniff_encoding(f.read(4))
-        start = bom
-    enc = st["enc"]
-    nl = NEWLINE[enc]
-    pos = start
-    size = os.fstat(f.fileno()).st_size
-    limit = max_record_bytes(options)
+        def skipped(skip: Skip) -> Chunk:
+            """The chunk standing for an oversized line; the state learns whether it ended."""
+            state_in = dump_state(st)
+            first = st["line"]
+            st.pop("skip", None)
+            if skip.complete:
+                st["line"] += 1
+            else:
+                st["skip"] = {}
+            return skip_chunk(name, path, skip, state_in, dump_state(st), first, options)
 
-    def skipped(skip: Skip) -> Chunk:
-        """The chunk standing for an oversized line; the state learns whether it ended."""
-        state_in = dump_state(st)
-        first = st["line"]
-        st.pop("skip", None)
-        if skip.complete:
-            st["line"] += 1
-        else:
-            st["skip"] = {}
-        return skip_chunk(name, path, skip, state_in, dump_state(st), first, options)
-
-    if "skip" in st:  # the rest of an oversized line, quarantined when it was seen
-        end, complete = _skip_line(f, pos, enc, bom, final, block)
-        if end == pos:
-            return
-        yield skipped(Skip(pos, end, b"", complete, True))
-        if not complete:
-            return
-        pos = end
-    while True:
-        f.seek(pos)
-        # never ask for more than is there: a block-sized buffer per tiny file adds up. A
-        # bytearray, so that cutting it at the last line break below copies nothing
-        buf = bytearray(max(min(block, size - pos), 1))
-        del buf[f.readinto(buf) :]
-        if not buf:
-            return
-        at_eof = len(buf) < block
-        cut = _last_newline(buf, nl, pos - bom)
-        while cut == 0 and not at_eof and len(buf) <= limit:  # a line longer than a block
-            more = f.read(block)
-            at_eof = len(more) < block
-            old = len(buf)
-            buf += more
-            # only the new bytes can hold it (one byte back: a UTF-16 line end may straddle
-            # the two reads); looking from the start again would be quadratic
-            cut = _last_newline(buf, nl, pos - bom, old - 1)
-        if cut == 0 and not at_eof:  # too long to read: skip it, keeping its beginning
-            end, complete = _skip_line(f, pos + len(buf), enc, bom, final, block)
-            skip = Skip(pos, end, bytes(buf[:HEAD]), complete)
-            del buf
-            yield skipped(skip)
+        if "skip" in st:  # the rest of an oversized line, quarantined when it was seen
+            end, complete = _skip_line(f, pos, enc, bom, final, block)
+            if end == pos:
+                return
+            yield skipped(Skip(pos, end, b"", complete, True))
             if not complete:
                 return
             pos = end
-            continue
-        if at_eof and final and cut < len(buf):
-            cut = len(buf) - (len(buf) % UNIT[enc])  # EOF completes the last line
-        if cut == 0:
-            return  # a partial line: wait until it is complete
-        del buf[cut:]
-        state_in = dump_state(st)
-        first = st["line"]
-        if advance is not None:
-            try:
-                advance(st, Cut(pos, pos + cut, None, buf, enc))
-            except FileRefused as e:
-                raise FileRefused(f"{path}: {e}") from None
-        st["line"] += buf.count(nl) if enc == "utf-8" else buf.decode(enc, "replace").count("\n")
-        yield Chunk(
-            format=name,
-            path=path,
-            start=pos,
-            end=pos + cut,
-            state_in=state_in,
-            state_out=dump_state(st),
-            payload=buf,
-            first_line=first,
-            options=options,
-        )
-        pos += cut
-        if at_eof:
-            return
+        while True:
+            f.seek(pos)
+            # never ask for more than is there: a block-sized buffer per tiny file adds up. A
+            # bytearray, so that cutting it at the last line break below copies nothing
+            buf = bytearray(max(min(block, size - pos), 1))
+            del buf[f.readinto(buf) :]
+            if not buf:
+                return
+            at_eof = len(buf) < block
+            cut = _last_newline(buf, nl, pos - bom)
+            while cut == 0 and not at_eof and len(buf) <= limit:  # a line longer than a block
+                more = f.read(block)
+                at_eof = len(more) < block
+                old = len(buf)
+                buf += more
+                # only the new bytes can hold it (one byte back: a UTF-16 line end may straddle
+                # the two reads); looking from the start again would be quadratic
+                cut = _last_newline(buf, nl, pos - bom, old - 1)
+            if cut == 0 and not at_eof:  # too long to read: skip it, keeping its beginning
+                end, complete = _skip_line(f, pos + len(buf), enc, bom, final, block)
+                skip = Skip(pos, end, bytes(buf[:HEAD]), complete)
+                del buf
+                yield skipped(skip)
+                if not complete:
+                    return
+                pos = end
+                continue
+            if at_eof and final and cut < len(buf):
+                cut = len(buf) - (len(buf) % UNIT[enc])  # EOF completes the last line
+            if cut == 0:
+                return  # a partial line: wait until it is complete
+            del buf[cut:]
+            state_in = dump_state(st)
+            first = st["line"]
+            self._advance(st, Cut(pos, pos + cut, None, buf, enc), path)
+            st["line"] += (
+                buf.count(nl) if enc == "utf-8" else buf.decode(enc, "replace").count("\n")
+            )
+            yield Chunk(
+                format=name,
+                path=path,
+                start=pos,
+                end=pos + cut,
+                state_in=state_in,
+                state_out=dump_state(st),
+                payload=buf,
+                first_line=first,
+                options=options,
+            )
+            pos += cut
+            if at_eof:
+                return
 
 
 def _last_newline(buf: bytes | bytearray, nl: bytes, base: int, lo: int = 0) -> int:
