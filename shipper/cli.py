@@ -228,9 +228,15 @@ class _ProgressDisplay:
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--outputs", "check_outputs", is_flag=True, help="Also connect to each output.")
-def check(config: str, check_outputs: bool) -> None:
-    """Validate the configuration, that the data dir is usable and that every input pattern
-    finds files (and, with --outputs, reach every output). Exit 1 on any problem."""
+@click.option(
+    "--skip-local",
+    is_flag=True,
+    help="Do not check the data dir and input folders (a configuration for another machine).",
+)
+def check(config: str, check_outputs: bool, skip_local: bool) -> None:
+    """Validate the configuration, that the data dir can be created and written and that every
+    input pattern finds files (and, with --outputs, reach every output). Exit 1 on any problem.
+    Nothing is created or changed."""
     from shipper.preflight import data_dir_problem, empty_patterns
 
     _setup_logging(False)  # for what loading the configuration says
@@ -240,7 +246,9 @@ def check(config: str, check_outputs: bool) -> None:
         f" data in {cfg.data_dir})"
     )
     ok = True
-    problems = [data_dir_problem(cfg.data_path), *empty_patterns(cfg.inputs)]
+    problems = []
+    if not skip_local:
+        problems = [data_dir_problem(cfg.data_path, create=False), *empty_patterns(cfg.inputs)]
     for line in problems:
         if line is not None:
             click.echo(f"error: {line}", err=True)

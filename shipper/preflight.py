@@ -22,8 +22,18 @@ __all__ = ["data_dir_problem", "empty_patterns"]
 _MAGIC = re.compile(r"[*?\[]")
 
 
-def data_dir_problem(path: Path) -> str | None:
-    """Why the checkpoint store cannot live in ``path`` (created when missing), or None."""
+def data_dir_problem(path: Path, create: bool = True) -> str | None:
+    """Why the checkpoint store cannot live in ``path``, or None. A missing folder is created
+    (``create``), or else its nearest existing parent must let us create it."""
+    if not path.exists() and not create:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"data_dir {path}: cannot create it: {parent} is a file"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"data_dir {path}: cannot create it: {parent} is not writable"
+        return None
     try:
         make_dirs(path)  # owner-only (shipper.private)
     except FileExistsError:

@@ -52,7 +52,7 @@ def test_once_on_a_terminal_shows_progress(tmp_path, write_rms, repo):
     os.close(leader)
     text = seen.decode("utf-8", "replace")
     assert proc.returncode == 0, text
-    assert "shipping" in text and "files" in text and "records" in text
+    assert "shipping" in text and "files" in text and "rec/s" in text
     assert "shipped 60,000 events" in text
 
 
@@ -82,7 +82,8 @@ def test_check_outputs_reports_an_unwritable_ndjson_folder(tmp_path, cli):
     assert "outputs[0] (ndjson)" in result.stderr and "is a file, not a folder" in result.stderr
 
 
-def test_check_outputs_asks_each_output_module(tmp_path, cli):
+def test_check_outputs_asks_each_output_module(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(1))
     cfg = config(
         tmp_path,
         [{"type": "csv", "path": str(tmp_path / "o" / "u.csv")}, {"type": "stdout"}],
@@ -114,3 +115,97 @@ def test_an_output_file_that_cannot_be_opened_is_one_clear_line(tmp_path, cli, w
     assert result.returncode == 1
     assert f"{blocker / 'out.csv'}: cannot open" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_names_each_input_pattern_that_finds_nothing(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(3))
+    (tmp_path / "empty").mkdir()
+    cfg = tmp_path / "shipper.yaml"
+    patterns = [str(tmp_path / "logs" / "*"), str(tmp_path / "empty" / "*.log"),
+                str(tmp_path / "missing" / "*")]  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "inputs": [{"type": "rms_usage", "paths": patterns}],
+                "outputs": [{"type": "stdout"}],
+            }
+        )
+    )
+    result = cli("check", str(cfg), cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: inputs[0].paths[1]: {patterns[1]}: matches no file",
+        f"error: inputs[0].paths[2]: {patterns[2]}: folder {tmp_path / 'missing'} does not exist",
+    ]
+    # in a run the same is a warning: files may yet arrive, and the rest ships
+    result = cli("run", "--once", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"WARNING inputs[0].paths[1]: {patterns[1]}: matches no file" in result.stderr
+    assert "shipped 3 events" in result.stderr
+
+
+def test_check_passes_a_good_config_and_creates_nothing(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(3))
+    cfg = config(tmp_path, [{"type": "stdout"}])
+    result = cli("check", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "data").exists()  # creatable is enough
+
+
+def test_check_skip_local_validates_a_configuration_for_another_machine(tmp_path, cli):
+    cfg = config(tmp_path, [{"type": "stdout"}])  # its input folder is not here
+    assert cli("check", str(cfg), cwd=tmp_path).returncode == 1
+    result = cli("check", "--skip-local", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unusable_data_dir_is_one_line_in_check_and_run(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(3))
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the data dir's parent should be: even root fails
+    cfg = tmp_path / "shipper.yaml"
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(blocker / "data"),
+                "inputs": [{"type": "rms_usage", "paths": [str(tmp_path / "logs" / "*")]}],
+                "outputs": [{"type": "stdout"}],
+            }
+        )
+    )
+    check = cli("check", str(cfg), cwd=tmp_path)
+    assert check.returncode == 1
+    assert f"error: data_dir {blocker / 'data'}: cannot create it: {blocker} is a file" in (
+        check.stderr
+    )
+    run = cli("run", "--once", str(cfg), cwd=tmp_path)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    [line] = run.stderr.splitlines()
+    assert line.endswith(f"ERROR data_dir {blocker / 'data'}: cannot create it: Not a directory")
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_data_dir_is_one_line(tmp_path, cli, write_rms):
+    write_rms(tmp_path / "logs" / "000000001", range(3))
+    cfg = config(tmp_path, [{"type": "stdout"}])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data").chmod(0o500)
+    try:
+        run = cli("run", "--once", str(cfg), cwd=tmp_path)
+    finally:
+        (tmp_path / "data").chmod(0o700)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"data_dir {tmp_path / 'data'}: not writable: Permission denied" in run.stderr
+
+
+def test_retry_rounds_is_accepted_with_a_warning_naming_the_replacement(tmp_path, cli):
+    cfg = config(tmp_path, [{"type": "syslog", "hosts": ["127.0.0.1:514"], "retry_rounds": 3}])
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "x").write_text("")
+    result = cli("check", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "syslog output: retry_rounds is retired and ignored" in result.stderr
+    assert "one retry policy" in result.stderr

@@ -174,7 +174,7 @@ def setup_steps(stdout: str) -> list[str]:
 
 def test_setup_twice_then_check_reports_the_engine(engine_url: str, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, engine_url, str(tmp_path / "logs" / "*"))
-    before = shipper("check", str(cfg), "--outputs", cwd=tmp_path)
+    before = shipper("check", str(cfg), "--outputs", "--skip-local", cwd=tmp_path)
     assert before.returncode == 1, before
     assert "templates missing" in before.stderr and "shipper setup" in before.stderr
 
@@ -189,7 +189,7 @@ def test_setup_twice_then_check_reports_the_engine(engine_url: str, tmp_path: Pa
     assert second.returncode == 0, second.stderr
     assert setup_steps(second.stdout) == steps
 
-    check = shipper("check", str(cfg), "--outputs", cwd=tmp_path)
+    check = shipper("check", str(cfg), "--outputs", "--skip-local", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     version = requests.get(engine_url, timeout=10).json()["version"]["number"]
     assert f"(opensearch): opensearch {version}, all templates installed" in check.stdout
