@@ -188,7 +188,7 @@ def detection_rules(settings: ElasticsearchOutput) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-_DATA_STREAM = re.compile(r"logs-([a-z0-9_.]+)-\*")
+_DATA_STREAM = re.compile(r"(?:logs|metrics)-([a-z0-9_.]+)-\*")
 
 
 def _retarget(rule: dict[str, Any], settings: ElasticsearchOutput) -> dict[str, Any]:

@@ -115,10 +115,13 @@ def test_template_names_are_the_data_streams_and_never_double_a_prefix() -> None
         "logs-ecma2host.events",
         "logs-rms_connector.events",
         "logs-windows.events",
+        "metrics-rms_connector.perf",
+        "metrics-windows.perf",
     ]
     for name, body in streams.items():
         assert body["index_patterns"] == [f"{name}-*"]
-        assert body["composed_of"][-2:] == ["logs@custom", f"{name}@custom"]
+        kind = name.split("-")[0]
+        assert body["composed_of"][-2:] == [f"{kind}@custom", f"{name}@custom"]
     indices = setup.index_templates(ElasticsearchOutput(index=INDEX))
     assert "shipper-azure_rms.usage" in indices
     mine = ElasticsearchOutput(index="siem-%{+yyyy.MM}")
@@ -243,6 +246,10 @@ def test_setup_retires_templates_under_their_old_doubled_names(engine_url: str) 
         ),
         "index template shipper-shipper-ecma2host.events": "replaced by shipper-ecma2host.events",
         "index template shipper-shipper-windows.events": "replaced by shipper-windows.events",
+        "index template shipper-shipper-rms_connector.perf": (
+            "replaced by shipper-rms_connector.perf"
+        ),
+        "index template shipper-shipper-windows.perf": "replaced by shipper-windows.perf",
     }
     listed = requests.get(f"{engine_url}/_index_template", timeout=10).json()
     names = {t["name"] for t in listed["index_templates"]}

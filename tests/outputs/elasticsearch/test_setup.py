@@ -9,6 +9,7 @@ import orjson
 import pytest
 import responses
 
+from shipper.detections import elastic_rules
 from shipper.mappings import mappings_dir
 from shipper.outputs.elasticsearch import setup
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
@@ -101,7 +102,7 @@ def test_index_mode_rewrites_data_view_titles_and_templates() -> None:
     templates = setup.index_templates(s)
     assert all("data_stream" not in t for t in templates.values())
     ds = setup.index_templates(ElasticsearchOutput())
-    assert all(t["data_stream"] == {} for t in ds.values()) and len(ds) == 4
+    assert all(t["data_stream"] == {} for t in ds.values()) and len(ds) == 6
 
 
 def test_ilm_only_for_elasticsearch_data_streams() -> None:
@@ -236,7 +237,6 @@ def _elasticsearch(method: str, path: str, headers: dict[str, str], body: bytes)
 
 
 def test_setup_imports_saved_objects_and_rules_and_a_second_run_changes_nothing() -> None:
-    from shipper.detections import elastic_rules
 
     kibana = FakeKibana()
     with LocalServer(_elasticsearch) as es, LocalServer(kibana) as kb:
@@ -262,7 +262,7 @@ def test_rules_refused_by_kibana_fail_the_step_naming_them() -> None:
     with LocalServer(kibana) as kb:
         step = setup.import_rules(ElasticsearchOutput(kibana_url=kb.url))
     assert step.result == "failed"
-    assert "2 of 13 refused" in step.detail
+    assert f"2 of {len(elastic_rules())} refused" in step.detail
     assert "9a6aaa38-767a-4b05-bbaf-b2a763e3b5c4" in step.detail and "esql" in step.detail
     assert "14154a54-51c6-4e28-84db-a46b6f1b51a2" in step.detail
 
@@ -283,7 +283,9 @@ def test_dry_run_contacts_nothing_and_names_every_request() -> None:
     lines = [f"{st.what}: {st.result} ({st.detail})" for st in report.steps]
     assert report.ok
     assert any(
-        line.startswith("Kibana detection rules: would install (13 rules: POST ")
+        line.startswith(
+            f"Kibana detection rules: would install ({len(elastic_rules())} rules: POST "
+        )
         and line.endswith("/s/soc/api/detection_engine/rules/_import?overwrite=true)")
         for line in lines
     ), lines
@@ -301,7 +303,11 @@ def test_index_mode_points_rules_at_the_indices() -> None:
     rules = [orjson.loads(x) for x in setup.detection_rules(s).splitlines()]
     for r in rules:
         if "index" in r:
-            assert r["index"][0] in ("shipper-azure_rms.usage-*", "shipper-rms_connector.events-*")
+            assert r["index"][0] in (
+                "shipper-azure_rms.usage-*",
+                "shipper-rms_connector.events-*",
+                "shipper-rms_connector.perf-*",
+            )
         else:
             assert r["query"].split("\n")[0] in (
                 "FROM shipper-azure_rms.usage-*",
@@ -311,6 +317,7 @@ def test_index_mode_points_rules_at_the_indices() -> None:
     assert {r["index"][0] for r in default if "index" in r} == {
         "logs-azure_rms.usage-*",
         "logs-rms_connector.events-*",
+        "metrics-rms_connector.perf-*",
     }
 
 
@@ -341,13 +348,16 @@ def test_shipper_setup_command_dry_run_then_twice_for_real(tmp_path: Any) -> Non
         dry = shipper("--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert es.requests == [] and kb.requests == []
-        assert "elasticsearch: Kibana detection rules: would install (13 rules: POST " in dry.stdout
+        n = len(elastic_rules())
+        assert (
+            f"elasticsearch: Kibana detection rules: would install ({n} rules: POST " in dry.stdout
+        )
         runs = [shipper(), shipper()]
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "elasticsearch: Kibana detection rules: installed (13 rules)" in run.stdout
+        assert f"elasticsearch: Kibana detection rules: installed ({n} rules)" in run.stdout
         assert (
             "elasticsearch: Kibana saved objects: installed (20 objects, Kibana 8 set)"
             in run.stdout
         )
-    assert len(kibana.rules) == 13
+    assert len(kibana.rules) == len(elastic_rules())
