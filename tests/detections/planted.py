@@ -18,6 +18,8 @@ admin              it.admin: GetAllDocs acting as victim, RevokeAccess, as admin
 config_change      it.admin: UpdateTemplate, SetUsageLogFeatureState
 connector          2001, 2002, 3001, 3000 with an empty response (and a 3000 without);
                    RMSCON02 stops logging 1004 at 20:00, RMSCON01 carries on
+policy overdue     typeperf logs of both hosts, every 5 minutes: RMSCON02's "Time since
+                   last authorization policy update" passes 900 s after its last 1004
 =================  =============================================================
 
 ``EXPECTED`` names, per Sigma rule id, exactly what must fire: the groups (user, document,
@@ -64,6 +66,7 @@ PLAIN_HTTP = "6644cee8-15ef-41a6-9f1a-c94b43c70049"
 CONNECTIVITY = "7ea5a234-3bf2-4a1b-93c9-bfe68adc7f45"
 SSL_INSPECTION = "006ae27c-0e77-4415-b434-ce6209b05ecc"
 REFRESH_MISSING = "9a6aaa38-767a-4b05-bbaf-b2a763e3b5c4"
+POLICY_OVERDUE = "cc2d196a-0c16-4f5a-811b-252c32613aa5"
 
 # The networks of the tiny GeoIP database the test builds (GeoIP looks up only globally
 # routable addresses, so roamer's two are real-world ones, placed here in two countries).
@@ -78,6 +81,7 @@ class Corpus:
     windows_dir: Path
     expected: dict[str, set[str]] = field(default_factory=dict)
     planted_ids: set[str] = field(default_factory=set)
+    perf_dir: Path | None = None
 
 
 def _guid(rng: random.Random) -> str:
@@ -315,6 +319,31 @@ def _connector(corpus: Corpus) -> str:
     return "".join(out)
 
 
+def _perf(corpus: Corpus) -> dict[str, str]:
+    """typeperf logs (file name -> text) of both connector hosts: the seconds since each
+    host's last 1004 (as ``_connector`` writes them), sampled every 5 minutes."""
+    rms = "Microsoft Rights Management connector"
+    silent_from = dt.datetime(2024, 3, 5, 20, 0, 11, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 3, 4, 0, 0, 30, tzinfo=dt.timezone.utc)
+    out = {}
+    for host, offset, silent in (("RMSCON01", 7, None), ("RMSCON02", 11, silent_from)):
+        lines = [
+            f'"(PDH-CSV 4.0) (GMT Standard Time)(0)","\\\\{host}\\{rms}\\Time since last'
+            f' authorization policy update","\\\\{host}\\{rms}\\Licensing Successful'
+            ' Batched Request Average Connector Response Time"'
+        ]
+        t = start
+        while t <= NOW:
+            since = ((t - start).seconds + 30 - offset) % 900
+            if silent is not None and t > silent:
+                since = int((t - silent).total_seconds())
+            lines.append(f'"{t:%m/%d/%Y %H:%M:%S}.000","{since}","42.5"')
+            t += dt.timedelta(minutes=5)
+        out[f"{host.lower()}.csv"] = "\r\n".join(lines) + "\r\n"
+    corpus.expected[POLICY_OVERDUE] = {"rmscon02"}
+    return out
+
+
 def build(root: Path) -> Corpus:
     """Write the background and the planted files under ``root``; return what must fire."""
     corpus = Corpus(root / "rms", root / "windows")
@@ -337,6 +366,10 @@ def build(root: Path) -> Corpus:
     (corpus.rms_dir / "planted.log").write_text(_plant_usage(corpus, rng), encoding="utf-8")
     corpus.windows_dir.mkdir()
     (corpus.windows_dir / "connectors.xml").write_text(_connector(corpus), encoding="utf-8")
+    corpus.perf_dir = root / "perf"
+    corpus.perf_dir.mkdir()
+    for name, text in _perf(corpus).items():
+        (corpus.perf_dir / name).write_text(text, encoding="utf-8", newline="")
     return corpus
 
 

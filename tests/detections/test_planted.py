@@ -106,7 +106,11 @@ def shipped(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str,
     }
     cfg = {
         "data_dir": str(root / "data"),
-        "inputs": [rms_input, {"type": "windows_events", "paths": [str(corpus.windows_dir / "*")]}],
+        "inputs": [
+            rms_input,
+            {"type": "windows_events", "paths": [str(corpus.windows_dir / "*")]},
+            {"type": "windows_perf", "paths": [str(corpus.perf_dir / "*")]},
+        ],
         "outputs": [
             {"type": "ndjson", "path": str(root / "out" / "events.ndjson")},
             {"type": "opensearch", "hosts": [engine.url], "index": INDEX, "request_timeout": 30},
@@ -262,6 +266,7 @@ def test_every_rule_has_a_planted_case() -> None:
     corpus = planted.Corpus(Path("."), Path("."))
     planted._plant_usage(corpus, __import__("random").Random(1))
     planted._connector(corpus)
+    planted._perf(corpus)
     assert set(corpus.expected) == set(RULES)
 
 

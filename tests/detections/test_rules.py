@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from shipper.detections import detections_dir, elastic_rules, render
-from shipper.mappings import load_yaml
 
 pytest.importorskip("sigma", reason="pip install pysigma pysigma-backend-elasticsearch")
 pytest.importorskip(
@@ -61,11 +60,12 @@ def test_sigma_rules_pass_pysigma_validators() -> None:
 
 def test_every_sigma_rule_converts_to_lucene_with_its_dataset() -> None:
     detections = compile_detections()
-    assert len(detections) == 13
+    assert len(detections) == 14
     for d in detections:
         dataset = {
             "azure_rms/usage": "azure_rms.usage",
             "rms_connector/events": "rms_connector.events",
+            "rms_connector/perf": "rms_connector.perf",
         }
         assert d.query.startswith(f"event.dataset:{dataset[d.logsource]} AND "), d.query
         assert d.falsepositives, f"{d.title}: a false-positive note is required"
@@ -120,8 +120,9 @@ def _check_threat(entry: dict[str, Any]) -> None:
 
 def test_rules_have_what_kibana_import_requires() -> None:
     rules = elastic_rules()
-    datasets = load_yaml("elasticsearch/index_templates.json")["datasets"]
-    patterns = {f"logs-{d}-*" for d in datasets}
+    from shipper.outputs.elasticsearch.templates import stream_types
+
+    patterns = {f"{kind}-{d}-*" for d, kind in stream_types().items()}
     assert len({r["rule_id"] for r in rules}) == len(rules), "rule_id must be unique"
     assert len({r["name"] for r in rules}) == len(rules), "names should tell rules apart"
     for r in rules:
@@ -198,7 +199,7 @@ def test_correlations_convert_with_a_correlation_capable_backend() -> None:
     paths = sorted((detections_dir() / "sigma").glob("*.yml"))
     queries = ESQLBackend(pipeline).convert(SigmaCollection.load_ruleset([str(p) for p in paths]))
     assert len(queries) == len(elastic_rules())
-    assert sum("| stats " in q for q in queries) == 7
+    assert sum("| stats " in q for q in queries) == 8
     absence = next(q for q in queries if 'event.code=="1004"' in q)
     assert "where event_count < 1" in absence
 
