@@ -214,3 +214,20 @@ def test_every_named_counter_field_is_mapped_as_a_number() -> None:
         for part in field.split("."):
             node = node["properties"][part]
         assert node["type"] == "double", (counter, field)
+
+
+def test_perf_documents_go_to_the_metrics_data_stream() -> None:
+    from shipper.outputs.elasticsearch.encode import BulkEncoder
+
+    enc = BulkEncoder(None, "prod", 100, 10**6)
+    assert enc.data_stream_fields("rms_connector.perf") == {
+        "type": "metrics",
+        "dataset": "rms_connector.perf",
+        "namespace": "prod",
+    }
+    assert enc._resolve("rms_connector.perf", "2024-03-04T08:00:00.000Z") == (
+        "metrics-rms_connector.perf-prod"
+    )
+    assert enc._resolve("rms_connector.events", "2024-03-04T08:00:00.000Z") == (
+        "logs-rms_connector.events-prod"
+    )
