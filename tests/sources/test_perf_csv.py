@@ -475,3 +475,93 @@ def test_the_inputs_tags_labels_and_keep_original_reach_the_documents(tmp_path: 
     (d,) = docs
     assert d["tags"] == ["site-a"] and d["labels"] == {"tenant": "contoso"}
     assert d["event"]["original"] == '"01/02/2024 10:00:00.000","1"'
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FIXTURE = HealthCheck.function_scoped_fixture
+_ROWS = [[local, str(i), f"{i}.5" if i % 3 else " "] for i, (local, _) in enumerate(AUTUMN)]
+_COLS = [col("RMSCON01", SINCE), col("RMSCON01", CONN)]
+
+
+def _file_bytes(encoding: str) -> bytes:
+    first = "(PDH-CSV 4.0) (GMT Standard Time)(-60)"
+    lines = [",".join(f'"{c}"' for c in [first, *_COLS])]
+    lines += [",".join(f'"{c}"' for c in row) for row in _ROWS]
+    text = "".join(line + "\r\n" for line in lines)
+    return b"\xff\xfe" + text.encode("utf-16-le") if encoding == "utf-16" else text.encode()
+
+
+def _follow(tmp: Path, data: bytes, cuts: list[int]) -> tuple[list[dict], int]:
+    """Write ``data`` in pieces ending at ``cuts``, reading after each as follow mode does."""
+    path = tmp / "grow.csv"
+    path.write_bytes(b"")
+    docs: list[dict] = []
+    pos, state = 0, ""
+    opts: dict[str, object] = {"timezone": "UTC"}
+    written = 0
+    for i, end in enumerate([*cuts, len(data)]):
+        with open(path, "ab") as f:
+            f.write(data[written:end])
+        written = end
+        final = i == len(cuts)
+        with open(path, "rb") as f:
+            for chunk in PERF_CSV.chunks(f, str(path), pos, state, final, opts):
+                assert chunk.start == pos or pos == 0  # positions follow (past a BOM at 0)
+                out = PERF_CSV.decode(chunk)
+                docs += [orjson.loads(d) for d in out.docs]
+                pos, state = chunk.end, chunk.state_out
+    return docs, pos
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    encoding=st.sampled_from(["utf-8", "utf-16"]),
+    cuts=st.lists(st.integers(min_value=1, max_value=2000), max_size=6),
+)
+def test_a_log_read_while_it_grows_gives_what_reading_it_whole_gives(
+    tmp_path: Path, encoding: str, cuts: list[int]
+) -> None:
+    data = _file_bytes(encoding)
+    whole, _ = _follow(tmp_path, data, [])
+    grown, end = _follow(tmp_path, data, sorted({c % len(data) for c in cuts} - {0}))
+    assert end == len(data)
+    assert [(d["@timestamp"], d["event"]["id"]) for d in grown] == [
+        (d["@timestamp"], d["event"]["id"]) for d in whole
+    ]
+    assert [d["@timestamp"] for d in whole] == [utc for _, utc in AUTUMN]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    at=st.integers(min_value=0, max_value=10_000),
+    removed=st.integers(min_value=0, max_value=40),
+    inserted=st.binary(max_size=40),
+)
+def test_damage_anywhere_never_crashes_and_costs_only_its_lines(
+    tmp_path: Path, at: int, removed: int, inserted: bytes
+) -> None:
+    data = _file_bytes("utf-8")
+    at %= len(data)
+    damaged = data[:at] + inserted + data[at + removed :]
+    path = tmp_path / "damaged.csv"
+    path.write_bytes(damaged)
+    docs, quarantined, refused, end = [], [], [], 0
+    with open(path, "rb") as f:
+        for chunk in PERF_CSV.chunks(f, str(path), 0, "", True, {"timezone": "UTC"}):
+            out = PERF_CSV.decode(chunk)
+            refused += [out.refused] if out.refused else []
+            docs += [orjson.loads(d) for d in out.docs]
+            quarantined += out.quarantined
+            end = chunk.end
+    assert len(damaged) - end < 2  # to the end (an odd byte of a file taken for UTF-16 waits)
+    if not refused:  # the header survived: every intact line's values ship
+        assert len(docs) >= len(AUTUMN) - 3 - removed // 20 - len(quarantined)
+    assert all(q.path == str(path) and q.reason for q in quarantined)
