@@ -119,12 +119,23 @@ class BulkEncoder:
 
     def stamped(self, dataset: str, doc: bytes) -> bytes:
         """``doc`` with its ``data_stream`` fields (see the module docstring)."""
+        if self._plain(doc):
+            return self._stamp(dataset) + doc[1:]
+        return self._reserialised(dataset, doc)
+
+    @staticmethod
+    def _plain(doc: bytes) -> bool:
+        """A non-empty JSON object without a ``data_stream`` key: safe to splice into."""
+        return len(doc) > 2 and doc[0] == 0x7B and doc[1] != 0x7D and b'"data_stream"' not in doc
+
+    def _stamp(self, dataset: str) -> bytes:
         stamp = self._stamps.get(dataset)
         if stamp is None:
             self.data_stream_fields(dataset)
             stamp = self._stamps[dataset]
-        if doc[:1] == b"{" and doc[1:2] != b"}" and b'"data_stream"' not in doc:
-            return stamp + doc[1:]
+        return stamp
+
+    def _reserialised(self, dataset: str, doc: bytes) -> bytes:
         try:
             parsed = orjson.loads(doc)
         except orjson.JSONDecodeError:
@@ -155,19 +166,33 @@ class BulkEncoder:
         timestamps = batch.timestamps or [""] * len(docs)
         todo: Sequence[int] = range(len(docs)) if positions is None else positions
         prefix_of = self._action_prefix
-        stamped = self.stamped if self._streams else None
+        streams = self._streams
+        stamps = self._stamps
         dumps = orjson.dumps
         parts: list[bytes] = []
         taken: list[int] = []
         size = 0
         for i in todo:
-            doc = docs[i] if stamped is None else stamped(datasets[i], docs[i])
-            line = prefix_of(datasets[i], timestamps[i]) + dumps(ids[i]) + b"}}\n" + doc + b"\n"
-            if taken and (len(taken) >= self.max_docs or size + len(line) > self.max_bytes):
+            dataset, doc = datasets[i], docs[i]
+            head = prefix_of(dataset, timestamps[i]) + dumps(ids[i]) + b"}}\n"
+            if streams:
+                # inline the common case of ``stamped``: ~1 us a document less than a call
+                if (
+                    len(doc) > 2
+                    and doc[0] == 0x7B
+                    and doc[1] != 0x7D
+                    and b'"data_stream"' not in doc
+                ):
+                    head += stamps.get(dataset) or self._stamp(dataset)
+                    doc = doc[1:]
+                else:
+                    doc = self._reserialised(dataset, doc)
+            n = len(head) + len(doc) + 1
+            if taken and (len(taken) >= self.max_docs or size + n > self.max_bytes):
                 yield Chunk(b"".join(parts), taken)
                 parts, taken, size = [], [], 0
-            parts.append(line)
+            parts += (head, doc, b"\n")
             taken.append(i)
-            size += len(line)
+            size += n
         if taken:
             yield Chunk(b"".join(parts), taken)
