@@ -442,6 +442,32 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """Read a checkpoint that a running shipper may be writing, without a lock and without
+    writing anything (``shipper status``).
+
+    While a shipper runs, the checkpoint is in WAL mode with its ``-wal`` and ``-shm`` files:
+    a read-only connection reads the last commit through them and never blocks the writer.
+    With no ``-wal`` file (no shipper running, or one that closed cleanly) everything is in
+    the database file, which is read as immutable: a read-only connection would create the
+    WAL files and leave them behind. Raises ``CheckpointError`` naming the file.
+    """
+    uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal").exists()
+    for query in ("?mode=ro", "?immutable=1") if wal else ("?immutable=1", "?mode=ro"):
+        try:
+            db = sqlite3.connect(uri + query, uri=True, timeout=5)
+            try:
+                db.execute("SELECT count(*) FROM files").fetchone()
+            except BaseException:
+                db.close()
+                raise
+            return db
+        except sqlite3.Error as e:
+            error = e
+    raise _explain(path, error)
+
+
 def set_aside(data_dir: Path) -> Path | None:
     """Move the checkpoint (and its WAL files) aside under a dated name, so that the next run
     starts a new one; nothing is deleted. Returns the new name, or None if there was none."""
