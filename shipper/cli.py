@@ -300,6 +300,31 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
 
 
 @main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+def status(config: str, as_json: bool) -> None:
+    """Per-file progress and per-output state, from the checkpoint (read-only: safe while
+    another shipper runs; it takes no lock and writes nothing)."""
+    from shipper.status import data_dir_readable, read_status, render_json, render_text
+
+    cfg = _load(config)
+    problem = data_dir_readable(cfg.data_path)
+    if problem is not None:
+        click.echo(problem, err=True)
+        sys.exit(1)
+    try:
+        st = read_status(cfg)
+    except ShipperError as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(render_json(st))
+    else:
+        for line in render_text(st):
+            click.echo(line)
+
+
+@main.command()
 def plugins() -> None:
     """List the installed sources, formats and outputs, and what provides each (exit 1 when
     one of them cannot be imported)."""
