@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -144,6 +145,10 @@ def prefix(tmp_path_factory) -> Path:
     if built.returncode != 0 and "Could not find a version that satisfies" in built.stderr:
         pytest.skip(f"no package index for the build backend: {built.stderr[-300:]}")
     assert built.returncode == 0, built.stderr[-2000:]
+    # --system-site-packages sees the base interpreter's packages; when the tests run from a
+    # virtual environment, the dependencies are in its site-packages: point the image at them
+    (site_dir,) = (venv / "lib").glob("python3*/site-packages")
+    (site_dir / "zz_test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     etc = root / "etc" / "shipper"
     etc.mkdir(parents=True)
     for name in ("shipper.yaml", "elasticsearch.yaml"):
@@ -206,7 +211,14 @@ def shipper(prefix: Path, work: Path, *args: str, **env: str) -> subprocess.Comp
     )
 
 
-def test_installed_image_validates_its_default_config(prefix, tmp_path):
+def mount_logs(work: Path, write_rms) -> None:
+    """What the container's /logs volumes hold: check refuses input folders that find nothing."""
+    write_rms(work / "logs" / "rms" / "2024-03-04" / "rmslog.log", range(1, 3))
+    shutil.copytree(REPO / "examples" / "windows", work / "logs" / "events")
+
+
+def test_installed_image_validates_its_default_config(prefix, tmp_path, write_rms):
+    mount_logs(tmp_path, write_rms)
     r = shipper(prefix, tmp_path, "check", str(prefix / "etc/shipper/shipper.yaml"))
     assert r.returncode == 0, r.stderr
     assert f"data in {tmp_path / 'data'}" in r.stdout
@@ -216,7 +228,8 @@ def test_installed_image_validates_its_default_config(prefix, tmp_path):
     assert r.returncode == 2 and "pipeline.workers" in r.stderr
 
 
-def test_installed_image_validates_its_elasticsearch_config(prefix, tmp_path):
+def test_installed_image_validates_its_elasticsearch_config(prefix, tmp_path, write_rms):
+    mount_logs(tmp_path, write_rms)
     key = tmp_path / "es_api_key"
     key.write_text("aWQ6a2V5\n")
     r = shipper(
