@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from shipper.private import parse_mode
 from shipper.units import parse_size
@@ -44,6 +44,23 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 #: permission bits of files an output creates: "0640", or 0640 unquoted (YAML reads it as
 #: octal); owner-only (0600) is every output's default (see ``shipper.private``)
 FileMode = Annotated[int, BeforeValidator(parse_mode)]
+
+
+def check_zone(name: str) -> str:
+    """``name`` when ``zoneinfo`` knows it (an IANA name; Windows needs the tzdata package)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
+    return name
+
+
+#: an IANA time zone name, checked when the configuration is loaded
+TimeZone = Annotated[str, AfterValidator(check_zone)]
 
 
 class Settings(BaseModel):

@@ -28,6 +28,22 @@ def test_errors_name_the_setting_by_its_path_in_the_file():
     assert "outputs[0].max_bytes:" in text and "not a size" in text
 
 
+def test_an_unknown_time_zone_is_an_error_naming_the_input():
+    inputs = [
+        {"type": kind, "paths": ["x/*"], "timezone": zone}
+        for kind, zone in (("windows_events", "Europe/Berlin"), ("windows_perf", "Mars/Olympus"))
+    ]
+    with pytest.raises(ConfigError) as e:
+        parse_config({"inputs": inputs})
+    assert "inputs[1].timezone: " in str(e.value) and "'Mars/Olympus'" in str(e.value)
+    assert "inputs[0]" not in str(e.value)
+    inputs[1]["timezone"] = "Asia/Kolkata"
+    assert [i.timezone for i in parse_config({"inputs": inputs}).inputs] == [
+        "Europe/Berlin",
+        "Asia/Kolkata",
+    ]
+
+
 def test_unknown_output_type_and_unknown_key_are_errors():
     with pytest.raises(ConfigError, match=r"outputs\[0\]"):
         parse_config({"outputs": [{"type": "kafka"}]})

@@ -20,10 +20,14 @@ Imports neither pydantic nor the configuration: decoder processes call it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from shipper import registry
+
+#: a normaliser of record dicts: ``(record, path) -> event``
+RecordNormaliser = Callable[[dict[str, Any], str], dict[str, Any]]
 
 
 def for_chunk(options: dict[str, object], default: str) -> Any:
@@ -52,3 +56,18 @@ def add_tags_and_labels(event: dict[str, Any], tags: list[str], labels: dict[str
         event["tags"] = [*have, *(t for t in tags if t not in have)]
     if labels:
         event["labels"] = {**labels, **(event.get("labels") or {})}
+
+
+def labelled(normalise: RecordNormaliser, options: dict[str, Any]) -> RecordNormaliser:
+    """``normalise`` with the input's tags and labels added to every event; ``normalise``
+    itself when the input has none (the common case costs nothing)."""
+    tags, labels = tags_and_labels(options)
+    if not tags and not labels:
+        return normalise
+
+    def with_labels(rec: dict[str, Any], path: str) -> dict[str, Any]:
+        event = normalise(rec, path)
+        add_tags_and_labels(event, tags, labels)
+        return event
+
+    return with_labels

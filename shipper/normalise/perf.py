@@ -236,20 +236,10 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def make(options: dict[str, Any]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
-    """The ``windows_perf`` normaliser for a chunk's options (see ``shipper.normalise``): the
-    input's tags and labels added to every document."""
-    from shipper.normalise import add_tags_and_labels, tags_and_labels
+    """The ``windows_perf`` normaliser for a chunk's options (see ``shipper.normalise``)."""
+    from shipper.normalise import labelled
 
-    tags, labels = tags_and_labels(options)
-    if not tags and not labels:
-        return normalise
-
-    def with_labels(rec: dict[str, Any], path: str) -> dict[str, Any]:
-        event = normalise(rec, path)
-        add_tags_and_labels(event, tags, labels)
-        return event
-
-    return with_labels
+    return labelled(normalise, options)
 
 
 __all__ = ["GENERIC_DATASET", "TABLE", "event_id", "make", "normalise", "snake"]

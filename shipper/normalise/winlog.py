@@ -248,15 +248,6 @@ _MODULES = {
 
 def make(options: dict[str, Any]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
     """The ``windows`` normaliser for a chunk's options (see ``shipper.normalise``)."""
-    from shipper.normalise import add_tags_and_labels, tags_and_labels
+    from shipper.normalise import labelled
 
-    tags, labels = tags_and_labels(options)
-    if not tags and not labels:
-        return normalise
-
-    def with_labels(rec: dict[str, Any], path: str) -> dict[str, Any]:
-        event = normalise(rec, path)
-        add_tags_and_labels(event, tags, labels)
-        return event
-
-    return with_labels
+    return labelled(normalise, options)
