@@ -31,7 +31,6 @@ from zoneinfo import ZoneInfo
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventcsv import CsvScanner
-from shipper.sources.limits import max_record_bytes, oversized
 from shipper.sources.pdh import (
     Clock,
     Group,
@@ -46,15 +45,9 @@ from shipper.sources.pdh import (
 )
 from shipper.sources.text import (
     Cut,
-    Offsets,
-    Records,
+    TextChunk,
     TextFormat,
-    load_state,
-    max_bytes_per_char,
-    oversized_record,
     quarantine,
-    quarantine_oversized,
-    to_text,
 )
 
 #: the normaliser when the chunk's input names none (a format used on its own)
@@ -188,24 +181,17 @@ def _decide(cols: list[str], first: datetime | None, tz: str) -> str:
 
 def decode(chunk: Chunk) -> Decoded:
     """Parse a chunk of PDH CSV lines into one record per sample and counter instance."""
-    st = load_state(chunk.state_in, enc="utf-8", **_DEFAULTS)
+    c = TextChunk(chunk, NORMALISER, **_DEFAULTS)
+    if c.skipped is not None:
+        return c.quarantine_skipped()
+    st, sink, out, text = c.state, c, c.out, c.text
     st["tz"] = st.get("tz") or str(chunk.options.get("timezone") or "UTC")
-    enc = st["enc"]
-    sink = Records(chunk, NORMALISER)
-    out = sink.out
-    info = oversized(chunk)
-    if info is not None:
-        return quarantine_oversized(out, chunk, info, enc)
-    text = to_text(chunk.payload, enc)
-    limit = max_record_bytes(chunk.options)
-    wide = max_bytes_per_char(enc)
     cols: list[str] | None = st["cols"]
     spec: str | None = st["clock"]
     clock: Clock | None = None
     if spec is not None:
         clock = Clock(spec, st["prev"])
     layout = _layout(tuple(cols)) if cols else None
-    at = Offsets(text, enc, chunk.start)
     delim = _delim(cols)
     path = chunk.path
     pos = 0
@@ -218,8 +204,7 @@ def decode(chunk: Chunk) -> Decoded:
         if not body.strip():
             continue
 
-        def offset(a: int = a) -> int:
-            return at(a)
+        offset = c.offset(a)
 
         if _is_header(body):
             cols = _header_cols(body)
@@ -236,12 +221,8 @@ def decode(chunk: Chunk) -> Decoded:
         if layout is None or cols is None:
             out.refused = f"{path}: not a PDH CSV counter log (no (PDH-CSV 4.0) header line)"
             return out
-        if len(body) * wide > limit:
-            begin = at(a)
-            size = at(pos) - begin
-            if size > limit:
-                oversized_record(out, chunk, this_line, begin, size, body)
-                continue
+        if c.too_big(this_line, a, a + len(body)):
+            continue
         row = _cells(body, delim)
         if len(row) != len(cols):
             why = (

@@ -30,18 +30,13 @@ import orjson
 from shipper.errors import RecordRejected
 from shipper.sources.base import Chunk, Decoded
 from shipper.sources.eventjson import JsonScanner
-from shipper.sources.limits import HEAD, max_record_bytes, oversized
+from shipper.sources.limits import HEAD
 from shipper.sources.pdh import CounterPath, parse_path, utc_iso
 from shipper.sources.text import (
-    Offsets,
     Records,
+    TextChunk,
     TextFormat,
-    load_state,
-    max_bytes_per_char,
-    oversized_record,
     quarantine,
-    quarantine_oversized,
-    to_text,
 )
 
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
@@ -168,19 +163,12 @@ def records(obj: dict[str, Any], zone: str, grouped: Groups) -> list[str]:
 def decode(chunk: Chunk) -> Decoded:
     """Each top-level record of the chunk -> one event per time and counter instance; a record
     that is not valid JSON, or not a sample, is quarantined with the reason."""
-    st = load_state(chunk.state_in, enc="utf-8", base=0)
-    enc = st["enc"]
-    sink = Records(chunk, NORMALISER)
-    out = sink.out
-    info = oversized(chunk)
-    if info is not None:
-        return quarantine_oversized(out, chunk, info, enc)
-    text = to_text(chunk.payload, enc)
+    c = TextChunk(chunk, NORMALISER, base=0)
+    if c.skipped is not None:
+        return c.quarantine_skipped()
+    st, sink, out, text, at = c.state, c, c.out, c.text, c.at
     zone = str(chunk.options.get("timezone") or "UTC")
-    limit = max_record_bytes(chunk.options)
-    wide = max_bytes_per_char(enc)
-    at = Offsets(text, enc, chunk.start)
-    if len(text) * wide <= limit and _whole(sink, text, zone, lambda: at(0)):
+    if len(text) * c.wide <= c.limit and _whole(sink, text, zone, lambda: at(0)):
         return out
     scanner = JsonScanner(st["base"])
     spans: list[tuple[int, int]] = []
@@ -192,15 +180,9 @@ def decode(chunk: Chunk) -> Decoded:
     for s, e in sorted(spans + scanner.broken):
         raw = text[s:e]
 
-        def offset(s: int = s) -> int:
-            return at(s)
-
-        if (e - s) * wide > limit:
-            begin = at(s)
-            size = at(e) - begin
-            if size > limit:
-                oversized_record(out, chunk, None, begin, size, raw)
-                continue
+        offset = c.offset(s)
+        if c.too_big(None, s, e):
+            continue
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):

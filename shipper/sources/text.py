@@ -607,8 +607,8 @@ class TextChunk(Records):
 
     __slots__ = ("state", "enc", "skipped", "text", "limit", "wide", "at")
 
-    def __init__(self, chunk: Chunk, **defaults: Any) -> None:
-        super().__init__(chunk)
+    def __init__(self, chunk: Chunk, default_normaliser: str = "windows", **defaults: Any) -> None:
+        super().__init__(chunk, default_normaliser)
         self.state = load_state(chunk.state_in, enc="utf-8", **defaults)
         self.enc: str = self.state["enc"]
         #: set when the chunk stands for an oversized record (see ``shipper.sources.limits``)
