@@ -13,6 +13,7 @@ file differs from what it would generate. To add a panel, add an entry to a dash
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +35,8 @@ FILES = (
 )
 
 _DIRS = {KIBANA: "kibana", OPENSEARCH_DASHBOARDS: "opensearch_dashboards"}
-DATA_VIEW_PREFIX = "shipper-logs-"
+#: a data view's id names its dataset (``shipper-logs-<dataset>``, ``shipper-metrics-<dataset>``)
+_DATA_VIEW_ID = re.compile(r"shipper-(?:logs|metrics)-(?P<dataset>.+)")
 
 
 def object_set(settings: ElasticsearchOutput) -> str:
@@ -65,7 +67,9 @@ def saved_objects(
                 continue
             obj = json.loads(raw)
             if obj["type"] == "index-pattern" and settings.index is not None:
-                dataset = obj["id"].removeprefix(DATA_VIEW_PREFIX)
-                obj["attributes"]["title"] = index_pattern(settings, dataset)
+                m = _DATA_VIEW_ID.fullmatch(obj["id"])
+                if m is None:
+                    raise ValueError(f"{path}: data view id {obj['id']!r} names no dataset")
+                obj["attributes"]["title"] = index_pattern(settings, m["dataset"])
             lines.append(json.dumps(obj, ensure_ascii=False).encode())
     return b"\n".join(lines) + b"\n"

@@ -13,6 +13,12 @@ products' formats parted after 7.10:
   ``visualization`` objects (``visState``), an ``input_control_vis`` for the pickers, panels by
   reference, ``migrationVersion`` at most what it knows (index patterns 7.6.0).
 
+A data view's type comes from the index templates: a ``metrics`` dataset (the performance
+counters, ``metrics-rms_connector.perf-*``) gets ``shipper-metrics-<dataset>``, the rest
+``shipper-logs-<dataset>``. A line chart's ``threshold`` becomes a Lens ``referenceLine`` layer
+(a static value on its own ``formBased`` layer) in Kibana and the ``thresholdLine`` of the line
+chart in OpenSearch Dashboards.
+
 Queries are Lucene in both, so one text serves Kibana, OpenSearch Dashboards, the tests (which
 run them against the engine) and the README. Ids are fixed (Lens layers and panel indexes are
 UUIDs derived from the panel's name), so regenerating changes nothing and ``setup`` overwrites
@@ -60,6 +66,8 @@ _VIS_OPS = {
     "unique_count": "cardinality",
 }
 _INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
+#: the colour of threshold lines (Elastic's "danger" red, what both products default to)
+THRESHOLD_COLOR = "#E7664C"
 
 
 def _uid(*parts: str) -> str:
@@ -70,8 +78,21 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def stream_type(dataset: str) -> str:
+    """``logs`` or ``metrics``: the data stream type the index templates give the dataset."""
+    from shipper.outputs.elasticsearch import templates
+
+    return templates.stream_types().get(dataset, "logs")
+
+
 def data_view_id(dataset: str) -> str:
-    return f"shipper-logs-{dataset}"
+    """``shipper-<type>-<dataset>``; ``kibana.saved_objects`` reads the dataset back from it."""
+    return f"shipper-{stream_type(dataset)}-{dataset}"
+
+
+def data_view_title(dataset: str) -> str:
+    """The data streams' pattern (``setup`` rewrites it when the output uses ``index:``)."""
+    return f"{stream_type(dataset)}-{dataset}-*"
 
 
 def field_types() -> dict[str, str]:
@@ -109,7 +130,7 @@ def _kibana_data_view(dataset: str, name: str) -> dict[str, Any]:
         "id": data_view_id(dataset),
         "type": "index-pattern",
         "attributes": {
-            "title": f"logs-{dataset}-*",
+            "title": data_view_title(dataset),
             "name": name,
             "timeFieldName": "@timestamp",
             "fields": "[]",
@@ -208,18 +229,100 @@ def _terms_column(spec: dict[str, Any], metric_id: str, types: dict[str, str]) -
     return column
 
 
+def _metrics(panel: dict[str, Any]) -> list[Any]:
+    """The panel's metrics: ``metrics`` (several lines on one time chart) or ``metric``."""
+    key = panel["id"]
+    if "metrics" in panel:
+        if panel["chart"] != "time" or "metric" in panel or not panel["metrics"]:
+            raise ValueError(
+                f"{SOURCE}: panel {key!r}: 'metrics' (a non-empty list) is for time charts, "
+                "instead of 'metric'"
+            )
+        return list(panel["metrics"])
+    return [panel.get("metric")]
+
+
+def _threshold(panel: dict[str, Any]) -> dict[str, Any] | None:
+    """The panel's threshold line ``{value, label}``, checked: line time charts only."""
+    threshold: dict[str, Any] | None = panel.get("threshold")
+    if threshold is None:
+        return None
+    if panel["chart"] != "time" or panel.get("series") != "line":
+        raise ValueError(
+            f"{SOURCE}: panel {panel['id']!r}: a threshold needs chart time, series line"
+        )
+    if not isinstance(threshold.get("value"), int | float):
+        raise ValueError(f"{SOURCE}: panel {panel['id']!r}: threshold value must be a number")
+    return threshold
+
+
+def _reference_layer(
+    panel: dict[str, Any], threshold: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(layer id, lnsXY ``referenceLine`` layer, its formBased layer): a static value line."""
+    key = panel["id"]
+    layer = _uid(key, "reference-layer")
+    column_id = _uid(key, "threshold")
+    label = threshold.get("label") or str(threshold["value"])
+    column = {
+        "label": label,
+        "dataType": "number",
+        "operationType": "static_value",
+        "isStaticValue": True,
+        "isBucketed": False,
+        "scale": "ratio",
+        "params": {"value": str(threshold["value"])},
+        "references": [],
+        "customLabel": True,
+    }
+    vis_layer = {
+        "layerId": layer,
+        "layerType": "referenceLine",
+        "accessors": [column_id],
+        "yConfig": [
+            {
+                "forAccessor": column_id,
+                "axisMode": "left",
+                "color": THRESHOLD_COLOR,
+                "lineStyle": "dashed",
+                "lineWidth": 2,
+                "iconPosition": "auto",
+                "textVisibility": True,
+                "fill": "none",
+            }
+        ],
+    }
+    form_layer = {
+        "columns": {column_id: column},
+        "columnOrder": [column_id],
+        "incompleteColumns": {},
+        "sampling": 1,
+    }
+    return layer, vis_layer, form_layer
+
+
 def _lens_state(
     panel: dict[str, Any], layer: str, types: dict[str, str]
-) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(visualizationType, visualization state, formBased layer) of one chart panel."""
+) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]]:
+    """(visualizationType, visualization state, formBased layers by id) of one chart panel."""
     key = panel["id"]
-    metric_id = _uid(key, "metric")
-    columns: dict[str, dict[str, Any]] = {metric_id: _metric_column(panel.get("metric"))}
+    metrics = _metrics(panel)
+    metric_ids = (
+        [_uid(key, "metric")]
+        if len(metrics) == 1
+        else [_uid(key, "metric", str(n)) for n in range(len(metrics))]
+    )
+    metric_id = metric_ids[0]
+    columns: dict[str, dict[str, Any]] = {
+        mid: _metric_column(m) for mid, m in zip(metric_ids, metrics, strict=True)
+    }
     fields = panel.get("fields") or []
     term_ids = [_uid(key, "terms", f["field"]) for f in fields]
     for cid, spec in zip(term_ids, fields, strict=True):
         columns[cid] = _terms_column(spec, metric_id, types)
     chart = panel["chart"]
+    threshold = _threshold(panel)
+    extra: dict[str, dict[str, Any]] = {}
     if chart == "time":
         date_id = _uid(key, "date")
         columns[date_id] = {
@@ -231,13 +334,14 @@ def _lens_state(
             "scale": "interval",
             "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False},
         }
-        series = "line" if panel.get("series") == "line" else "bar_stacked"
+        line = panel.get("series") == "line"
+        series = "line" if line else "bar_stacked"
         xy_layer: dict[str, Any] = {
             "layerId": layer,
             "layerType": "data",
             "seriesType": series,
             "xAccessor": date_id,
-            "accessors": [metric_id],
+            "accessors": metric_ids,
             "position": "top",
             "showGridlines": False,
         }
@@ -246,12 +350,18 @@ def _lens_state(
         vis = {
             "legend": {"isVisible": True, "position": "right"},
             "valueLabels": "hide",
-            "fittingFunction": "None",
+            "fittingFunction": "Linear" if line else "None",
             "preferredSeriesType": series,
             "axisTitlesVisibilitySettings": {"x": False, "yLeft": True, "yRight": True},
             "layers": [xy_layer],
         }
-        order = [*term_ids[:1], date_id, metric_id]
+        if panel.get("axis_title"):
+            vis["yTitle"] = panel["axis_title"]
+        if threshold is not None:
+            ref_id, ref_layer, ref_form = _reference_layer(panel, threshold)
+            vis["layers"].append(ref_layer)
+            extra[ref_id] = ref_form
+        order = [*term_ids[:1], date_id, *metric_ids]
         vis_type = "lnsXY"
     elif chart == "table":
         if not term_ids:
@@ -291,7 +401,7 @@ def _lens_state(
         "incompleteColumns": {},
         "sampling": 1,
     }
-    return vis_type, vis, form_layer
+    return vis_type, vis, {layer: form_layer, **extra}
 
 
 def _kibana_dashboard(d: dict[str, Any], types: dict[str, str]) -> dict[str, Any]:
@@ -315,20 +425,21 @@ def _kibana_dashboard(d: dict[str, Any], types: dict[str, str]) -> dict[str, Any
             continue
         index = _uid(d["id"], "panel", p["id"])
         layer = _uid(p["id"], "layer")
-        vis_type, vis, form_layer = _lens_state(p, layer, types)
-        layer_ref = f"indexpattern-datasource-layer-{layer}"
+        vis_type, vis, form_layers = _lens_state(p, layer, types)
         dv = data_view_id(p["data_view"])
+        # every formBased layer (a reference line's too) names its data view
+        layer_refs = [f"indexpattern-datasource-layer-{lid}" for lid in form_layers]
         attributes = {
             "title": p["title"],
             "description": p.get("description", ""),
             "visualizationType": vis_type,
             "type": "lens",
-            "references": [{"type": "index-pattern", "id": dv, "name": layer_ref}],
+            "references": [{"type": "index-pattern", "id": dv, "name": n} for n in layer_refs],
             "state": {
                 "visualization": vis,
                 "query": {"query": p.get("query", ""), "language": "lucene"},
                 "filters": [],
-                "datasourceStates": {"formBased": {"layers": {layer: form_layer}}},
+                "datasourceStates": {"formBased": {"layers": form_layers}},
                 "internalReferences": [],
                 "adHocDataViews": {},
             },
@@ -343,7 +454,7 @@ def _kibana_dashboard(d: dict[str, Any], types: dict[str, str]) -> dict[str, Any
                 "embeddableConfig": {"attributes": attributes, "enhancements": {}},
             }
         )
-        refs.append({"name": f"{index}:{layer_ref}", "type": "index-pattern", "id": dv})
+        refs += [{"name": f"{index}:{n}", "type": "index-pattern", "id": dv} for n in layer_refs]
     attributes: dict[str, Any] = {
         "title": d["title"],
         "description": d.get("description", ""),
@@ -425,7 +536,7 @@ def _osd_data_view(dataset: str) -> dict[str, Any]:
     return {
         "id": data_view_id(dataset),
         "type": "index-pattern",
-        "attributes": {"title": f"logs-{dataset}-*", "timeFieldName": "@timestamp"},
+        "attributes": {"title": data_view_title(dataset), "timeFieldName": "@timestamp"},
         "references": [],
         **_osd_meta("index-pattern"),
     }
@@ -464,33 +575,43 @@ def _agg_params(spec: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _osd_visualization(p: dict[str, Any]) -> dict[str, Any]:
-    metric = p.get("metric")
+def _osd_metric(metric: Any, agg_id: str) -> tuple[dict[str, Any], str]:
+    """(metric agg, its label) of one metric spec, as a classic visualization holds it."""
     if metric in (None, "count"):
-        aggs: list[dict[str, Any]] = [
-            {"id": "1", "enabled": True, "type": "count", "schema": "metric", "params": {}}
-        ]
-        label = "Count"
-    else:
-        label = metric.get("label") or f"{metric['op']} of {metric['field']}"
-        agg_params: dict[str, Any] = {"field": metric["field"]}
-        if metric.get("label"):
-            agg_params["customLabel"] = metric["label"]
-        aggs = [
-            {
-                "id": "1",
-                "enabled": True,
-                "type": _VIS_OPS[metric["op"]],
-                "schema": "metric",
-                "params": agg_params,
-            }
-        ]
+        return {"id": agg_id, "enabled": True, "type": "count", "schema": "metric", "params": {}}, (
+            "Count"
+        )
+    label = metric.get("label") or f"{metric['op']} of {metric['field']}"
+    agg_params: dict[str, Any] = {"field": metric["field"]}
+    if metric.get("label"):
+        agg_params["customLabel"] = metric["label"]
+    agg = {
+        "id": agg_id,
+        "enabled": True,
+        "type": _VIS_OPS[metric["op"]],
+        "schema": "metric",
+        "params": agg_params,
+    }
+    return agg, label
+
+
+def _osd_visualization(p: dict[str, Any]) -> dict[str, Any]:
+    metrics = _metrics(p)
+    threshold = _threshold(p)
+    aggs: list[dict[str, Any]] = []
+    labels: list[str] = []
+    for n, metric in enumerate(metrics, start=1):
+        agg, label = _osd_metric(metric, str(n))
+        aggs.append(agg)
+        labels.append(label)
+    label = labels[0]
     fields = p.get("fields") or []
     chart = p["chart"]
     if chart == "time":
+        first_bucket = len(metrics) + 1
         aggs.append(
             {
-                "id": "2",
+                "id": str(first_bucket),
                 "enabled": True,
                 "type": "date_histogram",
                 "schema": "segment",
@@ -505,7 +626,7 @@ def _osd_visualization(p: dict[str, Any]) -> dict[str, Any]:
         if fields:
             aggs.append(
                 {
-                    "id": "3",
+                    "id": str(first_bucket + 1),
                     "enabled": True,
                     "type": "terms",
                     "schema": "group",
@@ -523,9 +644,11 @@ def _osd_visualization(p: dict[str, Any]) -> dict[str, Any]:
                     "show": True,
                     "type": "line" if line else "histogram",
                     "mode": "normal" if line else "stacked",
-                    "data": {"id": "1", "label": label},
+                    "data": {"id": str(n), "label": text},
                     "valueAxis": "ValueAxis-1",
+                    **({"interpolate": "linear", "drawLinesBetweenPoints": True} if line else {}),
                 }
+                for n, text in enumerate(labels, start=1)
             ],
             "categoryAxes": [
                 {
@@ -545,10 +668,18 @@ def _osd_visualization(p: dict[str, Any]) -> dict[str, Any]:
                     "position": "left",
                     "show": True,
                     "labels": {"show": True},
-                    "title": {"text": label},
+                    "title": {"text": p.get("axis_title") or label},
                     "scale": {"type": "linear", "mode": "normal"},
                 }
             ],
+            # the vislib threshold line (no label of its own: the panel title names it)
+            "thresholdLine": {
+                "show": threshold is not None,
+                "value": threshold["value"] if threshold is not None else 0,
+                "width": 2,
+                "style": "dashed",
+                "color": THRESHOLD_COLOR,
+            },
         }
         vis_type = "line" if line else "histogram"
     elif chart == "table":

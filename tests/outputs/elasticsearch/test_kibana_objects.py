@@ -192,7 +192,7 @@ def test_dashboard_panels_are_lens_by_value_with_their_data_views_referenced(
                 assert control["type"] == "optionsListControl"
                 assert control["explicitInput"]["fieldName"]
                 assert refs[f"controlGroup_{cid}:optionsListDataView"]["type"] == "index-pattern"
-    assert lens_panels == 10
+    assert lens_panels == 12
 
 
 def kibana_field_uses(o: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
@@ -215,7 +215,7 @@ def kibana_field_uses(o: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
                 yield f"{p['title']} query", f, False
             for layer in lens_layers(p).values():
                 for col in layer["columns"].values():
-                    if col["sourceField"] != "___records___":
+                    if col.get("sourceField", "___records___") != "___records___":
                         yield p["title"], col["sourceField"], True
         controls = a.get("controlGroupInput")
         if controls:
@@ -361,7 +361,8 @@ def test_index_mode_rewrites_data_view_titles_in_both_sets() -> None:
     for which in (kibana.KIBANA, kibana.OPENSEARCH_DASHBOARDS):
         objects = objects_of(which, index="shipper-{dataset}-%{+yyyy.MM.dd}")
         titles = {o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"}
-        assert "shipper-rms_connector.events-*" in titles and len(titles) == 4, which
+        assert "shipper-rms_connector.events-*" in titles, which
+        assert "shipper-rms_connector.perf-*" in titles and len(titles) == 5, which
 
 
 # --- what the panels and searches show -----------------------------------------------------------
@@ -595,3 +596,301 @@ def test_dry_run_names_the_set_it_would_import() -> None:
         (step,) = [st for st in report.steps if st.what == setup.SAVED_OBJECTS]
         n = len(objects_of(which))
         assert step.detail.startswith(f"{n} objects, {which} set: POST http://127.0.0.1:1/api/")
+
+
+# --- the performance counter panels --------------------------------------------------------------
+
+PERF = "rms_connector.perf."
+BATCHED = f"{PERF}licensing_successful_batched."
+TIMES = [
+    f"{BATCHED}connector_processing_time_ms",
+    f"{BATCHED}service_response_time_ms",
+    f"{BATCHED}connector_response_time_ms",
+]
+SINCE = f"{PERF}time_since_last_authorization_policy_update_seconds"
+TIMES_TITLE = "RMS connector: connector vs service vs network time"
+SINCE_TITLE = "RMS connector: time since last authorization policy update (line at 15 minutes)"
+NUMERIC = {"double", "float", "long", "integer", "short", "scaled_float"}
+
+
+def osd_vis(osd: list[dict[str, Any]], title: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the visualization object, its parsed visState) of an OpenSearch Dashboards panel."""
+    o = next(o for o in osd if o["type"] == "visualization" and o["attributes"]["title"] == title)
+    return o, json.loads(o["attributes"]["visState"])
+
+
+def lens_columns(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {cid: c for layer in lens_layers(p).values() for cid, c in layer["columns"].items()}
+
+
+@pytest.mark.parametrize("which", [kibana.KIBANA, kibana.OPENSEARCH_DASHBOARDS])
+def test_every_metric_is_computed_on_a_numeric_field(which: str, fields: dict[str, str]) -> None:
+    """An average or maximum of a keyword is an error in the panel; of an unmapped field,
+    an empty chart. The perf panels' fields are the templates' doubles."""
+    metrics: dict[str, str] = {}
+    for o in objects_of(which):
+        if o["type"] == "dashboard" and which == kibana.KIBANA:
+            for p in json.loads(o["attributes"]["panelsJSON"]):
+                if p["type"] == "lens":
+                    for c in lens_columns(p).values():
+                        if c["operationType"] in ("average", "sum", "min", "max"):
+                            metrics[c["sourceField"]] = p["title"]
+        if o["type"] == "visualization":
+            for agg in json.loads(o["attributes"]["visState"])["aggs"]:
+                if agg["type"] in ("avg", "sum", "min", "max"):
+                    metrics[agg["params"]["field"]] = o["attributes"]["title"]
+    assert set(TIMES) | {SINCE} <= set(metrics), which
+    for field, title in metrics.items():
+        assert fields.get(field) in NUMERIC, f"{which}: {title} computes on {field}"
+
+
+def test_perf_data_view_is_the_metrics_data_stream_and_follows_index_mode() -> None:
+    for which in (kibana.KIBANA, kibana.OPENSEARCH_DASHBOARDS):
+        for settings in ({}, {"index": "shipper-{dataset}-%{+yyyy.MM.dd}"}):
+            s = ElasticsearchOutput(
+                type="opensearch" if which == kibana.OPENSEARCH_DASHBOARDS else "elasticsearch",
+                **settings,
+            )
+            views = {
+                o["id"]: o["attributes"]["title"]
+                for o in objects_of(which, **settings)
+                if o["type"] == "index-pattern"
+            }
+            want = "shipper-rms_connector.perf-*" if settings else "metrics-rms_connector.perf-*"
+            assert views["shipper-metrics-rms_connector.perf"] == want, (which, settings)
+            assert views["shipper-logs-rms_connector.events"].endswith("rms_connector.events-*")
+            # each data view covers exactly what an index template of `setup` creates
+            patterns = {p for t in setup.index_templates(s).values() for p in t["index_patterns"]}
+            assert set(views.values()) <= patterns, (which, settings)
+
+
+def test_kibana_perf_panels_are_lens_lines_with_a_900_s_reference_line(
+    kib: list[dict[str, Any]],
+) -> None:
+    p = panel(kib, TIMES_TITLE)
+    vis = p["embeddableConfig"]["attributes"]["state"]["visualization"]
+    (data,) = vis["layers"]
+    columns = lens_columns(p)
+    assert data["seriesType"] == "line" and data["layerType"] == "data"
+    assert [columns[a]["sourceField"] for a in data["accessors"]] == TIMES
+    assert {columns[a]["operationType"] for a in data["accessors"]} == {"average"}
+    assert columns[data["xAccessor"]]["operationType"] == "date_histogram"
+    assert columns[data["splitAccessor"]]["sourceField"] == "host.name"
+    dv = {r["id"] for r in p["embeddableConfig"]["attributes"]["references"]}
+    assert dv == {"shipper-metrics-rms_connector.perf"}
+
+    p = panel(kib, SINCE_TITLE)
+    attrs = p["embeddableConfig"]["attributes"]
+    vis = attrs["state"]["visualization"]
+    by_type = {layer["layerType"]: layer for layer in vis["layers"]}
+    assert set(by_type) == {"data", "referenceLine"}
+    columns = lens_columns(p)
+    (since,) = by_type["data"]["accessors"]
+    assert columns[since]["sourceField"] == SINCE and by_type["data"]["seriesType"] == "line"
+    assert columns[by_type["data"]["splitAccessor"]]["sourceField"] == "host.name"
+    (ref,) = by_type["referenceLine"]["accessors"]
+    assert columns[ref]["operationType"] == "static_value"
+    assert float(columns[ref]["params"]["value"]) == 900
+    assert by_type["referenceLine"]["yConfig"][0]["forAccessor"] == ref
+    # the reference line's own formBased layer has its data view reference, in the panel and
+    # in the dashboard (Kibana drops a layer whose data view it cannot find)
+    layer_refs = {r["name"] for r in attrs["references"]}
+    assert {f"indexpattern-datasource-layer-{lid}" for lid in lens_layers(p)} == layer_refs
+    dashboard = next(o for o in kib if o["id"] == "shipper-connector-health")
+    names = {r["name"] for r in dashboard["references"]}
+    assert {f"{p['panelIndex']}:{n}" for n in layer_refs} <= names
+
+
+def test_opensearch_dashboards_perf_panels_are_lines_with_a_900_s_threshold_line(
+    osd: list[dict[str, Any]],
+) -> None:
+    o, vis = osd_vis(osd, TIMES_TITLE)
+    assert vis["type"] == "line" and vis["params"]["type"] == "line"
+    metrics = [a for a in vis["aggs"] if a["schema"] == "metric"]
+    assert [(a["type"], a["params"]["field"]) for a in metrics] == [("avg", f) for f in TIMES]
+    assert [s["data"]["id"] for s in vis["params"]["seriesParams"]] == [a["id"] for a in metrics]
+    assert {s["type"] for s in vis["params"]["seriesParams"]} == {"line"}
+    buckets = {a["schema"]: a for a in vis["aggs"] if a["schema"] != "metric"}
+    assert buckets["segment"]["type"] == "date_histogram"
+    assert buckets["group"]["params"]["field"] == "host.name"
+    assert vis["params"]["thresholdLine"]["show"] is False
+    assert o["references"][0]["id"] == "shipper-metrics-rms_connector.perf"
+
+    o, vis = osd_vis(osd, SINCE_TITLE)
+    (metric,) = [a for a in vis["aggs"] if a["schema"] == "metric"]
+    assert (metric["type"], metric["params"]["field"]) == ("max", SINCE)
+    line = vis["params"]["thresholdLine"]
+    assert line["show"] is True and line["value"] == 900
+    assert line["style"] in ("full", "dashed", "dot-dashed") and line["width"] > 0
+    dashboard = next(x for x in osd if x["id"] == "shipper-connector-health")
+    assert ("visualization", o["id"]) in {(r["type"], r["id"]) for r in dashboard["references"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"chart": "table", "fields": [{"field": "host.name"}]}, "'metrics'.*time charts"),
+        ({"series": "bars"}, "threshold needs chart time, series line"),
+        ({"threshold": {"value": "fifteen minutes"}}, "threshold value must be a number"),
+    ],
+)
+def test_a_perf_panel_described_wrongly_is_refused_naming_it(
+    change: dict[str, Any], message: str
+) -> None:
+    spec = saved_objects.load_source()
+    health = next(d for d in spec["dashboards"] if d["id"] == "shipper-connector-health")
+    times = next(p for p in health["panels"] if p.get("id") == "shipper-connector-perf-times")
+    since = next(p for p in health["panels"] if p.get("id") == "shipper-connector-policy-age")
+    target = times if "chart" in change else since
+    target.update(change)
+    with pytest.raises(ValueError, match=f"{target['id']}.*{message}"):
+        saved_objects.build(spec)
+
+
+# the panels' own aggregations on the engine
+
+
+def typeperf_example() -> tuple[list[dict[str, Any]], dict[str, dict[str, list[float]]]]:
+    """The shipped example log through the real decoder, and what the test reads in it
+    itself: per UTC minute, each counter's samples (the header's bias is -60: UTC = local - 1h)."""
+    import csv
+    import datetime as dt
+
+    import orjson
+
+    from shipper.sources.perfcsv import PERF_CSV
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "perf" / "rmscon01_typeperf.csv"
+    docs: list[dict[str, Any]] = []
+    with open(path, "rb") as f:
+        for chunk in PERF_CSV.chunks(f, str(path), 0, "", True, {}):
+            out = PERF_CSV.decode(chunk)
+            assert out.refused is None and not out.quarantined
+            docs += [orjson.loads(d) for d in out.docs]
+    by_name = {
+        "Time since last authorization policy update": SINCE,
+        "Average Connector Processing Time": TIMES[0],
+        "Average Service Response Time": TIMES[1],
+        "Average Connector Response Time": TIMES[2],
+    }
+    samples: dict[str, dict[str, list[float]]] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    for row in rows[1:]:
+        local = dt.datetime.strptime(row[0], "%m/%d/%Y %H:%M:%S.%f")
+        minute = (local - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00.000Z")
+        for head, cell in zip(rows[0][1:], row[1:], strict=True):
+            field = next((f for k, f in by_name.items() if head.endswith(k)), None)
+            if field and cell.strip():
+                samples.setdefault(field, {}).setdefault(minute, []).append(float(cell))
+    return docs, samples
+
+
+def nest(buckets: list[tuple[str, dict[str, Any]]], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Bucket aggregations nested in the given order, the metrics innermost."""
+    aggs = metrics
+    for name, body in reversed(buckets):
+        aggs = {name: {**body, "aggs": aggs}}
+    return aggs
+
+
+def osd_request(vis: dict[str, Any]) -> dict[str, Any]:
+    """The aggregation a classic line chart asks for (its date_histogram's "auto" interval as
+    1m, what it picks for a few minutes of data)."""
+    buckets, metrics = [], {}
+    for agg in vis["aggs"]:
+        if agg["schema"] == "metric":
+            metrics[agg["id"]] = {agg["type"]: {"field": agg["params"]["field"]}}
+        elif agg["type"] == "date_histogram":
+            body = {"field": agg["params"]["field"], "fixed_interval": "1m"}
+            buckets.append((agg["id"], {"date_histogram": body}))
+        else:
+            terms = {"field": agg["params"]["field"], "size": agg["params"]["size"]}
+            buckets.append((agg["id"], {"terms": terms}))
+    return nest(buckets, metrics)
+
+
+def lens_request(p: dict[str, Any]) -> dict[str, Any]:
+    """The same from a Lens panel's data layer: bucket columns in columnOrder, metrics inside."""
+    ops = {"average": "avg", "max": "max", "min": "min", "sum": "sum"}
+    (layer,) = [
+        layer
+        for layer in lens_layers(p).values()
+        if not any(c.get("isStaticValue") for c in layer["columns"].values())
+    ]
+    buckets, metrics = [], {}
+    for cid in layer["columnOrder"]:
+        c = layer["columns"][cid]
+        if c["operationType"] == "date_histogram":
+            buckets.append(
+                (cid, {"date_histogram": {"field": c["sourceField"], "fixed_interval": "1m"}})
+            )
+        elif c["operationType"] == "terms":
+            terms = {"field": c["sourceField"], "size": c["params"]["size"]}
+            buckets.append((cid, {"terms": terms}))
+        else:
+            metrics[cid] = {ops[c["operationType"]]: {"field": c["sourceField"]}}
+    return nest(buckets, metrics)
+
+
+def series(reply: dict[str, Any], request: dict[str, Any]) -> dict[tuple[str, ...], float | None]:
+    """{(terms keys..., time bucket, metric field): value} of a nested reply, whichever way
+    the product nests its buckets (OpenSearch Dashboards: time then host; Lens: host first)."""
+    out: dict[tuple[str, ...], float | None] = {}
+
+    def walk(node: dict[str, Any], req: dict[str, Any], terms: tuple[str, ...], t: str) -> None:
+        for name, body in req.items():
+            if "terms" in body:
+                for b in node[name]["buckets"]:
+                    walk(b, body["aggs"], (*terms, str(b["key"])), t)
+            elif "date_histogram" in body:
+                for b in node[name]["buckets"]:
+                    walk(b, body["aggs"], terms, b["key_as_string"])
+            else:
+                field = next(iter(body.values()))["field"]
+                out[(*terms, t, field)] = node[name]["value"]
+
+    walk(reply["aggregations"], request, (), "")
+    return out
+
+
+@pytest.mark.integration
+def test_perf_panels_on_the_engine_chart_the_example_typeperf_log(
+    engine_url: str, tmp_path: Path, kib: list[dict[str, Any]], osd: list[dict[str, Any]]
+) -> None:
+    """examples/perf/rmscon01_typeperf.csv decoded and shipped to the engine; each perf panel's
+    aggregation, as OpenSearch Dashboards and as Kibana's Lens would ask for it, returns per
+    host and minute the averages (maxima) the test computes from the file itself."""
+    from shipper.outputs.elasticsearch.output import BulkOutput
+
+    from .events import to_batch
+
+    docs, samples = typeperf_example()
+    s = ElasticsearchOutput(type="opensearch", hosts=[engine_url], index="shipper-{dataset}")
+    assert setup.install(s, kibana=False).ok
+    assert BulkOutput(s, tmp_path).send(to_batch(docs)).delivered == len(docs)
+    requests.post(f"{engine_url}/shipper-*/_refresh", timeout=10)
+    views = {o["id"]: o["attributes"]["title"] for o in objects_of(kibana.KIBANA, index=s.index)}
+    index = views["shipper-metrics-rms_connector.perf"]
+
+    for title, op in ((TIMES_TITLE, lambda v: sum(v) / len(v)), (SINCE_TITLE, max)):
+        o, vis = osd_vis(osd, title)
+        query = json.loads(o["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]
+        results = []
+        for request in (osd_request(vis), lens_request(panel(kib, title))):
+            body = {"size": 0, "aggs": request}
+            if query["query"]:
+                body["query"] = {"query_string": {"query": query["query"]}}
+            r = requests.post(f"{engine_url}/{index}/_search", json=body, timeout=10)
+            r.raise_for_status()
+            results.append(series(r.json(), request))
+        from_osd, from_lens = results
+        assert from_osd == from_lens, title
+        fields = {k[-1] for k in from_osd}
+        expected = {
+            ("rmscon01", minute, field): pytest.approx(op(values))
+            for field in fields
+            for minute, values in samples[field].items()
+        }
+        assert from_osd == expected, title
+        assert len(from_osd) == 3 * len(fields)  # three minutes of samples, every value a number
