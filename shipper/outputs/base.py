@@ -13,10 +13,61 @@ pipeline stores it in the same transaction as the positions and hands it back to
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shipper.spool import Spooled
+
+
+@dataclass(slots=True)
+class Wire:
+    """A run of events already in an output's own wire format, made by its ``WireEncoder`` in
+    a decoder process: ``data`` (bytes, or a ``Spooled`` file) holds the events one after the
+    other, event ``i`` ending at byte ``ends[i]``; ``labels[i]``, when the encoder sets them,
+    says how the output groups event ``i`` (Fluentd: its tag)."""
+
+    data: bytes | Spooled
+    ends: array[int]
+    labels: list[str] | None = None
+
+    def read(self) -> bytes:
+        return self.data.read() if isinstance(self.data, Spooled) else self.data
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def select(self, keep: Sequence[int]) -> Wire:
+        """Only the events at positions ``keep`` (ascending), as a new in-memory run."""
+        data, ends = self.read(), self.ends
+        pieces, out = [], array("q")
+        total = 0
+        for i in keep:
+            start = ends[i - 1] if i else 0
+            pieces.append(data[start : ends[i]])
+            total += ends[i] - start
+            out.append(total)
+        labels = [self.labels[i] for i in keep] if self.labels is not None else None
+        return Wire(b"".join(pieces), out, labels)
+
+
+class WireEncoder(Protocol):
+    """What an output can hand the decoder processes so that its per-event encoding runs
+    there, once per event, beside the decoding, and not in the process that sends.
+
+    A pure, picklable object (it travels with every chunk); its module must be light to import
+    (no pydantic, no clients): a decoder process imports it. ``encode`` gets a chunk's events
+    as the ``Decoded`` lists and returns their wire bytes.
+    """
+
+    def encode(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        timestamps: Sequence[str],
+    ) -> Wire: ...
 
 
 class EventBatch:
@@ -26,9 +77,16 @@ class EventBatch:
     ``Spooled`` file from a decoder process), which is what file outputs write and far cheaper
     to move between processes than one object per event. ``docs`` splits them into single
     documents on first use, for outputs that need them one by one.
+
+    An output with a ``wire_encoder`` gets its events already encoded by the decoders, as
+    ``Wire`` runs under its name (``wire``); when no output needs the documents themselves,
+    the decoders make none, and only ``count`` says how many events there are.
     """
 
-    __slots__ = ("ids", "datasets", "timestamps", "_docs", "_runs", "_in_runs", "_spooled")
+    __slots__ = (
+        "ids", "datasets", "timestamps", "_docs", "_runs", "_in_runs", "_spooled", "_wires",
+        "_count",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -44,6 +102,27 @@ class EventBatch:
         self._runs: list[bytes | Spooled] = []
         self._in_runs = 0  # documents in _runs
         self._spooled: list[Spooled] = []
+        self._wires: dict[str, list[Wire]] = {}
+        self._count = 0  # events added without documents
+
+    def add_wire(self, name: str, wire: Wire) -> None:
+        """Append ``wire``'s events, encoded for the output called ``name``. The same events
+        come as documents (``add_ndjson``) or are counted (``add_count``) as well."""
+        self._wires.setdefault(name, []).append(wire)
+        if isinstance(wire.data, Spooled):
+            self._spooled.append(wire.data)
+
+    def add_count(self, count: int) -> None:
+        """``count`` events that come only as wire runs (no output needs their documents)."""
+        self._count += count
+
+    def wire(self, name: str) -> list[Wire] | None:
+        """The output ``name``'s events as wire runs, in order; None when the decoders did not
+        encode them for it (then it encodes ``docs`` itself)."""
+        wires = self._wires.get(name)
+        if wires is None and not len(self):
+            return []
+        return wires
 
     def add_ndjson(self, run: bytes | Spooled, count: int) -> None:
         """Append ``count`` documents given as NDJSON (each line a document, ending in a line
@@ -79,7 +158,24 @@ class EventBatch:
         self._spooled = []
 
     def __len__(self) -> int:
-        return len(self._docs) + self._in_runs
+        return len(self._docs) + self._in_runs + self._count
+
+
+def wire_pieces(wires: Sequence[Wire], skip: int = 0) -> Iterator[tuple[bytes, array[int]]]:
+    """The runs' bytes and ends, one run read at a time, without their first ``skip`` events
+    (already delivered): ends then count from the first byte yielded."""
+    for w in wires:
+        n = len(w.ends)
+        if skip >= n:
+            skip -= n
+            continue
+        data = w.read()
+        if skip:
+            base = w.ends[skip - 1]
+            yield data[base:], array("q", [e - base for e in w.ends[skip:]])
+            skip = 0
+        else:
+            yield data, w.ends
 
 
 def ecs_field(event: dict[str, Any], dotted: str) -> Any:
@@ -112,6 +208,8 @@ class Output(Protocol):
     #: output does, decoders do not send them across processes (a file output needs only the
     #: documents)
     needs_metadata: bool
+    #: optional: a ``WireEncoder`` run by the decoders for this output (see ``EventBatch.wire``)
+    # wire_encoder: WireEncoder | None
 
     def restore(self, state: dict[str, Any] | None) -> dict[str, Any] | None:
         """Called once before the first ``send`` with the state committed last (or None).

@@ -45,6 +45,12 @@ class Batch:
                 ev.add_ndjson(work.run, work.count)
                 if not isinstance(work.run, Spooled):
                     self.held += len(work.run)
+            elif not work.documents:
+                ev.add_count(work.count)
+            for name, wire in work.wires.items():
+                ev.add_wire(name, wire)
+                if not isinstance(wire.data, Spooled):
+                    self.held += len(wire.data)
             ev.ids += work.ids
             ev.datasets += work.datasets
             ev.timestamps += work.timestamps
@@ -59,23 +65,31 @@ class Batch:
         else:
             data = run
         docs = data.split(b"\n")[:-1]
-        kept, kept_at = [], []
+        kept_at = []
         for i, k in enumerate(work.keys):
             if k in shipped or k in mine:
                 self.duplicates += 1
                 continue
             mine.add(k)
             self.his.add(k[0])
-            kept.append(docs[i])
             kept_at.append(i)
             if work.ids:
                 ev.ids.append(work.ids[i])
                 ev.datasets.append(work.datasets[i])
                 ev.timestamps.append(work.timestamps[i])
-        if kept:
-            run = b"\n".join(kept) + b"\n"
-            ev.add_ndjson(run, len(kept))
+        if kept_at and docs:
+            run = b"\n".join([docs[i] for i in kept_at]) + b"\n"
+            ev.add_ndjson(run, len(kept_at))
             self.held += len(run)
+        elif kept_at and not work.documents:
+            ev.add_count(len(kept_at))
+        for name, wire in work.wires.items():
+            if kept_at:
+                kept = wire.select(kept_at)
+                ev.add_wire(name, kept)
+                self.held += len(kept.data)  # type: ignore[arg-type]
+            if isinstance(wire.data, Spooled):
+                wire.data.remove()
         # file the kept keys, each once (a key repeated within the chunk is in its group twice)
         fresh = {(hi[i], lo[i]) for i in kept_at}
         groups = {}

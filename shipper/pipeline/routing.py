@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
-from shipper.decoding import Work, decode_chunk, sample_of
+from shipper.decoding import Work, decode_chunk, pack_encoders, sample_of
+from shipper.outputs.base import Output, WireEncoder
 from shipper.pool import OrderedPool
 from shipper.sources import Chunk
-from shipper.spool import Spooled
 from shipper.state import Store
 from shipper.state.lookup import SnapshotLookup
 
-__all__ = ["POOL_THRESHOLD", "REREAD_MIN", "Decoders"]
+__all__ = ["POOL_THRESHOLD", "REREAD_MIN", "Decoders", "decoder_options"]
 
 log = logging.getLogger("shipper")
 
@@ -27,6 +27,24 @@ log = logging.getLogger("shipper")
 POOL_THRESHOLD = 8 * 1024 * 1024
 #: chunks at least this big go to worker processes, which read them from the file themselves
 REREAD_MIN = 64 * 1024
+
+
+def decoder_options(outputs: Sequence[Output]) -> dict[str, object]:
+    """What the decoders must produce for these outputs (``Chunk.options``): ``metadata``
+    whether some output reads ids, datasets and timestamps; ``wire`` the outputs' own
+    encoders, by output name, for those that have one (``EventBatch.wire``), pickled once
+    (``decoding.pack_encoders``); ``documents`` whether some output needs the NDJSON
+    documents themselves."""
+    wire: dict[str, WireEncoder] = {}
+    for out in outputs:
+        encoder = getattr(out, "wire_encoder", None)
+        if encoder is not None:
+            wire[out.name] = encoder
+    return {
+        "metadata": any(out.needs_metadata for out in outputs),
+        "wire": pack_encoders(wire),
+        "documents": any(out.name not in wire for out in outputs),
+    }
 
 
 class Decoders:
@@ -78,8 +96,8 @@ class Decoders:
                     work = self._pool.answer()
                 except Exception:
                     break
-                if work is not None and isinstance(work.run, Spooled):
-                    work.run.remove()
+                if work is not None:
+                    work.discard()
 
     def _pool_for(self, chunk: Chunk) -> OrderedPool | None:
         if chunk.end - chunk.start < REREAD_MIN or not self._pool_allowed:

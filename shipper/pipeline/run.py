@@ -46,13 +46,12 @@ from shipper.outputs import Output, build_output
 from shipper.pipeline.batch import Batch
 from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery, Stopped
 from shipper.pipeline.progress import Progress, Summary, heartbeat
-from shipper.pipeline.routing import Decoders
+from shipper.pipeline.routing import Decoders, decoder_options
 from shipper.private import make_dirs
 from shipper.rejects import RejectFile
 from shipper.sources import FORMATS, Chunk, FileRefused
 from shipper.sources.discovery import Candidate, begin, scan
 from shipper.sources.identity import file_key
-from shipper.spool import Spooled
 from shipper.state import FileState, Store
 
 __all__ = ["Pipeline", "poll_wait", "quarantine_path"]
@@ -99,7 +98,7 @@ class Pipeline:
         self._refused: dict[str, tuple[int, int]] = {}  # file key -> (size, mtime) refused
         self._unreadable_now: dict[str, str] = {}  # file key -> why it cannot be opened
         self._empty: set[str] = set()  # empty files already mentioned
-        self._metadata = True  # whether some output reads ids, datasets and timestamps
+        self._decoding: dict[str, object] = {}  # options for the decoders from the outputs
         # bytes to read found by the last scan, and bytes read before it: the backlog
         self._scan_pending = 0
         self._done_at_scan = 0
@@ -173,10 +172,9 @@ class Pipeline:
             if initial:  # where our writing starts, before any of it happens
                 store.commit([], {}, initial)
             self._store = store
-            # the metrics' lag needs the events' timestamps
-            self._metadata = any(out.needs_metadata for out in outputs) or bool(
-                self.metrics.address
-            )
+            self._decoding = decoder_options(outputs)
+            if self.metrics.address is not None:  # the lag needs the events' timestamps
+                self._decoding["metadata"] = True
             self._decoders = Decoders(self._workers, store)
             delivery = self._delivery = Delivery(
                 store,
@@ -243,8 +241,7 @@ class Pipeline:
                 if chunk.path not in refused:
                     refused.add(chunk.path)
                     self._refuse(opened.candidate, work.refused or "")
-                if isinstance(work.run, Spooled):  # a later chunk of a refused file
-                    work.run.remove()
+                work.discard()  # a later chunk of a refused file: its spool files
                 continue
             his = set(work.keys.hi)
             events, duplicates = len(batch.events), batch.duplicates
@@ -403,7 +400,7 @@ class Pipeline:
         options = dict(inp.options())
         options["keep_original"] = self.config.pipeline.keep_original
         options["max_record_bytes"] = self.config.pipeline.max_record_bytes
-        options["metadata"] = self._metadata
+        options.update(self._decoding)
         return options
 
     def _unreadable(self, cand: Candidate, reason: str) -> None:

@@ -8,33 +8,44 @@ send loop: failover, backoff, dead letters, ``check``).
 ``syslog-rfc5424-formatter`` is not used (``encode`` says why: it stamps the send time and this
 host into every message), so it is not a dependency.
 
-Only ``settings`` is imported eagerly: validating a configuration needs nothing else.
+Nothing is imported eagerly: ``Settings`` (pydantic) on first use, by the configuration;
+decoder processes import ``encode`` alone, to encode messages beside decoding
+(``encode.WireEncoder``), and must stay light.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from shipper.outputs.syslog.settings import Settings
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shipper.outputs.syslog.output import SyslogOutput
+    from shipper.outputs.syslog.settings import Settings
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+@cache
+def version() -> str:
+    """CEF/LEEF "device version" and RELP's relp_software: this distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
 
     from shipper.registry import DISTRIBUTION
 
     try:
-        return version(DISTRIBUTION)
+        return _version(DISTRIBUTION)
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
         return "0"
 
 
-#: CEF/LEEF "device version" and RELP's relp_software
-VERSION = _version()
+def __getattr__(name: str) -> Any:
+    if name == "Settings":
+        from shipper.outputs.syslog.settings import Settings
+
+        return Settings
+    if name == "VERSION":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(settings: Settings, data_dir: Path) -> SyslogOutput:

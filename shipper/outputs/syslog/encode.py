@@ -35,19 +35,23 @@ of the whole event costs three times as much).
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 
 from shipper.mappings import load_yaml
-from shipper.outputs.base import EventBatch, ecs_field
-from shipper.outputs.syslog.settings import FACILITIES, Settings
+from shipper.outputs.base import EventBatch, Wire, ecs_field
+
+if TYPE_CHECKING:
+    from shipper.outputs.syslog.settings import Settings
 
 __all__ = [
     "Encoder",
+    "WireEncoder",
     "frame_lf",
     "frame_octets",
     "octet_frame",
@@ -165,6 +169,8 @@ class Encoder:
     """Turns documents of a batch into RFC 5424 messages (unframed ``bytes``)."""
 
     def __init__(self, settings: Settings, default_host: str) -> None:
+        from shipper.outputs.syslog.settings import FACILITIES
+
         tables = load_yaml("syslog/syslog.yaml")
         self._facility = FACILITIES[settings.facility] * 8
         self._levels: dict[str, int] = tables["severity_by_level"]
@@ -183,9 +189,9 @@ class Encoder:
         self._leef_products: dict[str, list[str]] = tables["leef_products"]
         self._leef_default: list[str] = tables["leef_default_product"]
         self._leef_attrs: list[list[str]] = tables["leef_attributes"]
-        from shipper.outputs.syslog import VERSION
+        from shipper.outputs.syslog import version
 
-        self._version = VERSION
+        self._version = version()
         # per dataset: (MSGID, the SD's closing part); per host.name: the HOSTNAME it becomes
         self._by_dataset: dict[str, tuple[str, str]] = {}
         self._hosts: dict[str, str] = {}
@@ -249,9 +255,20 @@ class Encoder:
         """
         docs = batch.docs
         todo: Sequence[int] = range(len(docs)) if positions is None else list(positions)
-        ids = batch.ids or [""] * len(docs)
-        datasets = batch.datasets or [""] * len(docs)
-        stamps = batch.timestamps or [""] * len(docs)
+        return self.encode_docs(docs, batch.ids, batch.datasets, batch.timestamps, todo)
+
+    def encode_docs(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        stamps: Sequence[str],
+        todo: Sequence[int],
+    ) -> tuple[list[bytes], list[bytes]]:
+        """``encode`` for documents and their metadata given as lists."""
+        ids = ids or [""] * len(docs)
+        datasets = datasets or [""] * len(docs)
+        stamps = stamps or [""] * len(docs)
         if self._format == "json":
             return self._json(docs, ids, datasets, stamps, todo), [docs[i] for i in todo]
         heads, bodies = [], []
@@ -383,6 +400,144 @@ class Encoder:
                 continue
             attrs.append(f"{key}={_leef_value(_text(value))}")
         return f"LEEF:2.0|{header}|x09|" + "\t".join(attrs)
+
+
+class WireEncoder:
+    """The encoder as decoder processes run it (``shipper.outputs.base.WireEncoder``): a
+    chunk's documents to messages framed for the stream (``octet_counting`` or ``lf``), one
+    run of bytes, so that the output only writes them. Plain data, pickled once per run and
+    kept by each decoder process; this module imports nothing heavy (no pydantic: settings
+    are read in ``Encoder``).
+
+    JSON bodies take a loop of their own (``_json_framed``), as this is most of the syslog
+    output's cost per event: everything in a header but the time and the event id depends on
+    a few values (level, outcome, host, dataset or action) that repeat across events, so
+    each header is three cached pieces around those two, and the frame's length prefix is
+    written in the same string, encoded once.
+    """
+
+    def __init__(self, encoder: Encoder, framing: str) -> None:
+        self.encoder = encoder
+        self.framing = framing
+
+    def encode(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        timestamps: Sequence[str],
+    ) -> Wire:
+        n = len(docs)
+        ids = ids or [""] * n
+        datasets = datasets or [""] * n
+        timestamps = timestamps or [""] * n
+        if self.encoder._format == "json":
+            return self._json_framed(docs, ids, datasets, timestamps)
+        heads, bodies = self.encoder.encode_docs(docs, ids, datasets, timestamps, range(n))
+        pieces: list[bytes] = []
+        ends = array("q")
+        put, end = pieces.append, ends.append
+        total = 0
+        if self.framing == "octet_counting":
+            for h, b in zip(heads, bodies, strict=True):
+                prefix = b"%d %b" % (len(h) + len(b), h)
+                put(prefix)
+                put(b)
+                total += len(prefix) + len(b)
+                end(total)
+        else:
+            for h, b in zip(heads, bodies, strict=True):
+                put(h)
+                put(b)
+                put(b"\n")
+                total += len(h) + len(b) + 1
+                end(total)
+        return Wire(b"".join(pieces), ends)
+
+    def _json_framed(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        stamps: Sequence[str],
+    ) -> Wire:
+        """``encode`` for JSON bodies: the same bytes as ``Encoder._json`` + framing."""
+        enc = self.encoder
+        bom = enc._bom
+        octets = self.framing == "octet_counting"
+        by_action = enc._msgid_action
+        read, to_ts, unsafe, sd_value = _read_header, rfc3339, _SD_UNSAFE.search, _sd_value
+        parts_of = self._parts
+        cache: dict[tuple[Any, ...], tuple[str, str, str]] = {}
+        pieces: list[bytes] = []
+        ends = array("q")
+        put, end = pieces.append, ends.append
+        total = 0
+        extra = len(bom) if octets else len(bom) + 1  # bytes beside head and body
+        for doc, event_id, dataset, ts in zip(docs, ids, datasets, stamps, strict=True):
+            try:
+                found = read(doc)
+                event, log_, host_ = found.event, found.log, found.host
+                if event is not None:
+                    outcome, action = event.outcome, event.action
+                else:
+                    outcome = action = None
+                level = log_.level if log_ is not None else None
+                name = host_.name if host_ is not None else None
+            except (msgspec.DecodeError, msgspec.ValidationError):  # odd shapes: the slow way
+                whole = orjson.loads(doc)
+                outcome, action = (
+                    ecs_field(whole, "event.outcome"),
+                    ecs_field(whole, "event.action"),
+                )
+                level, name = ecs_field(whole, "log.level"), ecs_field(whole, "host.name")
+            key = (level, outcome, name, dataset, action if by_action else None)
+            try:
+                parts = cache.get(key)
+            except TypeError:  # a list or an object where a string belongs: not hashable
+                parts = None
+                key = None  # type: ignore[assignment]
+            if parts is None:
+                parts = parts_of(level, outcome, name, dataset, action)
+                if key is not None and len(cache) < 4096:
+                    cache[key] = parts
+            pri, middle, tail = parts
+            if not (len(ts) == 24 and ts[19] == "." and ts[23] == "Z"):
+                ts = to_ts(ts)
+            if unsafe(event_id):
+                event_id = sd_value(event_id)
+            head = f"{pri}{ts}{middle}{event_id}{tail}"
+            if octets:
+                if head.isascii():
+                    framed = f"{len(head) + extra + len(doc)} {head}".encode()
+                else:
+                    raw = head.encode()
+                    framed = b"%d %b" % (len(raw) + extra + len(doc), raw)
+                if bom:
+                    framed += bom
+                put(framed)
+                put(doc)
+                total += len(framed) + len(doc)
+            else:
+                framed = head.encode() + bom
+                put(framed)
+                put(doc)
+                put(b"\n")
+                total += len(framed) + len(doc) + 1
+            end(total)
+        return Wire(b"".join(pieces), ends)
+
+    def _parts(
+        self, level: Any, outcome: Any, name: Any, dataset: str, action: Any
+    ) -> tuple[str, str, str]:
+        """A header as (``<PRI>1 ``, what goes between the time and the event id, what
+        follows the event id), as ``Encoder._json`` writes it."""
+        enc = self.encoder
+        msgid, sd_tail = enc._by_dataset.get(dataset) or enc._dataset_parts(dataset)
+        if enc._msgid_action and isinstance(action, str) and action:
+            msgid = _header_field(action, 32)
+        middle = f' {enc._host(name)} {enc._app} - {msgid} [{enc._sd_id} event_id="'
+        return enc._pri(level, outcome), middle, sd_tail
 
 
 # --- framing and size -----------------------------------------------------------------------

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from shipper.errors import OutputFailed, RetryLater
-from shipper.outputs.base import Ack, EventBatch
+from shipper.outputs.base import Ack, EventBatch, Wire, wire_pieces
 from shipper.outputs.elasticsearch.deadletter import DeadLetterFile
-from shipper.outputs.syslog.encode import Encoder, truncate
+from shipper.outputs.syslog.encode import Encoder, WireEncoder, truncate
 from shipper.outputs.syslog.settings import Settings
 from shipper.outputs.syslog.transport import (
     CertificateRefused,
@@ -50,13 +50,19 @@ class _Progress:
 
 
 class SyslogOutput:
-    needs_metadata = True  # event ids, datasets and timestamps go into the header
-
     def __init__(self, settings: Settings, data_dir: Path) -> None:
         self.settings = settings
         self.name = settings.display_name()
         self.encoder = Encoder(settings, settings.hostname or socket.gethostname())
         self.limit = settings.size_limit()
+        #: TCP and TLS messages are encoded and framed by the decoders, beside decoding
+        #: (``EventBatch.wire``); the size limit (UDP, ``max_message_size``) and RELP's
+        #: per-message frames need the messages one by one, encoded here
+        self.wire_encoder: WireEncoder | None = None
+        if self.limit is None and settings.transport in ("tcp", "tls"):
+            self.wire_encoder = WireEncoder(self.encoder, settings.framing)
+        #: event ids, datasets and timestamps go into the header when it is made here
+        self.needs_metadata = self.wire_encoder is None
         self.dead_letters = DeadLetterFile(settings.dead_letter_path(data_dir), self.name)
         try:
             self._ctx = tls_context(settings) if settings.transport in ("tls", "relp_tls") else None
@@ -86,6 +92,9 @@ class SyslogOutput:
             self._conn = None
 
     def send(self, batch: EventBatch) -> Ack:
+        wires = batch.wire(self.name) if self.wire_encoder is not None else None
+        if wires is not None:
+            return self._send_framed(batch, wires)
         p = self._progress
         if p is None or p.batch is not batch:
             p = _Progress(batch, list(range(len(batch))))
@@ -113,6 +122,31 @@ class SyslogOutput:
                 continue
             p.ack.delivered += len(p.pending)
             p.pending = []
+        self._progress = None
+        return p.ack
+
+    def _send_framed(self, batch: EventBatch, wires: list[Wire]) -> Ack:
+        """``send`` for messages the decoders framed: written run by run, from the first one
+        not yet delivered (TCP tells how far the receiver got; TLS resends the batch)."""
+        p = self._progress
+        if p is None or p.batch is not batch:
+            p = _Progress(batch, [])
+        self._progress = p
+        total = sum(map(len, wires))
+        reconnected = False
+        while p.ack.delivered < total:
+            try:
+                self._connection().deliver_framed(wire_pieces(wires, p.ack.delivered))
+            except TransportError as e:
+                p.ack.delivered += len(e.done)
+                self._drop()
+                left = total - p.ack.delivered
+                if reconnected:
+                    raise RetryLater(f"{left} events not delivered ({e})") from None
+                reconnected = True
+                log.info("%s: %s; connecting again for %d events", self.name, e, left)
+                continue
+            p.ack.delivered = total
         self._progress = None
         return p.ack
 

@@ -36,9 +36,9 @@ _HEADER = re.compile(rb"(\d{1,9}) ([A-Za-z]{1,32}) (\d{1,9})[ \n]")
 
 
 def _offer() -> bytes:
-    from shipper.outputs.syslog import VERSION
+    from shipper.outputs.syslog import version
 
-    return b"relp_version=0\nrelp_software=shipper,%b\ncommands=syslog" % VERSION.encode()
+    return b"relp_version=0\nrelp_software=shipper,%b\ncommands=syslog" % version().encode()
 
 
 class RelpConnection(Connection):

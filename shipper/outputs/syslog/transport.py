@@ -30,7 +30,8 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 
 from shipper.outputs.syslog.encode import frame_lf, frame_octets
 from shipper.outputs.syslog.settings import Settings
@@ -281,6 +282,54 @@ class StreamConnection(Connection):
             self._closed_by_peer = True
         elif problem:
             raise TransportError(f"{self.where}: {problem}", self._confirmed(ends, written))
+
+    def deliver_framed(self, runs: Iterable[tuple[bytes, array[int]]]) -> None:
+        """Like ``deliver``, for messages already framed for this connection (by the
+        decoders: ``encode.WireEncoder``): runs of bytes, each message of a run ending at its
+        ``ends[i]``. ``TransportError.done`` counts from the first message of the first run."""
+        if self._closed_by_peer:
+            raise TransportError(f"{self.where}: closed by the receiver")
+        sent: list[tuple[int, array[int]]] = []  # (offset of the run, its ends)
+        written = 0
+        sock = self.sock
+        try:
+            for data, ends in runs:
+                sent.append((written, ends))
+                view = memoryview(data)
+                while view:
+                    n = sock.send(view[:CHUNK])
+                    written += n
+                    view = view[n:]
+            self._drain(written)
+        except TransportError as e:
+            raise TransportError(str(e), self._confirmed_runs(sent, written)) from None
+        except (OSError, ssl.SSLError) as e:
+            done = self._confirmed_runs(sent, written)
+            raise TransportError(f"{self.where}: {_why(e)}", done) from e
+        problem = _healthy(sock)
+        if problem == "closed by the receiver":
+            self._closed_by_peer = True  # as in ``deliver``: read and closed in order
+        elif problem:
+            raise TransportError(f"{self.where}: {problem}", self._confirmed_runs(sent, written))
+
+    def _confirmed_runs(self, runs: list[tuple[int, array[int]]], written: int) -> range:
+        """``_confirmed`` over runs of messages (offset of each run, its ends)."""
+        if self._tls:
+            return range(0)
+        try:
+            unacked = self._unacked()
+        except OSError:
+            unacked = None
+        if unacked is None:
+            return range(0)
+        acked = max(0, written - unacked)
+        done = 0
+        for base, ends in runs:
+            n = bisect.bisect_right(ends, acked - base)
+            done += n
+            if n < len(ends):
+                break
+        return range(done)
 
     def stale(self) -> bool:
         return self._closed_by_peer or _healthy(self.sock) is not None

@@ -6,6 +6,7 @@ The expectations are derived from RFC 5424 and from the documented tables in
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
+from shipper.outputs.base import EventBatch
 from shipper.outputs.syslog import build
 from shipper.outputs.syslog.settings import Settings
 
@@ -23,13 +25,30 @@ TABLES = yaml.safe_load((REPO / "mappings/syslog/syslog.yaml").read_text())
 
 
 def ship(events: list[dict[str, Any]], data_dir: Path, **settings: Any) -> Any:
-    """Build the output as the pipeline does, send one batch, close; the Ack."""
+    """Build the output as the pipeline does, send one batch, close; the Ack. Where the
+    output encodes in the decoders (TCP, TLS), the batch comes as the pipeline hands it:
+    messages framed by its wire encoder, a pickled copy as a decoder process has it, over
+    chunks of a few events."""
     out = build(Settings(**settings), data_dir)
     out.restore(None)
     try:
-        return out.send(batch_of(events))
+        return out.send(as_pipeline_sends(out, events))
     finally:
         out.close()
+
+
+def as_pipeline_sends(out: Any, events: list[dict[str, Any]], chunk: int = 7) -> EventBatch:
+    """The batch of ``events`` as the pipeline builds it for ``out``."""
+    if getattr(out, "wire_encoder", None) is None:
+        return batch_of(events)
+    encoder = pickle.loads(pickle.dumps(out.wire_encoder))
+    batch = EventBatch()
+    for k in range(0, len(events), chunk):
+        part = batch_of(events[k : k + chunk])
+        wire = encoder.encode(part.docs, part.ids, part.datasets, part.timestamps)
+        batch.add_wire(out.name, wire)
+        batch.add_count(len(part))
+    return batch
 
 
 def get(event: dict[str, Any], path: str) -> Any:
