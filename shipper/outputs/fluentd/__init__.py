@@ -6,18 +6,27 @@ PONG as pure functions), ``transport`` (one connection: TCP/TLS, handshake, writ
 errors translated), ``output`` (receivers, failover, the in-flight window, what counts as
 delivered).
 
-Only ``settings`` is imported eagerly: configuration is validated without loading the rest.
+Nothing is imported eagerly: ``Settings`` (pydantic) on first use, by the configuration;
+decoder processes import ``encode`` alone, to pack entries beside decoding
+(``encode.WireEncoder``), and must stay light.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from shipper.outputs.fluentd.settings import Settings
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shipper.outputs.fluentd.output import ForwardOutput
+    from shipper.outputs.fluentd.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Settings":
+        from shipper.outputs.fluentd.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(settings: Settings, data_dir: Path) -> ForwardOutput:

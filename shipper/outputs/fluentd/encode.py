@@ -23,6 +23,7 @@ alone takes twice msgspec's time), and this loop is the output's whole cost per 
 from __future__ import annotations
 
 import base64
+import bisect
 import calendar
 import datetime
 import gzip
@@ -30,13 +31,16 @@ import os
 import re
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Chunk", "ForwardEncoder", "event_time", "new_chunk_id"]
+from shipper.outputs.base import Wire
+
+__all__ = ["Chunk", "ForwardEncoder", "WireEncoder", "event_time", "new_chunk_id"]
 
 EVENT_TIME = 0  # the Forward protocol's ext type code for EventTime
 _ISO = re.compile(
@@ -171,6 +175,87 @@ class ForwardEncoder:
         for tag, o in open_.items():
             yield self._close(tag, o)
 
+    def entries(self, docs: Iterable[bytes]) -> Wire:
+        """The documents as Forward entries ``[EventTime, record]``, packed one after the other,
+        each labelled with its tag: what decoder processes hand the output (``WireEncoder``),
+        which then only cuts them into chunks (``chunks_from_wires``)."""
+        decode, pack_into = self._json.decode, self._encoder.encode_into
+        times, tags, tag_of = self._times, self._tags, self._tag
+        buf = bytearray()
+        ends = array("q")
+        labels: list[str] = []
+        end, label = ends.append, labels.append
+        for doc in docs:
+            record = decode(doc)
+            if type(record) is dict:
+                ts = record.get("@timestamp")
+                event = record.get("event")
+            else:
+                ts = event = None
+            t = times.get(ts) if type(ts) is str else None
+            if t is None:
+                t = self._time(ts)
+            dataset = event.get("dataset") if type(event) is dict else None
+            tag = tags.get(dataset) if type(dataset) is str else None
+            label(tag or tag_of(dataset))
+            pack_into((t, record), buf, -1)
+            end(len(buf))
+        return Wire(bytes(buf), ends, labels)
+
+    def chunks_from_wires(self, wires: Iterable[Wire]) -> Iterator[Chunk]:
+        """``chunks`` for entries the decoders packed (``entries``): the same chunks, cut
+        from the runs' bytes; a run of one tag (the usual chunk of a file) is cut by its
+        offsets alone, without a step per event."""
+        max_events, max_bytes = self.max_events, self.max_bytes
+        open_: dict[str, _Open] = {}
+        for w in wires:
+            ends, labels = w.ends, w.labels
+            n = len(ends)
+            if not n:
+                continue
+            assert labels is not None, "Fluentd entries come with their tags"
+            data = memoryview(w.read())
+            if labels.count(labels[0]) == n:
+                tag = labels[0]
+                i = 0
+                while i < n:
+                    o = open_.get(tag)
+                    if o is None:
+                        o = open_[tag] = _Open()
+                    base = ends[i - 1] if i else 0
+                    stop = min(n, i + max_events - o.count)
+                    j = bisect.bisect_right(ends, base + max_bytes - len(o.buf), i, stop)
+                    if j == i:
+                        if o.count:  # full by bytes: the next entry starts the next chunk
+                            yield self._close(tag, o)
+                            del open_[tag]
+                            continue
+                        j = i + 1  # one entry over max_bytes goes alone
+                    o.buf += data[base : ends[j - 1]]
+                    o.count += j - i
+                    i = j
+                    if o.count >= max_events or len(o.buf) >= max_bytes or j < stop:
+                        yield self._close(tag, o)
+                        del open_[tag]
+                continue
+            start = 0
+            for k in range(n):
+                stop_at, tag = ends[k], labels[k]
+                o = open_.get(tag)
+                if o is None:
+                    o = open_[tag] = _Open()
+                elif len(o.buf) + stop_at - start > max_bytes:  # full: this entry starts the next
+                    yield self._close(tag, o)
+                    o = open_[tag] = _Open()
+                o.buf += data[start:stop_at]
+                start = stop_at
+                o.count += 1
+                if o.count >= max_events:
+                    yield self._close(tag, o)
+                    del open_[tag]
+        for tag, o in open_.items():
+            yield self._close(tag, o)
+
     def _time(self, ts: Any) -> msgspec.msgpack.Ext:
         """EventTime of a timestamp not in the cache. The pipeline writes
         ``YYYY-MM-DDTHH:MM:SS[.fff]Z``, whose seconds and fractions rarely repeat but whose
@@ -236,6 +321,40 @@ class ForwardEncoder:
             entries = gzip.compress(o.buf, self.gzip_level, mtime=0)
             options["compressed"] = "gzip"
         return Chunk(tag, self._pack((tag, entries, options)), size, chunk_id)
+
+
+class WireEncoder:
+    """The entry encoding as decoder processes run it (``shipper.outputs.base.WireEncoder``):
+    documents to Forward entries with their tags (``ForwardEncoder.entries``), beside the
+    decoding, in as many processes as decode. Decoding each document back into maps and
+    packing it as msgpack is the Fluentd output's whole cost per event; done in the sending
+    process it would cap the pipeline at what one core packs.
+
+    Pickled once per run, kept by each decoder process; the caches are made there.
+    """
+
+    def __init__(self, tag_prefix: str) -> None:
+        self.tag_prefix = tag_prefix
+        self._encoder: ForwardEncoder | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tag_prefix": self.tag_prefix}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.tag_prefix = state["tag_prefix"]
+        self._encoder = None
+
+    def encode(
+        self,
+        docs: Sequence[bytes],
+        ids: Sequence[str],
+        datasets: Sequence[str],
+        timestamps: Sequence[str],
+    ) -> Wire:
+        """Tag and time come from the documents themselves, as in ``ForwardEncoder.chunks``."""
+        if self._encoder is None:
+            self._encoder = ForwardEncoder(self.tag_prefix)
+        return self._encoder.entries(docs)
 
 
 def _array_header(n: int) -> bytes:

@@ -35,7 +35,7 @@ from typing import Any
 from shipper.backoff import backoff
 from shipper.errors import RetryLater
 from shipper.outputs.base import Ack, EventBatch
-from shipper.outputs.fluentd.encode import Chunk, ForwardEncoder
+from shipper.outputs.fluentd.encode import Chunk, ForwardEncoder, WireEncoder
 from shipper.outputs.fluentd.settings import Settings
 from shipper.outputs.fluentd.transport import Connection, ReceiverDown, tls_context
 from shipper.spool import Spooled
@@ -86,6 +86,9 @@ class ForwardOutput:
             settings.require_ack,
             settings.gzip_level,
         )
+        #: entries are packed by the decoders, beside decoding (``EventBatch.wire``): the
+        #: per-event work runs in every decoder process, and ``send`` only cuts chunks
+        self.wire_encoder = WireEncoder(settings.tag_prefix)
         pairs = zip(settings.receivers(), settings.hosts, strict=True)
         self.receivers = [Receiver(h, p, label) for (h, p), label in pairs]
         self._ctx = tls_context(settings)
@@ -105,7 +108,12 @@ class ForwardOutput:
             return Ack()
         p = self._progress
         if p is None or p.batch is not batch:
-            p = self._progress = _Progress(batch, self.encoder.chunks(_runs(batch)))
+            wires = batch.wire(self.name)
+            if wires is not None:
+                source = self.encoder.chunks_from_wires(wires)
+            else:  # documents (a batch not made by the pipeline's decoders)
+                source = self.encoder.chunks(_runs(batch))
+            p = self._progress = _Progress(batch, source)
         fresh = True  # the pipeline's own backoff has passed since the last RetryLater
         while p.unacked or p.source is not None:
             r = self._pick(fresh)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import time
 
 import msgpack
 import orjson
 import pytest
 
-from shipper.outputs.fluentd.encode import ForwardEncoder, event_time
+from shipper.outputs.fluentd.encode import ForwardEncoder, WireEncoder, event_time
 
 from .conftest import event
 
@@ -132,3 +133,38 @@ def test_the_encoders_fast_path_refuses_what_event_time_refuses(text):
     enc = ForwardEncoder("s")
     enc._time(text)
     assert enc.untimed == 1
+
+
+@pytest.mark.parametrize(("max_events", "max_bytes"), [(2000, 4 << 20), (7, 1 << 20), (50, 3000)])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_entries_packed_by_the_decoders_make_the_same_chunks(max_events, max_bytes, mixed):
+    """What the pipeline sends (entries packed in the decoders, cut into chunks by the output)
+    is what the output makes of the documents itself: same tags, sizes and bytes."""
+    docs = [
+        event(i, "windows.events" if mixed and i % 4 == 0 else "azure_rms.usage")
+        for i in range(300)
+    ]
+    docs[5]["message"] = "x" * 5000  # an entry over max_bytes on its own
+    docs[6]["@timestamp"] = "not a time"
+    lines = [orjson.dumps(d) for d in docs]
+    packer = pickle.loads(pickle.dumps(WireEncoder("p")))
+    wires = [packer.encode(lines[k : k + 64], [], [], []) for k in range(0, 300, 64)]
+    own = ForwardEncoder("p", max_events=max_events, max_bytes=max_bytes)
+    cut = ForwardEncoder("p", max_events=max_events, max_bytes=max_bytes)
+
+    untimed = docs[6]["event"]["id"]
+
+    def shape(chunks):
+        """Tag, size and entries of each chunk; the untimed event's time (the clock's when it
+        was packed) left out; the entries' bytes where they hold no such time."""
+        out = []
+        for c in chunks:
+            tag, blob, _ = unpack(c.message)
+            entries = [(None if r["event"]["id"] == untimed else t, r) for t, r in entries_of(blob)]
+            exact = None if any(t is None for t, _ in entries) else blob
+            out.append((c.tag, c.size, entries, exact))
+        return out
+
+    want = shape(own.chunks([b"".join(x + b"\n" for x in lines)]))
+    assert shape(cut.chunks_from_wires(wires)) == want
+    assert sum(size for _, size, _, _ in want) == 300
