@@ -474,6 +474,7 @@ class WireEncoder:
         put, end = pieces.append, ends.append
         total = 0
         extra = len(bom) if octets else len(bom) + 1  # bytes beside head and body
+        escape = unsafe("".join(ids)) is not None  # one search for the chunk: ids are plain
         for doc, event_id, dataset, ts in zip(docs, ids, datasets, stamps, strict=True):
             try:
                 found = read(doc)
@@ -504,7 +505,7 @@ class WireEncoder:
             pri, middle, tail = parts
             if not (len(ts) == 24 and ts[19] == "." and ts[23] == "Z"):
                 ts = to_ts(ts)
-            if unsafe(event_id):
+            if escape and unsafe(event_id):
                 event_id = sd_value(event_id)
             head = f"{pri}{ts}{middle}{event_id}{tail}"
             if octets:
