@@ -49,6 +49,7 @@ class RelpConnection(Connection):
         self.timeout = settings.timeout
         self._txnr = 0
         self._buf = b""
+        self._at = 0  # where the unread part of ``_buf`` starts
         sock.settimeout(settings.timeout)
         self._open()
 
@@ -59,26 +60,37 @@ class RelpConnection(Connection):
         return self._txnr
 
     def _parse(self) -> tuple[int, bytes, bytes] | None:
-        """A complete frame from the buffer, or None when more bytes are needed."""
-        m = _HEADER.match(self._buf)
+        """A complete frame from the buffer, or None when more bytes are needed.
+
+        The buffer is read from ``_at`` on, and cut only when it is used up (or on the next
+        receive): a receive brings thousands of ``rsp`` frames, and cutting each off the
+        front would copy the rest of them every time."""
+        buf, at = self._buf, self._at
+        m = _HEADER.match(buf, at)
         if not m:
-            if len(self._buf) > 40 or b"\n" in self._buf:
-                raise TransportError(f"{self.where}: not RELP: {self._buf[:40]!r}")
+            if len(buf) - at > 40 or buf.find(b"\n", at) >= 0:
+                raise TransportError(f"{self.where}: not RELP: {buf[at : at + 40]!r}")
             return None
         size = int(m.group(3))
         if m.group(0)[-1:] == b"\n":  # DATALEN 0: no data, the LF ends the frame
             if size:
                 raise TransportError(f"{self.where}: broken RELP frame {m.group(0)!r}")
-            self._buf = self._buf[m.end() :]
+            self._used(m.end())
             return int(m.group(1)), m.group(2), b""
         end = m.end() + size
-        if len(self._buf) <= end:
+        if len(buf) <= end:
             return None
-        if self._buf[end : end + 1] != b"\n":
+        if buf[end : end + 1] != b"\n":
             raise TransportError(f"{self.where}: broken RELP frame (no trailer)")
-        data = self._buf[m.end() : end]
-        self._buf = self._buf[end + 1 :]
+        data = buf[m.end() : end]
+        self._used(end + 1)
         return int(m.group(1)), m.group(2), data
+
+    def _used(self, at: int) -> None:
+        if at >= len(self._buf):
+            self._buf, self._at = b"", 0
+        else:
+            self._at = at
 
     def _read_frame(self) -> tuple[int, bytes, bytes]:
         """The next frame from the server, waiting for it (the socket's timeout applies)."""
@@ -89,7 +101,8 @@ class RelpConnection(Connection):
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise TransportError(f"{self.where}: connection closed by the receiver")
-            self._buf += chunk
+            self._buf = self._buf[self._at :] + chunk
+            self._at = 0
 
     def _open(self) -> None:
         offer = _offer()
@@ -151,7 +164,7 @@ class RelpConnection(Connection):
     def stale(self) -> bool:
         """Between batches a RELP server has nothing to say: anything readable is a
         ``serverclose``, a close or a reset."""
-        return bool(self._buf) or self._readable()
+        return len(self._buf) > self._at or self._readable()
 
     def _readable(self) -> bool:
         try:
