@@ -405,7 +405,9 @@ class Encoder:
 class WireEncoder:
     """The encoder as decoder processes run it (``shipper.outputs.base.WireEncoder``): a
     chunk's documents to messages framed for the stream (``octet_counting`` or ``lf``), one
-    run of bytes, so that the output only writes them. Plain data, pickled once per run and
+    run of bytes, so that the output only writes them; or, with ``framing="none"``, the bare
+    messages one after the other, for RELP, whose frames carry transaction numbers that only
+    the connection can give. Plain data, pickled once per run and
     kept by each decoder process; this module imports nothing heavy (no pydantic: settings
     are read in ``Encoder``).
 
@@ -446,11 +448,12 @@ class WireEncoder:
                 total += len(prefix) + len(b)
                 end(total)
         else:
+            lf = b"\n" if self.framing == "lf" else b""
             for h, b in zip(heads, bodies, strict=True):
                 put(h)
                 put(b)
-                put(b"\n")
-                total += len(h) + len(b) + 1
+                put(lf)
+                total += len(h) + len(b) + len(lf)
                 end(total)
         return Wire(b"".join(pieces), ends)
 
@@ -473,7 +476,8 @@ class WireEncoder:
         ends = array("q")
         put, end = pieces.append, ends.append
         total = 0
-        extra = len(bom) if octets else len(bom) + 1  # bytes beside head and body
+        lf = b"\n" if self.framing == "lf" else b""
+        extra = len(bom) + len(lf)  # bytes beside head and body
         escape = unsafe("".join(ids)) is not None  # one search for the chunk: ids are plain
         for doc, event_id, dataset, ts in zip(docs, ids, datasets, stamps, strict=True):
             try:
@@ -523,8 +527,8 @@ class WireEncoder:
                 framed = head.encode() + bom
                 put(framed)
                 put(doc)
-                put(b"\n")
-                total += len(framed) + len(doc) + 1
+                put(lf)
+                total += len(framed) + len(doc) + len(lf)
             end(total)
         return Wire(b"".join(pieces), ends)
 

@@ -56,11 +56,13 @@ class SyslogOutput:
         self.encoder = Encoder(settings, settings.hostname or socket.gethostname())
         self.limit = settings.size_limit()
         #: TCP and TLS messages are encoded and framed by the decoders, beside decoding
-        #: (``EventBatch.wire``); the size limit (UDP, ``max_message_size``) and RELP's
-        #: per-message frames need the messages one by one, encoded here
+        #: (``EventBatch.wire``), RELP messages encoded there and framed by the connection;
+        #: the size limit (UDP, ``max_message_size``) needs the messages one by one, here
         self.wire_encoder: WireEncoder | None = None
         if self.limit is None and settings.transport in ("tcp", "tls"):
             self.wire_encoder = WireEncoder(self.encoder, settings.framing)
+        elif self.limit is None and settings.transport in ("relp", "relp_tls"):
+            self.wire_encoder = WireEncoder(self.encoder, "none")
         #: event ids, datasets and timestamps go into the header when it is made here
         self.needs_metadata = self.wire_encoder is None
         self.dead_letters = DeadLetterFile(settings.dead_letter_path(data_dir), self.name)
@@ -126,8 +128,9 @@ class SyslogOutput:
         return p.ack
 
     def _send_framed(self, batch: EventBatch, wires: list[Wire]) -> Ack:
-        """``send`` for messages the decoders framed: written run by run, from the first one
-        not yet delivered (TCP tells how far the receiver got; TLS resends the batch)."""
+        """``send`` for messages the decoders encoded: written run by run, from the first one
+        not yet delivered (TCP tells how far the receiver got, RELP which messages it
+        answered; TLS resends the batch)."""
         p = self._progress
         if p is None or p.batch is not batch:
             p = _Progress(batch, [])

@@ -19,7 +19,8 @@ import re
 import select
 import socket
 import ssl
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 
 from shipper.outputs.syslog.settings import Settings
 from shipper.outputs.syslog.transport import (
@@ -161,6 +162,63 @@ class RelpConnection(Connection):
         except (OSError, ssl.SSLError) as e:
             raise TransportError(f"{self.where}: {_why(e)}", done) from e
 
+    def deliver_framed(self, runs: Iterable[tuple[bytes, array[int]]]) -> None:
+        """``deliver`` for messages the decoders encoded (``encode.WireEncoder`` with
+        ``framing="none"``): runs of bytes, message ``i`` of a run ending at ``ends[i]``, each
+        put in its RELP frame here, without a copy. ``TransportError.done`` counts the
+        messages answered ``200`` from the first one on, up to the first one not answered
+        (a later answered message is sent again: at least once)."""
+        pending: dict[int, int] = {}  # txnr -> number of the message, from 0
+        answered = bytearray()  # 1 for each message answered 200
+        window = self.window
+        todo = iter(runs)
+        view: memoryview | None = None
+        ends: array[int] | None = None
+        k = 0  # the next message of the current run
+        try:
+            while True:
+                while len(pending) < window:
+                    if ends is None or k >= len(ends):
+                        nxt = next(todo, None)
+                        if nxt is None:
+                            break
+                        view, ends, k = memoryview(nxt[0]), nxt[1], 0
+                        continue
+                    assert view is not None
+                    bufs: list[bytes | memoryview] = []
+                    size = 0
+                    while k < len(ends) and len(pending) < window and size < CHUNK:
+                        if len(bufs) >= MAX_BUFFERS - 3:
+                            break
+                        start, end = (ends[k - 1] if k else 0), ends[k]
+                        txnr = self._next()
+                        framed = b"%d syslog %d " % (txnr, end - start)
+                        bufs += (framed, view[start:end], b"\n")
+                        size += len(framed) + end - start + 1
+                        pending[txnr] = len(answered)
+                        answered.append(0)
+                        k += 1
+                    send_buffers(self.sock, bufs, size)  # type: ignore[arg-type]
+                if not pending:
+                    return
+                # wait for one answer, then take every answer already received
+                frame: tuple[int, bytes, bytes] | None = self._read_frame()
+                while frame is not None:
+                    txnr, command, data = frame
+                    if command == b"serverclose":
+                        raise TransportError(f"{self.where}: server closed the RELP session")
+                    if command != b"rsp" or txnr not in pending:
+                        raise TransportError(f"{self.where}: unexpected RELP frame {command!r}")
+                    i = pending.pop(txnr)
+                    if not data.startswith(b"200"):
+                        raise TransportError(f"{self.where}: message refused: {data[:200]!r}")
+                    answered[i] = 1
+                    frame = self._parse()
+        except TransportError as e:
+            raise TransportError(str(e), _answered_prefix(answered)) from None
+        except (OSError, ssl.SSLError) as e:
+            raise TransportError(f"{self.where}: {_why(e)}", _answered_prefix(answered)) from e
+
     def stale(self) -> bool:
         """Between batches a RELP server has nothing to say: anything readable is a
         ``serverclose``, a close or a reset."""
@@ -181,3 +239,9 @@ class RelpConnection(Connection):
             pass
         finally:
             self.sock.close()
+
+
+def _answered_prefix(answered: bytearray) -> range:
+    """The messages answered from the first one on, up to the first one not answered."""
+    first = answered.find(0)
+    return range(len(answered) if first < 0 else first)

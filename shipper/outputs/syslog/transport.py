@@ -80,6 +80,11 @@ class Connection:
         """Deliver the messages ``heads[i] + bodies[i]``, or raise ``TransportError``."""
         raise NotImplementedError
 
+    def deliver_framed(self, runs: Iterable[tuple[bytes, array[int]]]) -> None:
+        """Deliver messages the decoders encoded for this transport (``encode.WireEncoder``):
+        runs of bytes, message ``i`` of a run ending at byte ``ends[i]``."""
+        raise NotImplementedError
+
     def stale(self) -> bool:
         """True when the receiver closed or reset the connection while it was idle (receivers
         drop idle connections): better a new one than writing into this."""

@@ -17,7 +17,7 @@ from shipper.errors import RetryLater
 from shipper.outputs.syslog import build
 from shipper.outputs.syslog.settings import Settings
 
-from .conftest import batch_of
+from .helpers import as_pipeline_sends
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def run_and_restart(rsyslog: Any, kind: str, transport: str, tmp_path: Path) -> 
         nonlocal retries
         try:
             for k in range(BATCHES):
-                b = batch_of(events(k * PER_BATCH, PER_BATCH))
+                b = as_pipeline_sends(out, events(k * PER_BATCH, PER_BATCH))
                 while True:  # what the pipeline does with RetryLater: wait, the same batch
                     try:
                         out.send(b)
@@ -129,12 +129,13 @@ def test_a_receiver_restarted_between_batches_costs_nothing(
     )
     out.restore(None)
     try:
-        assert out.send(batch_of(events(0, 50))).delivered == 50
+        assert out.send(as_pipeline_sends(out, events(0, 50))).delivered == 50
         first.wait_for(50)  # (stopped before reading them, rsyslog would drop them: TCP's gap)
         first.stop()  # SIGTERM: rsyslog closes its connections in order
         second = rsyslog(kind, parse="none", port=first.port)
         time.sleep(0.2)
-        assert out.send(batch_of(events(50, 50))).delivered == 50  # retry_rounds=0: no retry
+        # retry_rounds=0: no retry
+        assert out.send(as_pipeline_sends(out, events(50, 50))).delivered == 50
     finally:
         out.close()
     second.wait_for(50)  # TCP's "delivered" comes before rsyslog has written it

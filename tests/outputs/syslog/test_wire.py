@@ -48,6 +48,9 @@ class Broken:
         {"framing": "lf"},
         {"utf8_bom": True, "msgid": "action", "facility": "auth", "app_name": "rms"},
         {"framing": "lf", "utf8_bom": True, "hostname": "relay-1"},
+        {"transport": "relp"},
+        {"transport": "relp", "format": "cef"},
+        {"format": "leef"},
     ],
 )
 def test_framed_by_the_decoders_as_the_output_frames_them(
@@ -56,18 +59,31 @@ def test_framed_by_the_decoders_as_the_output_frames_them(
     hostile_events: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    """The decoders' bytes are exactly those the output writes when it encodes itself."""
+    """The decoders' bytes are exactly those the output writes when it encodes itself
+    (RELP: the messages its frames carry)."""
     events = rms_events[:40] + [windows_event(n) for n in range(3)] + hostile_events
     events.append({**windows_event(9), "log": {"level": ["not", "a", "string"]}})
     out = build(Settings(hosts=["127.0.0.1:1"], **settings), tmp_path)
     assert out.wire_encoder is not None
     b = batch_of(events)
     heads, bodies = out.encoder.encode(b)
-    frame = frame_lf if settings.get("framing") == "lf" else frame_octets
-    bufs, offsets = frame(heads, bodies)
+    if settings.get("transport") == "relp":  # bare messages: the connection frames them
+        bufs, offsets = frame_bare(heads, bodies)
+    else:
+        frame = frame_lf if settings.get("framing") == "lf" else frame_octets
+        bufs, offsets = frame(heads, bodies)
     wire = out.wire_encoder.encode(b.docs, b.ids, b.datasets, b.timestamps)
     assert wire.read() == b"".join(bufs)
     assert list(wire.ends) == offsets
+
+
+def frame_bare(heads: list[bytes], bodies: list[bytes]) -> tuple[list[bytes], list[int]]:
+    bufs, offsets, total = [], [], 0
+    for h, b in zip(heads, bodies, strict=True):
+        bufs += (h, b)
+        total += len(h) + len(b)
+        offsets.append(total)
+    return bufs, offsets
 
 
 def test_a_chunk_whose_encoding_fails_is_refused_naming_file_and_bytes(tmp_path: Path) -> None:
