@@ -44,8 +44,7 @@ def test_validating_a_config_imports_only_the_components_it_names():
 
 def test_help_imports_neither_the_config_nor_any_component():
     mods = imported_after(
-        "from shipper.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+        "from shipper.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     )
     assert "shipper.config" not in mods and "pydantic" not in mods
     assert not {m for m in mods if m.startswith(("shipper.sources", "shipper.outputs"))}
@@ -69,9 +68,7 @@ def test_unknown_type_lists_what_is_installed():
 
 def test_errors_inside_a_component_keep_their_path():
     with pytest.raises(ConfigError) as e:
-        parse_config(
-            {"outputs": [{"type": "ndjson"}, {"type": "opensearch", "max_in_flight": 0}]}
-        )
+        parse_config({"outputs": [{"type": "ndjson"}, {"type": "opensearch", "max_in_flight": 0}]})
     assert str(e.value).startswith("outputs[1].max_in_flight: ")
 
 
@@ -133,7 +130,10 @@ def test_a_plugin_without_what_the_contract_asks_is_refused_clearly(site: Path):
 def test_a_name_registered_twice_is_refused_not_guessed(site: Path):
     distribution(site, "impostor", {"shipper.outputs": {"ndjson": "os"}}, {})
     registry.refresh()
-    both = r"'ndjson' is registered by both (impostor 1.2.3 and rms-shipper|rms-shipper .* and impostor)"
+    both = (
+        r"'ndjson' is registered by both"
+        r" (impostor 1.2.3 and rms-shipper|rms-shipper .* and impostor)"
+    )
     with pytest.raises(ConfigError, match=both):
         parse_config({"outputs": [{"type": "ndjson"}]})
 
@@ -170,9 +170,7 @@ def test_plugins_lists_every_component_with_its_distribution(tmp_path: Path, cli
 # --- the example plugin (examples/plugins/shipper-logfmt), installed as a user would ------------
 
 
-def test_the_example_plugin_installs_and_ships_the_examples_exactly_once(
-    tmp_path: Path, cli, repo
-):
+def test_the_example_plugin_installs_and_ships_the_examples_exactly_once(tmp_path: Path, cli, repo):
     import shutil
 
     source = tmp_path / "src"  # a copy: building leaves egg-info and build/ beside the sources

@@ -41,9 +41,7 @@ def tally(out_dir: Path, expected: set[str]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "workers"])
-def test_kill_9_while_following_growing_downloads_loses_and_duplicates_nothing(
-    tmp_path, workers
-):
+def test_kill_9_while_following_growing_downloads_loses_and_duplicates_nothing(tmp_path, workers):
     logs = tmp_path / "logs"
     logs.mkdir()
     cfg = tmp_path / "shipper.yaml"

@@ -8,9 +8,7 @@ import socket
 import time
 
 
-def test_once_gives_up_on_an_unreachable_engine_when_it_said_it_would(
-    tmp_path, write_rms, cli
-):
+def test_once_gives_up_on_an_unreachable_engine_when_it_said_it_would(tmp_path, write_rms, cli):
     write_rms(tmp_path / "logs" / "000000001", range(20))
     with socket.socket() as s:  # a loopback port that was free a moment ago
         s.bind(("127.0.0.1", 0))

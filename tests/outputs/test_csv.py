@@ -121,7 +121,7 @@ def test_rfc_4180_quoting_and_formula_injection(tmp_path):
     out = output(tmp_path, path=str(tmp_path / "u.csv"), columns=["event.id", "user.id", "message"])
     out.restore(None)
     hostile = [
-        ("a", "=HYPERLINK(\"http://x\")", 'comma, "quote"\r\nnew line'),
+        ("a", '=HYPERLINK("http://x")', 'comma, "quote"\r\nnew line'),
         ("b", "+1", "-2+3"),
         ("c", "@SUM(A1)", "\tTAB"),
         ("d", "\rCR", "plain ünïcode"),
@@ -135,7 +135,7 @@ def test_rfc_4180_quoting_and_formula_injection(tmp_path):
     assert data.startswith(b"event.id,user.id,message\r\n")
     assert b'"\'=HYPERLINK(""http://x"")","comma, ""quote""\r\nnew line"\r\n' in data
     assert rows(tmp_path / "u.csv")[1:] == [
-        ["a", "'=HYPERLINK(\"http://x\")", 'comma, "quote"\r\nnew line'],
+        ["a", '\'=HYPERLINK("http://x")', 'comma, "quote"\r\nnew line'],
         ["b", "'+1", "'-2+3"],
         ["c", "'@SUM(A1)", "'\tTAB"],
         ["d", "'\rCR", "plain ünïcode"],

@@ -25,7 +25,9 @@ _ROOT = __name__.split(".outputs.")[0] if ".outputs." in __name__ else ""
 
 
 def _builtin_outputs() -> list[str]:
-    return [n for n, e in registry.entries("outputs").items() if e.distribution == registry.DISTRIBUTION]
+    return [
+        n for n, e in registry.entries("outputs").items() if e.distribution == registry.DISTRIBUTION
+    ]
 
 
 def _factory(spec: str) -> Any:
