@@ -34,7 +34,7 @@ import orjson
 from evtx import PyEvtxParser
 
 from shipper.sources.base import Chunk, Decoded
-from shipper.sources.eventxml import _guid, _int, parse_event_xml
+from shipper.sources.eventxml import _SYSTEM_INT, _guid, _int, parse_event_xml
 from shipper.sources.text import Records, quarantine
 from shipper.sources.wintime import iso_utc
 
@@ -215,14 +215,6 @@ class _XmlView:
 # them) and attribute values with line breaks (XML normalises them) all go to XML.
 
 _DUPLICATE = re.compile(r".*_\d+")
-_SYSTEM_INT = {
-    "EventRecordID": "record_id",
-    "Level": "level",
-    "Task": "task",
-    "Opcode": "opcode",
-    "Keywords": "keywords",
-    "Version": "version",
-}
 
 
 class _Unsure(Exception):
