@@ -13,10 +13,12 @@ for every model to spell sizes and durations the same way.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from shipper.errors import ConfigError
 from shipper.private import parse_mode
 from shipper.units import parse_size
 
@@ -61,6 +63,29 @@ def check_zone(name: str) -> str:
 
 #: an IANA time zone name, checked when the configuration is loaded
 TimeZone = Annotated[str, AfterValidator(check_zone)]
+
+
+def secret_or_file(model: BaseModel, name: str) -> None:
+    """Refuse a secret given both inline (``name``) and as a file (``name_file``)."""
+    if getattr(model, name) is not None and getattr(model, f"{name}_file") is not None:
+        raise ValueError(f"set {name} or {name}_file, not both")
+
+
+def resolved_secret(model: BaseModel, name: str) -> str | None:
+    """The secret ``name``: read from ``name_file`` when that is set (stripped; a missing or
+    empty file is a configuration error naming the setting), else the inline value."""
+    path = getattr(model, f"{name}_file")
+    if path is None:
+        value = getattr(model, name)
+        return value.get_secret_value() if value else None
+    setting = f"{name}_file"
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror}") from None
+    if not text:
+        raise ConfigError(f"{setting}: {path} is empty")
+    return text
 
 
 class Settings(BaseModel):

@@ -98,3 +98,29 @@ def test_the_settings_base_spells_sizes_and_durations_one_way():
         Example(wait="soon")
     with pytest.raises(ValidationError, match="Extra inputs"):
         Example(limt=1)
+
+
+SECRETS = [
+    ({"type": "elasticsearch", "hosts": ["https://127.0.0.1:9200"]}, "api_key"),
+    ({"type": "fluentd", "hosts": ["127.0.0.1:24224"]}, "shared_key"),
+    ({"type": "syslog", "hosts": ["127.0.0.1:6514"], "transport": "tls",
+      "cert_file": "c.pem", "key_file": "k.pem"}, "key_password"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("base, name", SECRETS, ids=[b["type"] for b, _ in SECRETS])
+def test_a_secret_comes_inline_or_from_a_file_never_both(tmp_path, base, name):
+    (tmp_path / "s").write_text("s3cret\n")
+    with pytest.raises(ConfigError, match=rf"outputs\[0\].*set {name} or {name}_file, not both"):
+        parse_config({"outputs": [{**base, name: "x", f"{name}_file": str(tmp_path / "s")}]})
+    (out,) = parse_config({"outputs": [{**base, f"{name}_file": str(tmp_path / "s")}]}).outputs
+    resolve = getattr(out, f"resolved_{name}")
+    assert resolve() == "s3cret"
+    (tmp_path / "s").write_text("\n")
+    with pytest.raises(ConfigError, match=rf"{name}_file: .* is empty"):
+        resolve()
+    (tmp_path / "s").unlink()
+    with pytest.raises(ConfigError, match=rf"{name}_file: cannot read .*s: "):
+        resolve()
+    (inline,) = parse_config({"outputs": [{**base, name: "inline"}]}).outputs
+    assert getattr(inline, f"resolved_{name}")() == "inline"

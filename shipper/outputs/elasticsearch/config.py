@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shipper.errors import ConfigError, OutputFailed
+from shipper.errors import OutputFailed
 from shipper.retired import RETRY_ROUNDS, drop_retired
-from shipper.settings import Settings
+from shipper.settings import Settings, resolved_secret, secret_or_file
 from shipper.units import parse_size as _size
 
 if TYPE_CHECKING:
@@ -129,10 +129,8 @@ class ElasticsearchOutput(Settings):
 
     @model_validator(mode="after")
     def _consistent(self) -> ElasticsearchOutput:
-        if self.api_key is not None and self.api_key_file is not None:
-            raise ValueError("set api_key or api_key_file, not both")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
+        secret_or_file(self, "api_key")
+        secret_or_file(self, "password")
         has_key = self.api_key is not None or self.api_key_file is not None
         has_password = self.password is not None or self.password_file is not None
         if has_key and (self.username or has_password):
@@ -148,14 +146,10 @@ class ElasticsearchOutput(Settings):
     # --- resolved at start ------------------------------------------------------------------
 
     def resolved_api_key(self) -> str | None:
-        if self.api_key_file is not None:
-            return _read_secret(self.api_key_file, "api_key_file")
-        return self.api_key.get_secret_value() if self.api_key else None
+        return resolved_secret(self, "api_key")
 
     def resolved_password(self) -> str | None:
-        if self.password_file is not None:
-            return _read_secret(self.password_file, "password_file")
-        return self.password.get_secret_value() if self.password else None
+        return resolved_secret(self, "password")
 
     def display_name(self) -> str:
         where = "cloud" if self.cloud_id else (self.hosts[0] if self.hosts else "?")
@@ -163,16 +157,6 @@ class ElasticsearchOutput(Settings):
 
     def dead_letter_path(self, data_dir: Path) -> Path:
         return self.dead_letter or Path(data_dir) / "dead_letter" / f"{self.type}.jsonl"
-
-
-def _read_secret(path: Path, setting: str) -> str:
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror}") from None
-    if not value:
-        raise ConfigError(f"{setting}: {path} is empty")
-    return value
 
 
 # --- the component ------------------------------------------------------------------------

@@ -21,9 +21,8 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shipper.errors import ConfigError
 from shipper.settings import Settings as _Base
-from shipper.settings import Size
+from shipper.settings import Size, resolved_secret, secret_or_file
 
 _HOST_PORT = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]+))(?::(?P<port>\d+))?$"
@@ -106,10 +105,8 @@ class Settings(_Base):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.shared_key is not None and self.shared_key_file is not None:
-            raise ValueError("set shared_key or shared_key_file, not both")
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
+        secret_or_file(self, "shared_key")
+        secret_or_file(self, "password")
         has_password = self.password is not None or self.password_file is not None
         if has_password and not self.username:
             raise ValueError("password given without username")
@@ -136,21 +133,7 @@ class Settings(_Base):
     # --- resolved at start ----------------------------------------------------------------
 
     def resolved_shared_key(self) -> str | None:
-        if self.shared_key_file is not None:
-            return _read_secret(self.shared_key_file, "shared_key_file")
-        return self.shared_key.get_secret_value() if self.shared_key else None
+        return resolved_secret(self, "shared_key")
 
     def resolved_password(self) -> str | None:
-        if self.password_file is not None:
-            return _read_secret(self.password_file, "password_file")
-        return self.password.get_secret_value() if self.password else None
-
-
-def _read_secret(path: Path, setting: str) -> str:
-    try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror}") from None
-    if not value:
-        raise ConfigError(f"{setting}: {path} is empty")
-    return value
+        return resolved_secret(self, "password")

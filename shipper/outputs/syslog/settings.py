@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from shipper.errors import ConfigError
 from shipper.retired import RETRY_ROUNDS, drop_retired
 from shipper.settings import Settings as _Base
-from shipper.settings import Size
+from shipper.settings import Size, resolved_secret, secret_or_file
 
 #: RFC 5424 facility names -> codes
 FACILITIES = {
@@ -180,8 +179,7 @@ class Settings(_Base):
     def _consistent(self) -> Settings:
         if self.framing == "lf" and self.transport not in ("tcp", "tls"):
             raise ValueError("framing: lf applies to transport tcp or tls only")
-        if self.key_password is not None and self.key_password_file is not None:
-            raise ValueError("set key_password or key_password_file, not both")
+        secret_or_file(self, "key_password")
         if (self.cert_file is None) != (self.key_file is None) and self.key_file is not None:
             raise ValueError("key_file given without cert_file")
         tls = self.transport in ("tls", "relp_tls")
@@ -207,14 +205,7 @@ class Settings(_Base):
         return self.max_message_size
 
     def resolved_key_password(self) -> str | None:
-        if self.key_password_file is not None:
-            try:
-                return Path(self.key_password_file).read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ConfigError(
-                    f"key_password_file: cannot read {self.key_password_file}: {e.strerror}"
-                ) from None
-        return self.key_password.get_secret_value() if self.key_password else None
+        return resolved_secret(self, "key_password")
 
     def display_name(self) -> str:
         return f"syslog:{self.transport}://{self.hosts[0]}"
