@@ -15,6 +15,10 @@ PackedForward message are one binary string, so it does not unpack the events), 
 events by the ``size`` option, and acks the chunk at once. Its CPU time is printed beside each
 run: it shares the machine's cores with the shipper.
 
+Beside events/s and memory, each run's CPU time per event (user + system of the shipper and
+its decoder workers, from ``os.wait4``): on a machine shared with other jobs, the figure that
+moves least with their load.
+
 Prints figures and never asserts; a WARNING line flags a run whose event count is not the
 corpus's. Linux only (``os.wait4`` and ``/proc``). Needs ``../shared`` beside the repository.
 """
@@ -39,6 +43,14 @@ import bench_rms as rms
 REPO = rms.REPO
 TARGET_ACK_EPS = 150_000
 TICKS = os.sysconf("SC_CLK_TCK")
+#: user + system CPU seconds of each run's shipper process tree, by ``id(run)``
+CPU: dict[int, float] = {}
+
+
+def _cpu_per_event(run: rms.Run) -> str:
+    """CPU µs per event over the shipper and its workers: what the encoding costs, less
+    dependent on what else the shared machine runs than events/s."""
+    return f"{CPU.get(id(run), 0.0) / max(1, run.records) * 1e6:.1f}"
 
 
 # --- the receiver (its own process) -------------------------------------------------------
@@ -127,6 +139,7 @@ def ship(
             time.sleep(rms.SAMPLE_EVERY)
         proc.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
         run.main_maxrss = usage.ru_maxrss * 1024
+        CPU[id(run)] = usage.ru_utime + usage.ru_stime  # the shipper and its decoder workers
         err.seek(0)
         run.stderr = err.read().decode("utf-8", "replace")
     run.workers = len(workers_seen)
@@ -194,18 +207,21 @@ def main() -> None:
                 got = count.value - before_events
                 if mode != "ndjson" and got != a.records:
                     warnings.append(f"{r.job}: the receiver counted {got:,} events")
-                print(f"  {r.job}: {r.wall:.2f} s, {r.eps:,.0f} events/s, main maxrss "
+                print(f"  {r.job}: {r.wall:.2f} s, {r.eps:,.0f} events/s, "
+                      f"{_cpu_per_event(r)} µs CPU per event, main maxrss "
                       f"{rms._mb(r.main_maxrss)} MB, tree RSS {rms._mb(r.tree_rss)} MB"
                       + (f"; receiver {got:,} events, {recv_cpu:.1f} s CPU"
                          if mode != "ndjson" else ""), flush=True)  # fmt: skip
             med = medians[mode] = rms.median_run(runs)
-            rows.append(rms.row(med, f"{mode} (median of {len(runs)})"))
+            rows.append([*rms.row(med, f"{mode} (median of {len(runs)})"), _cpu_per_event(med)])
     finally:
         receiver.kill()
         shutil.rmtree(scratch, ignore_errors=True)
 
     print()
-    print(rms.table(rows))
+    print(rms.table(rows, [*rms.HEAD, "CPU µs/ev"]))
+    with open("/proc/loadavg") as f:
+        print(f"load average now: {' '.join(f.read().split()[:3])}")
     if "ack" in medians:
         eps = medians["ack"].eps
         verdict = "met" if eps >= TARGET_ACK_EPS else "NOT met"

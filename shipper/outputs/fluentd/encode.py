@@ -132,6 +132,7 @@ class ForwardEncoder:
         self.gzip_level = gzip_level
         self._times: dict[str, msgspec.msgpack.Ext] = {}
         self._days: dict[str, int | None] = {}  # "YYYY-MM-DD" -> its first second
+        self._minutes: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:" -> its first second, or -1
         self._tags: dict[str, str] = {}
         self._json = msgspec.json.Decoder()
         self._encoder = msgspec.msgpack.Encoder()
@@ -258,8 +259,35 @@ class ForwardEncoder:
 
     def _time(self, ts: Any) -> msgspec.msgpack.Ext:
         """EventTime of a timestamp not in the cache. The pipeline writes
-        ``YYYY-MM-DDTHH:MM:SS[.fff]Z``, whose seconds and fractions rarely repeat but whose
-        days do: the start of each day is cached, the rest is a few slices and sums."""
+        ``YYYY-MM-DDTHH:MM:SS.fffZ``, whose seconds and fractions rarely repeat but whose
+        minutes do: the first second of each minute is cached, the rest is two slices and a
+        sum (about a third of the instructions of the general way, which caches days)."""
+        if type(ts) is str and len(ts) == 24 and ts[19] == "." and ts[23] == "Z":
+            base = self._minutes.get(ts[:17])
+            if base is None:
+                base = self._minute(ts[:17])
+            sec, ms = ts[17:19], ts[20:23]
+            if base >= 0 and sec.isdecimal() and ms.isdecimal() and int(sec) <= 60:
+                t = msgspec.msgpack.Ext(EVENT_TIME, _PAIR.pack(base + int(sec), int(ms) * 10**6))
+                if len(self._times) >= _CACHE_MAX:
+                    self._times.clear()
+                self._times[ts] = t
+                return t
+        return self._time_general(ts)
+
+    def _minute(self, prefix: str) -> int:
+        """The first second of the minute ``YYYY-MM-DDTHH:MM:``, or -1 when it is not one (or
+        its seconds would not fit EventTime's 32 bits): then the general way decides."""
+        whole = _parse(prefix + "00Z") if prefix[16:] == ":" else None
+        base = -1 if whole is None or whole[0] + 60 >= 2**32 else whole[0]
+        if len(self._minutes) >= _CACHE_MAX:
+            self._minutes.clear()
+        self._minutes[prefix] = base
+        return base
+
+    def _time_general(self, ts: Any) -> msgspec.msgpack.Ext:
+        """``_time`` for any form ``event_time`` takes: the start of each day is cached, the
+        rest is a few slices and sums."""
         pair = None
         if type(ts) is str:
             frac, hms = ts[20:-1], ts[11:19]

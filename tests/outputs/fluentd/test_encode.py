@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import pickle
+import random
 import time
 
 import msgpack
@@ -168,3 +170,27 @@ def test_entries_packed_by_the_decoders_make_the_same_chunks(max_events, max_byt
     want = shape(own.chunks([b"".join(x + b"\n" for x in lines)]))
     assert shape(cut.chunks_from_wires(wires)) == want
     assert sum(size for _, size, _, _ in want) == 300
+
+
+def test_the_minute_cache_gives_what_event_time_gives():
+    """The encoder's usual form (``YYYY-MM-DDTHH:MM:SS.fffZ``) takes a cached minute and two
+    slices; random times and the edges (leap second, leap day, the end of 32-bit seconds)
+    come out as ``event_time`` makes them, or as untimed where it refuses them."""
+    rng = random.Random(5)
+    texts = ["2024-02-29T23:59:60.250Z", "2023-02-29T10:00:00.000Z", "2106-02-07T06:28:15.999Z",
+             "2106-02-07T06:27:59.000Z", "1970-01-01T00:00:00.000Z", "2024-03-04T09:61:00.000Z",
+             "2024-03-04T09:00:6x.000Z", "2024-03-04T09:00:00.0a0Z"]  # fmt: skip
+    for _ in range(2000):
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(
+            seconds=rng.randrange(2**32 + 3600), milliseconds=rng.randrange(1000)
+        )
+        texts.append(t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z")
+    enc = ForwardEncoder("s")
+    untimed = 0
+    for text in texts:
+        got, want = enc._time(text), event_time(text)
+        if want is None:
+            untimed += 1
+            assert enc.untimed == untimed, text
+        else:
+            assert got == want, text
