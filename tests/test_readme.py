@@ -1,0 +1,55 @@
+"""The README's configuration examples are what users copy first: each ```yaml block must be a
+configuration shipper accepts, with every key it shows in the place it shows it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shipper.config import parse_config
+
+_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+
+
+def _blocks() -> list[tuple[int, str]]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
+
+
+BLOCKS = _blocks()
+
+
+def _empty_mmdb(path: Path) -> None:
+    mmdb_writer = pytest.importorskip("mmdb_writer", reason="mmdb-writer (test extra) is absent")
+    mmdb_writer.MMDBWriter(ip_version=6, database_type="GeoLite2-City").to_db_file(str(path))
+
+
+def test_the_readme_has_configuration_examples() -> None:
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("line, block", BLOCKS, ids=[f"line{n}" for n, _ in BLOCKS])
+def test_each_readme_configuration_example_is_accepted(
+    line: int, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the files an example names must exist: made empty under a working folder (the Windows
+    # paths, D:/..., are relative ones elsewhere)
+    monkeypatch.chdir(tmp_path)
+    for name in re.findall(r"(?:_database|_file): (\S+)", block):
+        path = Path(name)
+        if path.is_absolute():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".mmdb"):
+            _empty_mmdb(path)
+        else:
+            path.touch()
+    env = {"ES_API_KEY": "aWQ6a2V5", "FLUENTD_SHARED_KEY": "k"}
+    cfg = parse_config(yaml.safe_load(block), env=env)
+    data = yaml.safe_load(block)
+    for key in ("inputs", "outputs"):
+        shown = [item["type"] for item in data.get(key) or []]
+        assert [item.type for item in getattr(cfg, key)][: len(shown)] == shown, line
