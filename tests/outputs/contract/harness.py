@@ -75,6 +75,26 @@ def batch(numbers: range | list[int], metadata: bool, dataset: str = RMS) -> Eve
     return b
 
 
+def with_wires(out: Any, b: EventBatch) -> EventBatch:
+    """``b`` (the same object) with its events also encoded by ``out``'s wire encoder, as the
+    pipeline's decoders encode them for an output that has one (``EventBatch.wire``): that
+    output then sends those, as it does in a run."""
+    encoder = getattr(out, "wire_encoder", None)
+    if encoder is None or not len(b) or b.wire(out.name) is not None:
+        return b
+    for run in b.ndjson_runs():
+        docs = (run if isinstance(run, bytes) else run.read()).split(b"\n")[:-1]
+        events = [orjson.loads(d) for d in docs]
+        wire = encoder.encode(
+            docs,
+            [e["event"]["id"] for e in events],
+            [e["event"]["dataset"] for e in events],
+            [e["@timestamp"] for e in events],
+        )
+        b.add_wire(out.name, wire)
+    return b
+
+
 def ids(numbers: range | list[int], dataset: str = RMS) -> list[str]:
     return [event(n, dataset)["event"]["id"] for n in numbers]
 

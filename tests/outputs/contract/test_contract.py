@@ -19,11 +19,15 @@ from shipper.errors import OutputFailed, RetryLater
 from shipper.outputs import build_output
 from shipper.outputs.base import Ack, EventBatch
 
-from .harness import CONNECTOR, Target, batch, ids
+from .harness import CONNECTOR, Target, batch, ids, with_wires
 
 
 def build(target: Target, settings: Any = None) -> Any:
-    return build_output(settings or target.settings, target.data_dir)
+    """The output, sent batches as the pipeline builds them (``harness.with_wires``)."""
+    out = build_output(settings or target.settings, target.data_dir)
+    send = out.send
+    out.send = lambda b: send(with_wires(out, b))
+    return out
 
 
 def committed(state: Any) -> Any:
