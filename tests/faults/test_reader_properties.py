@@ -70,7 +70,10 @@ def record_id(doc: dict[str, Any]) -> int:
     """The number a sample gave its record (-1 when damage took it away)."""
     if "winlog" in doc:
         return int(doc["winlog"].get("record_id", -1))
-    return int(doc["event"]["id"][:8], 16)
+    try:
+        return int(doc["event"]["id"][:8], 16)
+    except ValueError:  # damage inside the id itself: the record shipped, as another one
+        return -1
 
 
 @contextmanager
