@@ -13,6 +13,7 @@ import itertools
 import os
 import pickle
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from shipper.memory import return_big_blocks
@@ -152,31 +153,29 @@ def _encode(
 
 
 def _spooled_bytes(spool: Path, data: bytes) -> Spooled | None:
-    """``data`` written to a spool file, or None when that fails (see ``_spooled_run``)."""
-    path = str(spool / f"{os.getpid()}-{next(_spooled)}.wire")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
-        try:
-            write_all(fd, data)
-            return Spooled(path, len(data))
-        finally:
-            os.close(fd)
-    except OSError:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return None
+    """``data`` written to a spool file, or None when that fails (see ``_spooled``)."""
+
+    def write(fd: int) -> int:
+        write_all(fd, data)
+        return len(data)
+
+    return _spooled(spool, "wire", write)
 
 
 def _spooled_run(spool: Path, docs: list[bytes]) -> Spooled | None:
-    """The documents written to a spool file, or None when that fails (disk full, say): they
-    then travel through the pipe, slower but safe, and the output will say what is wrong."""
-    path = str(spool / f"{os.getpid()}-{next(_spooled)}.ndjson")
+    """The documents written to a spool file as NDJSON, or None when that fails."""
+    return _spooled(spool, "ndjson", lambda fd: write_lines(fd, docs))
+
+
+def _spooled(spool: Path, suffix: str, write: Callable[[int], int]) -> Spooled | None:
+    """A new spool file filled by ``write`` (which returns the bytes written), or None when
+    that fails (disk full, say): the data then travel through the pipe, slower but safe, and
+    the output will say what is wrong."""
+    path = str(spool / f"{os.getpid()}-{next(_spool_numbers)}.{suffix}")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
         try:
-            return Spooled(path, write_lines(fd, docs))
+            return Spooled(path, write(fd))
         finally:
             os.close(fd)
     except OSError:
@@ -189,7 +188,7 @@ def _spooled_run(spool: Path, docs: list[bytes]) -> Spooled | None:
 
 _worker_lookup: SnapshotLookup | None = None
 _worker_spool: Path | None = None
-_spooled = itertools.count()
+_spool_numbers = itertools.count()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 
