@@ -151,7 +151,9 @@ def _search_source(query: str, *, index: bool) -> str:
     return _dumps(source)
 
 
-def _kibana_search(s: dict[str, Any]) -> dict[str, Any]:
+def _search(s: dict[str, Any], own: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """A saved search as both products store it, with ``own`` product-specific attributes
+    and ``meta`` its migration fields."""
     return {
         "id": s["id"],
         "type": "search",
@@ -160,17 +162,19 @@ def _kibana_search(s: dict[str, Any]) -> dict[str, Any]:
             "description": s.get("description", ""),
             "columns": list(s["columns"]),
             "sort": [list(x) for x in s.get("sort", [["@timestamp", "desc"]])],
-            "grid": {},
-            "hideChart": False,
-            "isTextBasedQuery": False,
-            "timeRestore": False,
+            **own,
             "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source(s["query"], index=True)},
         },
         "references": [
             {"name": _INDEX_REF, "type": "index-pattern", "id": data_view_id(s["data_view"])}
         ],
-        **_kibana_meta("search"),
+        **meta,
     }
+
+
+def _kibana_search(s: dict[str, Any]) -> dict[str, Any]:
+    own = {"grid": {}, "hideChart": False, "isTextBasedQuery": False, "timeRestore": False}
+    return _search(s, own, _kibana_meta("search"))
 
 
 def _metric_column(metric: Any) -> dict[str, Any]:
@@ -543,22 +547,7 @@ def _osd_data_view(dataset: str) -> dict[str, Any]:
 
 
 def _osd_search(s: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": s["id"],
-        "type": "search",
-        "attributes": {
-            "title": s["title"],
-            "description": s.get("description", ""),
-            "columns": list(s["columns"]),
-            "sort": [list(x) for x in s.get("sort", [["@timestamp", "desc"]])],
-            "version": 1,
-            "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source(s["query"], index=True)},
-        },
-        "references": [
-            {"name": _INDEX_REF, "type": "index-pattern", "id": data_view_id(s["data_view"])}
-        ],
-        **_osd_meta("search"),
-    }
+    return _search(s, {"version": 1}, _osd_meta("search"))
 
 
 def _agg_params(spec: dict[str, Any]) -> dict[str, Any]:
