@@ -317,7 +317,7 @@ class StreamConnection(Connection):
         elif problem:
             raise TransportError(f"{self.where}: {problem}", self._confirmed_runs(sent, written))
 
-    def _confirmed_runs(self, runs: list[tuple[int, array[int]]], written: int) -> range:
+    def _confirmed_runs(self, runs: Sequence[tuple[int, Sequence[int]]], written: int) -> range:
         """``_confirmed`` over runs of messages (offset of each run, its ends)."""
         if self._tls:
             return range(0)
@@ -371,17 +371,9 @@ class StreamConnection(Connection):
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
 
-    def _confirmed(self, ends: list[int], written: int) -> range:
+    def _confirmed(self, ends: Sequence[int], written: int) -> range:
         """Messages wholly acknowledged by the receiver's TCP (plain TCP only)."""
-        if self._tls:
-            return range(0)
-        try:
-            unacked = self._unacked()
-        except OSError:
-            unacked = None
-        if unacked is None:
-            return range(0)
-        return range(bisect.bisect_right(ends, max(0, written - unacked)))
+        return self._confirmed_runs([(0, ends)], written)
 
     def close(self) -> None:
         try:
