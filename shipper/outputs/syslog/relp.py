@@ -93,6 +93,19 @@ class RelpConnection(Connection):
         else:
             self._at = at
 
+    def _answer(self, frame: tuple[int, bytes, bytes], pending: dict[int, int]) -> int:
+        """The message a frame from the receiver answers (taken out of ``pending``), when
+        it is a ``200`` response; anything else ends the session with the reason."""
+        txnr, command, data = frame
+        if command == b"serverclose":
+            raise TransportError(f"{self.where}: server closed the RELP session")
+        if command != b"rsp" or txnr not in pending:
+            raise TransportError(f"{self.where}: unexpected RELP frame {command!r}")
+        i = pending.pop(txnr)
+        if not data.startswith(b"200"):
+            raise TransportError(f"{self.where}: message refused: {data[:200]!r}")
+        return i
+
     def _read_frame(self) -> tuple[int, bytes, bytes]:
         """The next frame from the server, waiting for it (the socket's timeout applies)."""
         while True:
@@ -147,14 +160,7 @@ class RelpConnection(Connection):
                 # wait for one answer, then take every answer already received
                 frame: tuple[int, bytes, bytes] | None = self._read_frame()
                 while frame is not None:
-                    txnr, command, data = frame
-                    if command == b"serverclose":
-                        raise TransportError(f"{self.where}: server closed the RELP session")
-                    if command != b"rsp" or txnr not in pending:
-                        raise TransportError(f"{self.where}: unexpected RELP frame {command!r}")
-                    i = pending.pop(txnr)
-                    if not data.startswith(b"200"):
-                        raise TransportError(f"{self.where}: message refused: {data[:200]!r}")
+                    i = self._answer(frame, pending)
                     done.append(i)
                     frame = self._parse()
         except TransportError as e:
@@ -204,14 +210,7 @@ class RelpConnection(Connection):
                 # wait for one answer, then take every answer already received
                 frame: tuple[int, bytes, bytes] | None = self._read_frame()
                 while frame is not None:
-                    txnr, command, data = frame
-                    if command == b"serverclose":
-                        raise TransportError(f"{self.where}: server closed the RELP session")
-                    if command != b"rsp" or txnr not in pending:
-                        raise TransportError(f"{self.where}: unexpected RELP frame {command!r}")
-                    i = pending.pop(txnr)
-                    if not data.startswith(b"200"):
-                        raise TransportError(f"{self.where}: message refused: {data[:200]!r}")
+                    i = self._answer(frame, pending)
                     answered[i] = 1
                     frame = self._parse()
         except TransportError as e:
