@@ -326,8 +326,8 @@ def status(config: str, as_json: bool) -> None:
 
 @main.command()
 def plugins() -> None:
-    """List the installed sources, formats and outputs, and what provides each (exit 1 when
-    one of them cannot be imported)."""
+    """List the installed sources, formats, outputs and normalisers, and what provides each
+    (exit 1 when one of them cannot be imported)."""
     from shipper import registry
 
     ok = True
