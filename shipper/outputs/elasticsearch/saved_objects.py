@@ -114,6 +114,17 @@ def field_types() -> dict[str, str]:
     return out
 
 
+def _time_range(d: dict[str, Any]) -> dict[str, Any]:
+    """A dashboard's stored time range (both products' attributes), when it has one."""
+    if "time_from" not in d:
+        return {}
+    return {
+        "timeFrom": d["time_from"],
+        "timeTo": d.get("time_to", "now"),
+        "refreshInterval": {"pause": True, "value": 0},
+    }
+
+
 # --- Kibana 8 ------------------------------------------------------------------------------------
 
 
@@ -476,12 +487,7 @@ def _kibana_dashboard(d: dict[str, Any], types: dict[str, str]) -> dict[str, Any
         "version": 1,
         "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("", index=False)},
     }
-    if "time_from" in d:
-        attributes.update(
-            timeFrom=d["time_from"],
-            timeTo=d.get("time_to", "now"),
-            refreshInterval={"pause": True, "value": 0},
-        )
+    attributes.update(_time_range(d))
     if "controls" in d:
         controls: dict[str, Any] = {}
         dv = data_view_id(d["controls"]["data_view"])
@@ -821,12 +827,7 @@ def _osd_dashboard(d: dict[str, Any]) -> list[dict[str, Any]]:
         "version": 1,
         "kibanaSavedObjectMeta": {"searchSourceJSON": _search_source("", index=False)},
     }
-    if "time_from" in d:
-        attributes.update(
-            timeFrom=d["time_from"],
-            timeTo=d.get("time_to", "now"),
-            refreshInterval={"pause": True, "value": 0},
-        )
+    attributes.update(_time_range(d))
     objects.append(
         {
             "id": d["id"],

@@ -11,7 +11,7 @@ import responses
 
 from shipper.detections import elastic_rules
 from shipper.mappings import mappings_dir
-from shipper.outputs.elasticsearch import setup
+from shipper.outputs.elasticsearch import saved_objects, setup
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
 from shipper.outputs.elasticsearch.transport import _BulkAwareJson
 
@@ -22,19 +22,7 @@ AGGREGATABLE = {"keyword", "ip", "date", "long", "boolean"}
 
 
 def explicit_fields() -> dict[str, str]:
-    out: dict[str, str] = {}
-
-    def walk(props: dict[str, Any], prefix: str) -> None:
-        for name, spec in props.items():
-            if "properties" in spec:
-                walk(spec["properties"], f"{prefix}{name}.")
-            else:
-                out[prefix + name] = spec.get("type", "object")
-
-    s = ElasticsearchOutput()
-    for body in setup.component_templates(s).values():
-        walk(body["template"].get("mappings", {}).get("properties", {}), "")
-    return out
+    return saved_objects.field_types()
 
 
 def leaves(doc: dict[str, Any], prefix: str = "") -> set[str]:
