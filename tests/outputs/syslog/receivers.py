@@ -100,7 +100,9 @@ class Receiver:
             data = self.out.read_bytes()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in data.split(b"\n") if line.strip()]
+        # rsyslog may be writing the last line this moment: only whole lines count
+        complete = data[: data.rfind(b"\n") + 1]
+        return [json.loads(line) for line in complete.split(b"\n") if line.strip()]
 
     def wait_for(
         self, count: int, timeout: float = 20.0, settle: float = 0.3
