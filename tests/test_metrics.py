@@ -132,9 +132,12 @@ def test_counters_say_what_a_following_shipper_shipped(tmp_path: Path):
     )
     try:
 
-        def caught_up(s: dict) -> bool:
+        def caught_up(s: dict, more_than: int = 0) -> bool:
+            # an output counts an event when it acknowledges it, an input once the batch is
+            # committed (a moment later): caught up means both
             shipped = total(s, "shipper_output_events_shipped_total")
-            return shipped > 0 and shipped == len(lines(out))
+            committed = total(s, "shipper_input_events_shipped_total")
+            return shipped > more_than and shipped == committed == len(lines(out))
 
         s = wait_for(port, proc, caught_up)
         first = len(lines(out))
@@ -162,14 +165,7 @@ def test_counters_say_what_a_following_shipper_shipped(tmp_path: Path):
         assert abs(one(s, "shipper_lag_seconds") - lag) < 60
 
         held_back.write_bytes(later)  # a new download: the counters follow
-        s = wait_for(
-            port,
-            proc,
-            lambda s: (
-                total(s, "shipper_output_events_shipped_total") > first
-                and total(s, "shipper_output_events_shipped_total") == len(lines(out))
-            ),
-        )
+        s = wait_for(port, proc, lambda s: caught_up(s, more_than=first))
         assert one(s, "shipper_input_events_shipped_total", type="rms_usage") == (
             by_input["rms_usage"] + len(lines(out)) - first
         )
