@@ -137,7 +137,7 @@ def _encode(
     wires: dict[str, Wire] = {}
     for name, encoder in encoders.items():
         try:
-            wire = encoder.encode(decoded.docs, decoded.ids, decoded.datasets, decoded.timestamps)
+            wire = encoder.encode(decoded)
         except Exception as e:  # an encoder's bug must cost this file, not the run
             for w in wires.values():
                 if isinstance(w.data, Spooled):

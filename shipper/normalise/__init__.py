@@ -12,7 +12,9 @@ takes the record shape of the formats it serves:
 
 * record dicts (the Windows formats): ``normaliser(record, path) -> event dict``;
 * columns under a header (W3C): ``normaliser.bind_json(fields)`` once per ``#Fields`` line,
-  returning ``fn(values, path, offset, line) -> (event.id, @timestamp, JSON bytes)``.
+  returning ``fn(values, path, offset, line) -> (event.id, @timestamp, JSON bytes)``, and
+  optionally a fourth item, the event's header fields (``Decoded.header_fields``), which spare
+  outputs that write message headers a parse of the document.
 
 Imports neither pydantic nor the configuration: decoder processes call it.
 """

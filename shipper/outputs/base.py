@@ -16,9 +16,12 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipper.spool import Spooled
+
+if TYPE_CHECKING:
+    from shipper.sources.base import Decoded
 
 
 @dataclass(slots=True)
@@ -58,16 +61,11 @@ class WireEncoder(Protocol):
 
     A pure, picklable object (it travels with every chunk); its module must be light to import
     (no pydantic, no clients): a decoder process imports it. ``encode`` gets a chunk's events
-    as the ``Decoded`` lists and returns their wire bytes.
+    (``docs`` and what the decoder knows beside them: ids, datasets, timestamps, header
+    fields) and returns their wire bytes.
     """
 
-    def encode(
-        self,
-        docs: Sequence[bytes],
-        ids: Sequence[str],
-        datasets: Sequence[str],
-        timestamps: Sequence[str],
-    ) -> Wire: ...
+    def encode(self, events: Decoded) -> Wire: ...
 
 
 class EventBatch:

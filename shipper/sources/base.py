@@ -20,7 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
+
+#: an event's (``event.outcome``, ``event.action``, ``log.level``, ``host.name``), each None
+#: when absent; a normaliser shares one tuple between the events it made alike
+HeaderFields = tuple[Any, Any, Any, Any]
 
 
 @dataclass(slots=True)
@@ -71,12 +75,17 @@ class Decoded:
     ``datasets[i]`` belong to ``docs[i]``. The event id is the dedupe key, the
     Elasticsearch ``_id`` and ``event.id``; the dataset picks the data stream.
     ``timestamps[i]`` is the event's ``@timestamp`` (ISO 8601 UTC) for outputs that frame it.
+    ``header_fields[i]``, when the normaliser gives them (else the list is empty), is
+    ``HeaderFields`` of ``docs[i]``: what message headers are made of (syslog's PRI, HOSTNAME
+    and MSGID), known while the event was built, so that an output need not parse the
+    document again to find them.
     """
 
     ids: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     docs: list[bytes] = field(default_factory=list)
     timestamps: list[str] = field(default_factory=list)
+    header_fields: list[HeaderFields] = field(default_factory=list)
     quarantined: list[Quarantine] = field(default_factory=list)
     #: A file-level refusal (wrong #Software, not this format at all): nothing ships from it.
     refused: str | None = None

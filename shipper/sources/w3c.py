@@ -134,9 +134,9 @@ def _verify(header: _Header) -> None:
 
 
 @cache
-def _bound(normaliser: Any, fields: tuple[str, ...]) -> Callable[..., tuple[str, str, bytes]]:
+def _bound(normaliser: Any, fields: tuple[str, ...]) -> Callable[..., tuple[Any, ...]]:
     """The normaliser bound to one ``#Fields`` header (blobs repeat a handful of headers)."""
-    bound: Callable[..., tuple[str, str, bytes]] = normaliser.bind_json(list(fields))
+    bound: Callable[..., tuple[Any, ...]] = normaliser.bind_json(list(fields))
     return bound
 
 
@@ -260,7 +260,8 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
     """The hot loop: one pass over the chunk's lines, a record taking the shortest path."""
     chunk, out = state.chunk, state.out
     path, first, offset = chunk.path, chunk.first_line, chunk.start
-    done: list[tuple[str, str, bytes]] = []  # (id, @timestamp, document) of each record
+    # (id, @timestamp, document[, header fields]) of each record
+    done: list[tuple[Any, ...]] = []
     keep = done.append
     bind, nfields = state.bind, state.nfields
     lines = text.split("\n")
@@ -289,8 +290,10 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
         bind, nfields = state.bind, state.nfields  # a directive may have changed them
         offset += size
     if done:
-        ids, stamps, docs = zip(*done, strict=True)
+        ids, stamps, docs, *header = zip(*done, strict=True)
         out.ids, out.timestamps, out.docs = list(ids), list(stamps), list(docs)
+        if header:  # the normaliser said (a plugin's may not)
+            out.header_fields = list(header[0])
     return state.done()
 
 
@@ -314,13 +317,14 @@ def _decode_lines(state: _Decoding) -> Decoded:
                 values = text.split("\t")
                 if len(values) == state.nfields:
                     try:
-                        event_id, stamp, doc = bind(values, chunk.path, offset, text)
+                        event_id, stamp, doc, *header = bind(values, chunk.path, offset, text)
                     except RecordRejected as e:
                         state.reject(line, offset, str(e), text)
                     else:
                         out.ids.append(event_id)
                         out.timestamps.append(stamp)
                         out.docs.append(doc)
+                        out.header_fields += header
                     offset += size
                     line += 1
                     continue

@@ -84,7 +84,7 @@ def normalise(enrich: dict[str, Any] | None = None, **changes: str) -> dict[str,
     """The event of one record (Monday 2024-03-04 09:00 UTC from London, unless changed)."""
     values = rms_row(1, FIELDS, **{"c_ip": LONDON_IP, **changes})
     normaliser = RmsNormaliser(enrich=Enricher.from_options(enrich))
-    event_id, stamp, data = normaliser.bind_json(FIELDS)(values, "/logs/1", 0, "")
+    event_id, stamp, data, _ = normaliser.bind_json(FIELDS)(values, "/logs/1", 0, "")
     event = orjson.loads(data)
     # the dict path is the same event
     assert normaliser.bind(FIELDS)(values, "/logs/1", 0, "").get("source") == event.get("source")

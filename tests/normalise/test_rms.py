@@ -21,6 +21,7 @@ import yaml
 
 from shipper.errors import RecordRejected
 from shipper.normalise.rms import DATASET, ECS_VERSION, KNOWN_FIELDS, RmsNormaliser
+from shipper.outputs.syslog.encode import header_fields
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "rms"
@@ -510,7 +511,8 @@ def check_json_equals_dict(
     offset: int,
     line: str,
 ) -> None:
-    """bind_json gives bind's event (as JSON), its id and timestamp, or rejects it the same way."""
+    """bind_json gives bind's event (as JSON), its id, timestamp and header fields (as the
+    syslog output would read them from the JSON), or rejects it the same way."""
     try:
         event = normaliser.bind(fields)(values, path, offset, line)
     except RecordRejected as e:
@@ -518,10 +520,11 @@ def check_json_equals_dict(
             normaliser.bind_json(fields)(values, path, offset, line)
         assert str(caught.value) == str(e)
         return
-    event_id, timestamp, data = normaliser.bind_json(fields)(values, path, offset, line)
+    event_id, timestamp, data, header = normaliser.bind_json(fields)(values, path, offset, line)
     assert isinstance(data, bytes)
     assert orjson.loads(data) == orjson.loads(orjson.dumps(event))
     assert (event_id, timestamp) == (event["event"]["id"], event["@timestamp"])
+    assert header == header_fields(data)
 
 
 def check_file(path: Path, normaliser: RmsNormaliser) -> int:

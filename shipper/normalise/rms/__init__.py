@@ -45,6 +45,7 @@ from shipper.errors import RecordRejected
 from shipper.normalise.rms import readers
 from shipper.normalise.rms.fieldmap import FieldMap, MappingError, field_map, nest
 from shipper.normalise.rms.readers import EMPTY, field_key, parse_date, parse_time
+from shipper.sources.base import HeaderFields
 
 __all__ = [
     "DATASET",
@@ -69,8 +70,8 @@ CACHE_LIMIT = 8192
 
 Event = dict[str, Any]
 BoundNormaliser = Callable[[list[str], str, int, str], Event]
-#: (event.id, @timestamp, the event as JSON)
-BoundJsonNormaliser = Callable[[list[str], str, int, str], tuple[str, str, bytes]]
+#: (event.id, @timestamp, the event as JSON, its header fields: see ``Decoded.header_fields``)
+BoundJsonNormaliser = Callable[[list[str], str, int, str], tuple[str, str, bytes, HeaderFields]]
 
 #: the fields the per-record function reads by name, in the order it unpacks them
 _HOT = (
@@ -134,8 +135,9 @@ class RmsNormaliser:
     """Turns Azure RMS usage-log records into ECS events; one instance per worker process.
 
     Call ``bind_json(fields)`` once per ``#Fields`` header, then the returned function once per
-    record: it gives ``(event.id, @timestamp, JSON bytes)``. ``bind`` is the same with the event
-    parsed into a dict. Caches live on the instance and are shared by every header it binds.
+    record: it gives ``(event.id, @timestamp, JSON bytes, header fields)``. ``bind`` is the
+    same with the event parsed into a dict. Caches live on the instance and are shared by
+    every header it binds.
 
     Event identity: ``event.id`` is the ``row-id``, or the ``correlation-id`` when the row-id is
     empty (Microsoft's rule). A record with neither is rejected with ``RecordRejected``: without
@@ -162,7 +164,7 @@ class RmsNormaliser:
         self._dates: dict[str, str] = {}
         # JSON text per request type and result, and per value of one field, keyed by the raw
         # value (see the _*_fragments methods)
-        self._event_json: dict[tuple[str, str], tuple[str, str]] = {}
+        self._event_json: dict[tuple[str, str], tuple[str, str, HeaderFields]] = {}
         self._path_json: dict[str, str] = {}
         self._user_json: dict[str, _UserJson] = {}
         self._email_json: dict[str, _EmailJson] = {}
@@ -212,8 +214,10 @@ class RmsNormaliser:
                 found[value] = _json_str(value)
         return tuple(found.items())
 
-    def _event_fragments(self, request: str, result: str) -> tuple[str, str]:
-        """(``event`` members before ``id``, other top-level members such as ``error``)."""
+    def _event_fragments(self, request: str, result: str) -> tuple[str, str, HeaderFields]:
+        """(``event`` members before ``id``, other top-level members such as ``error``, the
+        header fields: read back from those two and the map's constants, the only places of the
+        event they can be in)."""
         m = self._map
         places = {"event": self._event_head}
         for field, parts in (
@@ -222,8 +226,16 @@ class RmsNormaliser:
         ):
             for place, text in m.members(field, parts).items():
                 places[place] = places.get(place, "") + text
-        pair = (places.pop("event")[1:], _objects(places))
-        return self._remember(self._event_json, (request, result), pair)
+        head, error = places.pop("event")[1:], _objects(places)
+        part = orjson.loads(f'{{"event":{{{head}}}{error}}}')
+        const = m.constants
+        fields = (
+            part["event"].get("outcome"),
+            part["event"].get("action"),
+            (part.get("log") or {}).get("level", const.get("log.level")),
+            (part.get("host") or {}).get("name", const.get("host.name")),
+        )
+        return self._remember(self._event_json, (request, result), (head, error, fields))
 
     def _user_fragments(self, raw: str) -> _UserJson:
         """A user-id's pieces (see ``_UserJson``)."""
@@ -331,7 +343,7 @@ class RmsNormaliser:
 
     def bind_json(self, fields: list[str]) -> BoundJsonNormaliser:
         """Return the per-record function for records under this ``#Fields`` header: it gives
-        ``(event.id, @timestamp, event as JSON)`` or raises ``RecordRejected``."""
+        ``(event.id, @timestamp, event as JSON, header fields)`` or raises ``RecordRejected``."""
         layout = _Layout(fields)
         pad, getter, extras, others = layout.pad, layout.getter, layout.extras, layout.others
         no_clock = layout.no_clock
@@ -465,7 +477,7 @@ class RmsNormaliser:
             else:
                 top = rms_template = ""
 
-            head, error = event_get((request, result)) or event_fragments(request, result)
+            head, error, header = event_get((request, result)) or event_fragments(request, result)
 
             # who: user, related.user (values, and as JSON: rel), azure_rms members
             user, related, rel, rms_people, calendar = user_get(user_id) or user_fragments(user_id)
@@ -546,7 +558,7 @@ class RmsNormaliser:
                 f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_ip}{rms_client}'
                 f"{rms_file}{rms_template}{what}}}}}"
             )
-            return event_id, ts, data.encode()
+            return event_id, ts, data.encode(), header
 
         return normalise_json
 

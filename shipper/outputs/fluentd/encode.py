@@ -32,13 +32,16 @@ import re
 import struct
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from shipper.outputs.base import Wire
+
+if TYPE_CHECKING:
+    from shipper.sources.base import Decoded
 
 __all__ = ["Chunk", "ForwardEncoder", "WireEncoder", "event_time", "new_chunk_id"]
 
@@ -372,17 +375,11 @@ class WireEncoder:
         self.tag_prefix = state["tag_prefix"]
         self._encoder = None
 
-    def encode(
-        self,
-        docs: Sequence[bytes],
-        ids: Sequence[str],
-        datasets: Sequence[str],
-        timestamps: Sequence[str],
-    ) -> Wire:
+    def encode(self, events: Decoded) -> Wire:
         """Tag and time come from the documents themselves, as in ``ForwardEncoder.chunks``."""
         if self._encoder is None:
             self._encoder = ForwardEncoder(self.tag_prefix)
-        return self._encoder.entries(docs)
+        return self._encoder.entries(events.docs)
 
 
 def _array_header(n: int) -> bytes:

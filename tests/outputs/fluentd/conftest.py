@@ -16,6 +16,7 @@ import pytest
 from shipper.outputs.base import EventBatch
 from shipper.outputs.fluentd import Settings
 from shipper.outputs.fluentd.output import ForwardOutput
+from shipper.sources import Decoded
 from shipper.spool import Spooled
 
 from .receiver import Receiver
@@ -50,7 +51,7 @@ def with_wires(out: ForwardOutput, batch: EventBatch) -> EventBatch:
         encoder = pickle.loads(pickle.dumps(out.wire_encoder))
         for run in batch.ndjson_runs():
             data = run.read() if isinstance(run, Spooled) else run
-            batch.add_wire(out.name, encoder.encode(data.split(b"\n")[:-1], [], [], []))
+            batch.add_wire(out.name, encoder.encode(Decoded(docs=data.split(b"\n")[:-1])))
     return batch
 
 

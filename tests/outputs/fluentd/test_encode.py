@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from shipper.outputs.fluentd.encode import ForwardEncoder, WireEncoder, event_time
+from shipper.sources import Decoded
 
 from .conftest import event
 
@@ -150,7 +151,7 @@ def test_entries_packed_by_the_decoders_make_the_same_chunks(max_events, max_byt
     docs[6]["@timestamp"] = "not a time"
     lines = [orjson.dumps(d) for d in docs]
     packer = pickle.loads(pickle.dumps(WireEncoder("p")))
-    wires = [packer.encode(lines[k : k + 64], [], [], []) for k in range(0, 300, 64)]
+    wires = [packer.encode(Decoded(docs=lines[k : k + 64])) for k in range(0, 300, 64)]
     own = ForwardEncoder("p", max_events=max_events, max_bytes=max_bytes)
     cut = ForwardEncoder("p", max_events=max_events, max_bytes=max_bytes)
 

@@ -17,6 +17,7 @@ import yaml
 from shipper.outputs.base import EventBatch
 from shipper.outputs.syslog import build
 from shipper.outputs.syslog.settings import Settings
+from shipper.sources import Decoded
 
 from .conftest import batch_of
 from .receivers import REPO
@@ -45,10 +46,15 @@ def as_pipeline_sends(out: Any, events: list[dict[str, Any]], chunk: int = 7) ->
     batch = EventBatch()
     for k in range(0, len(events), chunk):
         part = batch_of(events[k : k + chunk])
-        wire = encoder.encode(part.docs, part.ids, part.datasets, part.timestamps)
+        wire = encoder.encode(as_decoded(part))
         batch.add_wire(out.name, wire)
         batch.add_count(len(part))
     return batch
+
+
+def as_decoded(batch: EventBatch) -> Decoded:
+    """A batch's events as a decoder has them (without header fields: read from the JSON)."""
+    return Decoded(batch.ids, batch.datasets, batch.docs, batch.timestamps)
 
 
 def get(event: dict[str, Any], path: str) -> Any:

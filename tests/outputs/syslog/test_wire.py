@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,19 @@ from shipper.outputs.base import Wire
 from shipper.outputs.syslog import build
 from shipper.outputs.syslog.encode import frame_lf, frame_octets
 from shipper.outputs.syslog.settings import Settings
-from shipper.sources import Chunk, Decoded
+from shipper.sources import FORMATS, Chunk, Decoded
 from shipper.state import Store
 from shipper.state.lookup import SnapshotLookup
 
 from .conftest import batch_of, windows_event
+from .helpers import as_decoded
 from .receivers import REPO
 
 
 class Broken:
     """A wire encoder with a bug."""
 
-    def encode(
-        self,
-        docs: Sequence[bytes],
-        ids: Sequence[str],
-        datasets: Sequence[str],
-        timestamps: Sequence[str],
-    ) -> Wire:
+    def encode(self, events: Decoded) -> Wire:
         raise ValueError("no such field")
 
 
@@ -72,7 +66,7 @@ def test_framed_by_the_decoders_as_the_output_frames_them(
     else:
         frame = frame_lf if settings.get("framing") == "lf" else frame_octets
         bufs, offsets = frame(heads, bodies)
-    wire = out.wire_encoder.encode(b.docs, b.ids, b.datasets, b.timestamps)
+    wire = out.wire_encoder.encode(as_decoded(b))
     assert wire.read() == b"".join(bufs)
     assert list(wire.ends) == offsets
 
@@ -140,3 +134,31 @@ def test_duplicates_are_dropped_from_framed_messages_too(rsyslog: Any, tmp_path:
     got = [orjson.loads(line["msg"])["event"]["id"] for line in r.wait_for(shipped)]
     assert len(r.wait_for(shipped + 1, timeout=1)) == shipped
     assert max(Counter(got).values()) == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"framing": "lf", "msgid": "action", "hostname": "relay-1"}, {"transport": "relp"}],
+)
+def test_header_fields_from_the_normaliser_make_the_messages_the_json_makes(
+    settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """The RMS normaliser hands the header fields over (``Decoded.header_fields``) so that the
+    encoder need not read them from each document: the messages are the same bytes."""
+    w3c = FORMATS["w3c_rms"]
+    out = build(Settings(hosts=["127.0.0.1:1"], **settings), tmp_path)
+    assert out.wire_encoder is not None
+    encoded, outcomes = 0, set()
+    for src in sorted((REPO / "examples/rms").iterdir()):
+        with src.open("rb") as f:
+            for chunk in w3c.chunks(f, str(src), 0, "", True, {}):
+                given = w3c.decode(chunk)
+                if not given.docs:
+                    continue
+                assert len(given.header_fields) == len(given.docs)
+                outcomes |= {h[0] for h in given.header_fields}
+                read = Decoded(given.ids, given.datasets, given.docs, given.timestamps)
+                wire = out.wire_encoder.encode(given)
+                assert wire.read() == out.wire_encoder.encode(read).read()
+                encoded += len(wire)
+    assert encoded > 300 and outcomes >= {"success", "failure"}  # PRI varies
