@@ -480,32 +480,43 @@ class WireEncoder:
         octets = self.framing == "octet_counting"
         to_ts, unsafe, sd_value = rfc3339, _SD_UNSAFE.search, _sd_value
         parts_of = self._parts
-        cache: dict[tuple[Any, ...], tuple[str, str, str]] = {}
         pieces: list[bytes] = []
         ends = array("q")
         put, end = pieces.append, ends.append
         total = 0
         lf = b"\n" if self.framing == "lf" else b""
         extra = len(bom) + len(lf)  # bytes beside head and body
-        escape = unsafe("".join(ids)) is not None  # one search for the chunk: ids are plain
+        joined = "".join(ids)
+        escape = unsafe(joined) is not None  # one search for the chunk: ids are plain
+        # ASCII ids and times (nearly always): a frame's length is counted, not measured
+        plain = not escape and joined.isascii() and "".join(stamps).isascii()
+        # a header's pieces by its fields' tuple, which the normaliser shares between events
+        # made alike: by the tuple's identity (alive in ``fields`` all along), which costs
+        # less than hashing its values, and needs no care for values that cannot be hashed
+        one_dataset = not datasets or datasets.count(datasets[0]) == len(datasets)
+        cache: dict[Any, tuple[str, str, str, int]] = {}
         for doc, event_id, dataset, ts, header in zip(
             docs, ids, datasets, stamps, fields, strict=True
         ):
-            key = (header, dataset)
-            try:
-                parts = cache.get(key)
-            except TypeError:  # a list or an object where a string belongs: not hashable
-                parts = None
-                key = None  # type: ignore[assignment]
+            key = id(header) if one_dataset else (id(header), dataset)
+            parts = cache.get(key)
             if parts is None:
-                parts = parts_of(*header, dataset)
-                if key is not None and len(cache) < 4096:
-                    cache[key] = parts
-            pri, middle, tail = parts
+                parts = cache[key] = parts_of(*header, dataset)
+            pri, middle, tail, fixed = parts
             if not (len(ts) == 24 and ts[19] == "." and ts[23] == "Z"):
                 ts = to_ts(ts)
             if escape and unsafe(event_id):
                 event_id = sd_value(event_id)
+            if octets and plain and fixed >= 0:
+                size = fixed + extra + len(ts) + len(event_id) + len(doc)
+                framed = f"{size} {pri}{ts}{middle}{event_id}{tail}".encode()
+                if bom:
+                    framed += bom
+                put(framed)
+                put(doc)
+                total += len(framed) + len(doc)
+                end(total)
+                continue
             head = f"{pri}{ts}{middle}{event_id}{tail}"
             if octets:
                 if head.isascii():
@@ -529,15 +540,18 @@ class WireEncoder:
 
     def _parts(
         self, outcome: Any, action: Any, level: Any, name: Any, dataset: str
-    ) -> tuple[str, str, str]:
+    ) -> tuple[str, str, str, int]:
         """A header as (``<PRI>1 ``, what goes between the time and the event id, what
-        follows the event id), as ``Encoder._json`` writes it."""
+        follows the event id, as ``Encoder._json`` writes them; their length together, or -1
+        when they are not ASCII)."""
         enc = self.encoder
         msgid, sd_tail = enc._by_dataset.get(dataset) or enc._dataset_parts(dataset)
         if enc._msgid_action and isinstance(action, str) and action:
             msgid = _header_field(action, 32)
         middle = f' {enc._host(name)} {enc._app} - {msgid} [{enc._sd_id} event_id="'
-        return enc._pri(level, outcome), middle, sd_tail
+        pri = enc._pri(level, outcome)
+        whole = pri + middle + sd_tail
+        return pri, middle, sd_tail, len(whole) if whole.isascii() else -1
 
 
 # --- framing and size -----------------------------------------------------------------------
