@@ -442,7 +442,7 @@ class WireEncoder:
         timestamps = events.timestamps or [""] * n
         if self.encoder._format == "json":
             # the header fields as the normaliser knew them, else read from the documents
-            fields = events.header_fields or [header_fields(doc) for doc in docs]
+            fields = events.header_fields or _shared(header_fields(doc) for doc in docs)
             return self._json_framed(docs, ids, datasets, timestamps, fields)
         heads, bodies = self.encoder.encode_docs(docs, ids, datasets, timestamps, range(n))
         pieces: list[bytes] = []
@@ -552,6 +552,20 @@ class WireEncoder:
         pri = enc._pri(level, outcome)
         whole = pri + middle + sd_tail
         return pri, middle, sd_tail, len(whole) if whole.isascii() else -1
+
+
+def _shared(tuples: Iterable[HeaderFields]) -> list[HeaderFields]:
+    """The tuples, equal ones replaced by the first of them, as a normaliser shares them
+    (``_json_framed`` finds a header's pieces by the tuple's identity)."""
+    seen: dict[HeaderFields, HeaderFields] = {}
+    out = []
+    for t in tuples:
+        try:
+            t = seen.setdefault(t, t)
+        except TypeError:  # a list or an object where a string belongs: kept as it is
+            pass
+        out.append(t)
+    return out
 
 
 # --- framing and size -----------------------------------------------------------------------
