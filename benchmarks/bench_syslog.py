@@ -9,7 +9,9 @@
    RFC 5424 with the ECS event as JSON, octet counting) into a local sink: a process of this
    script that accepts TCP connections, splits octet-counted frames and counts them, and
    throws the bytes away. Wall time includes start-up, as in ``bench_rms.py``; peak RSS of the
-   shipper and of its process tree (decoder workers) are sampled the same way.
+   shipper and of its process tree (decoder workers) are sampled the same way. Beside it,
+   **shipper -> NDJSON file**, the same pipeline with no syslog encoding: the floor under any
+   output, so that what the syslog output itself costs per event is plain.
 3. **shipper -> RELP**: the same into rsyslog's ``imrelp`` (its own folder and config,
    Direct-free default queues, each message written as one byte and a line break, so the
    receiver's cost stays small); every message is acknowledged (``rsp 200``) before the
@@ -48,6 +50,7 @@ import bench_rms  # noqa: E402
 REPO = bench_rms.REPO
 MB = 1024 * 1024
 STALLED = 30.0
+FLOOR = "shipper -> NDJSON file (the floor)"
 
 
 # --- the sink: a receiver that only counts octet-counted frames ----------------------------
@@ -429,6 +432,17 @@ def main() -> None:
                     flush=True,
                 )
                 shutil.rmtree(run, ignore_errors=True)
+                # the same pipeline into a file: the floor under any output (read, normalise,
+                # dedupe, commit), for what the syslog encoding and sending add
+                run = scratch / f"ndjson{i}"
+                out = {"type": "ndjson", "path": str(run / "events.ndjson")}
+                r = ship(f"shipper -> NDJSON, run {i + 1}", a.records, corpus, run, out, a.workers)
+                results.setdefault(FLOOR, []).append(r)
+                print(
+                    f"  {r.job}: {r.wall:.2f} s, {r.eps:,.0f} events/s, {r.cpu:.1f} s CPU",
+                    flush=True,
+                )
+                shutil.rmtree(run, ignore_errors=True)
             if not a.no_relp:
                 run = scratch / f"relp{i}"
                 proc, port = relp_receiver(run / "rsyslog", rsyslogd or "")
@@ -476,6 +490,13 @@ def main() -> None:
     print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     tcp = results.get("shipper -> TCP (octet counting)")
     peer = results.get("rsyslog + mmnormalize -> TCP (omfwd)")
+    floor = results.get(FLOOR)
+    if tcp and floor:
+        t, f = median(tcp), median(floor)
+        print(
+            f"the syslog output's own cost: {(t.cpu - f.cpu) / t.records * 1e6:.1f} µs CPU per"
+            f" event over the NDJSON run; TCP / NDJSON events/s: {t.eps / f.eps:.2f}"
+        )
     if tcp and peer:
         ratio = median(tcp).eps / median(peer).eps
         t, q = median(tcp), median(peer)
