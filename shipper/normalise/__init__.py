@@ -14,7 +14,8 @@ takes the record shape of the formats it serves:
 * columns under a header (W3C): ``normaliser.bind_json(fields)`` once per ``#Fields`` line,
   returning ``fn(values, path, offset, line) -> (event.id, @timestamp, JSON bytes)``, and
   optionally a fourth item, the event's header fields (``Decoded.header_fields``), which spare
-  outputs that write message headers a parse of the document.
+  outputs that write message headers a parse of the document, and a fifth, the event as
+  msgpack (``Decoded.msgpack``) when the options ask for ``msgpack``.
 
 Imports neither pydantic nor the configuration: decoder processes call it.
 """

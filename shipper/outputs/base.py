@@ -62,7 +62,8 @@ class WireEncoder(Protocol):
     A pure, picklable object (it travels with every chunk); its module must be light to import
     (no pydantic, no clients): a decoder process imports it. ``encode`` gets a chunk's events
     (``docs`` and what the decoder knows beside them: ids, datasets, timestamps, header
-    fields) and returns their wire bytes.
+    fields) and returns their wire bytes. An encoder with a true ``msgpack`` attribute gets
+    the events as msgpack maps too (``Decoded.msgpack``) from the normalisers that make them.
     """
 
     def encode(self, events: Decoded) -> Wire: ...

@@ -34,7 +34,8 @@ def decoder_options(outputs: Sequence[Output]) -> dict[str, object]:
     whether some output reads ids, datasets and timestamps; ``wire`` the outputs' own
     encoders, by output name, for those that have one (``EventBatch.wire``), pickled once
     (``decoding.pack_encoders``); ``documents`` whether some output needs the NDJSON
-    documents themselves."""
+    documents themselves; ``msgpack`` whether an encoder takes events as msgpack maps
+    (``Decoded.msgpack``) from normalisers that make them."""
     wire: dict[str, WireEncoder] = {}
     for out in outputs:
         encoder = getattr(out, "wire_encoder", None)
@@ -44,6 +45,7 @@ def decoder_options(outputs: Sequence[Output]) -> dict[str, object]:
         "metadata": any(out.needs_metadata for out in outputs),
         "wire": pack_encoders(wire),
         "documents": any(out.name not in wire for out in outputs),
+        "msgpack": any(getattr(e, "msgpack", False) for e in wire.values()),
     }
 
 

@@ -78,7 +78,9 @@ class Decoded:
     ``header_fields[i]``, when the normaliser gives them (else the list is empty), is
     ``HeaderFields`` of ``docs[i]``: what message headers are made of (syslog's PRI, HOSTNAME
     and MSGID), known while the event was built, so that an output need not parse the
-    document again to find them.
+    document again to find them. ``msgpack[i]``, when the chunk's options ask for it
+    (``msgpack``) and the normaliser makes it (else the list is empty), is ``docs[i]`` as a
+    msgpack map, made from the same pieces as the JSON (Fluentd's records).
     """
 
     ids: list[str] = field(default_factory=list)
@@ -86,6 +88,7 @@ class Decoded:
     docs: list[bytes] = field(default_factory=list)
     timestamps: list[str] = field(default_factory=list)
     header_fields: list[HeaderFields] = field(default_factory=list)
+    msgpack: list[bytes] = field(default_factory=list)
     quarantined: list[Quarantine] = field(default_factory=list)
     #: A file-level refusal (wrong #Software, not this format at all): nothing ships from it.
     refused: str | None = None

@@ -260,7 +260,7 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
     """The hot loop: one pass over the chunk's lines, a record taking the shortest path."""
     chunk, out = state.chunk, state.out
     path, first, offset = chunk.path, chunk.first_line, chunk.start
-    # (id, @timestamp, document[, header fields]) of each record
+    # (id, @timestamp, document[, header fields[, msgpack]]) of each record
     done: list[tuple[Any, ...]] = []
     keep = done.append
     bind, nfields = state.bind, state.nfields
@@ -290,10 +290,12 @@ def _decode_text(state: _Decoding, text: str) -> Decoded:
         bind, nfields = state.bind, state.nfields  # a directive may have changed them
         offset += size
     if done:
-        ids, stamps, docs, *header = zip(*done, strict=True)
+        ids, stamps, docs, *more = zip(*done, strict=True)
         out.ids, out.timestamps, out.docs = list(ids), list(stamps), list(docs)
-        if header:  # the normaliser said (a plugin's may not)
-            out.header_fields = list(header[0])
+        if more:  # the normaliser said (a plugin's may not)
+            out.header_fields = list(more[0])
+            if len(more) > 1:
+                out.msgpack = list(more[1])
     return state.done()
 
 
@@ -317,14 +319,15 @@ def _decode_lines(state: _Decoding) -> Decoded:
                 values = text.split("\t")
                 if len(values) == state.nfields:
                     try:
-                        event_id, stamp, doc, *header = bind(values, chunk.path, offset, text)
+                        event_id, stamp, doc, *more = bind(values, chunk.path, offset, text)
                     except RecordRejected as e:
                         state.reject(line, offset, str(e), text)
                     else:
                         out.ids.append(event_id)
                         out.timestamps.append(stamp)
                         out.docs.append(doc)
-                        out.header_fields += header
+                        out.header_fields += more[:1]
+                        out.msgpack += more[1:]
                     offset += size
                     line += 1
                     continue

@@ -27,6 +27,12 @@ kept, raw, under ``azure_rms.<name>``.
 ECS 9.4 has no ``log.offset`` (it is a Filebeat field), so the line's byte offset goes to
 ``azure_rms.log_offset``; ``log.file.path`` is ECS.
 
+For outputs that want the event as msgpack (Fluentd's records; ``msgpack=True``), the same
+pieces are packed too, each once per distinct piece of JSON (``_packed``), and put together
+into a map beside the JSON: decoding the JSON back and packing it would cost the output more
+than normalising did. The JSON stays the one mapping; the msgpack form follows its pieces, and a
+test checks it is the same event, member for member and in the same order, for every record.
+
 Enrichment (``shipper.normalise.enrich``; off unless configured) rides on the same caches: the
 GeoIP fields of an address are looked up once per distinct address, and ``azure_rms.after_hours``
 once per user domain's working hours and minute.
@@ -39,6 +45,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 
 from shipper.errors import RecordRejected
@@ -57,6 +64,7 @@ __all__ = [
     "BoundJsonNormaliser",
 ]
 
+_pack = msgspec.msgpack.Encoder().encode
 _MAP = field_map()
 DATASET: str = _MAP.constants["event.dataset"]
 ECS_VERSION: str = _MAP.constants["ecs.version"]
@@ -67,6 +75,30 @@ KNOWN_FIELDS: tuple[str, ...] = _MAP.known
 #: A cache that grows past this many entries is emptied (cheaper than LRU bookkeeping). Caches
 #: are per field; a tenant-day has a few thousand distinct users, addresses or file names.
 CACHE_LIMIT = 8192
+#: the msgpack pieces are kept by piece of JSON, of every field at once: their caches may
+#: hold this many times ``CACHE_LIMIT``
+PACKED_SHARE = 4
+#: (member count, the members packed one after the other): a msgpack map without its header
+_Packed = tuple[int, bytes]
+_K_TIMESTAMP, _K_EVENT, _K_ID, _K_ORIGINAL, _K_USER, _K_SOURCE, _K_RELATED = (
+    _pack(k) for k in ("@timestamp", "event", "id", "original", "user", "source", "related")
+)
+_K_AZURE_RMS, _K_LOG_OFFSET = _pack("azure_rms"), _pack("log_offset")
+_MAP_HEADERS = [bytes([0x80 | n]) for n in range(16)]
+
+
+def _map_header(n: int) -> bytes:
+    """msgpack's map header for ``n`` members (fixmap, map 16, map 32)."""
+    if n < 16:
+        return _MAP_HEADERS[n]
+    return b"\xde" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdf" + n.to_bytes(4, "big")
+
+
+def _mp_members(obj: dict[str, Any]) -> _Packed:
+    """An object's members as msgpack (``_Packed``): the map packed, less its header."""
+    n = len(obj)
+    return n, _pack(obj)[1 if n < 16 else 3 if n < 1 << 16 else 5 :]
+
 
 Event = dict[str, Any]
 BoundNormaliser = Callable[[list[str], str, int, str], Event]
@@ -135,8 +167,9 @@ class RmsNormaliser:
     """Turns Azure RMS usage-log records into ECS events; one instance per worker process.
 
     Call ``bind_json(fields)`` once per ``#Fields`` header, then the returned function once per
-    record: it gives ``(event.id, @timestamp, JSON bytes, header fields)``. ``bind`` is the
-    same with the event parsed into a dict. Caches live on the instance and are shared by
+    record: it gives ``(event.id, @timestamp, JSON bytes, header fields)``, and the event as
+    msgpack after them when ``msgpack`` is set. ``bind`` is the same with the event parsed into
+    a dict. Caches live on the instance and are shared by
     every header it binds.
 
     Event identity: ``event.id`` is the ``row-id``, or the ``correlation-id`` when the row-id is
@@ -157,8 +190,15 @@ class RmsNormaliser:
         enrich: Any = None,
         tags: list[str] | None = None,
         labels: dict[str, str] | None = None,
+        msgpack: bool = False,
     ) -> None:
         self.keep_original = keep_original
+        self.msgpack = msgpack
+        #: msgpack: JSON members text -> the same members packed (see ``_packed``); user
+        #: objects; per c-ip, its source and the address for related.ip
+        self._packed_members: dict[str, _Packed] = {"": (0, b"")}
+        self._packed_users: dict[str, bytes] = {}
+        self._packed_ips: dict[str, tuple[_Packed, str | None]] = {}
         self.enrich = enrich
         self._map: FieldMap = _MAP
         self._dates: dict[str, str] = {}
@@ -322,6 +362,56 @@ class RmsNormaliser:
         text = ',"after_hours":' + ("true" if late else "false")
         return self._remember(self._hours_json, (calendar, ts[:16]), text)
 
+    def _packed(self, members: str) -> _Packed:
+        """``,"a":1,"b":{...}`` (or the same without the first comma) as msgpack members: a
+        piece of JSON made once per value is packed once per value too."""
+        text = members[1:] if members[:1] == "," else members
+        found = _mp_members(orjson.loads(f"{{{text}}}"))
+        return self._remember_packed(self._packed_members, members, found)
+
+    @staticmethod
+    def _remember_packed(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        if len(cache) >= PACKED_SHARE * CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value
+
+    def _packed_near(
+        self, user: str | None, c_ip: str, near: str, related_open: bool, related: tuple[str, ...]
+    ) -> _Packed:
+        """The ``user``, ``source`` and ``related`` members, as ``normalise_json`` completes
+        ``near`` from these, packed: user and source once per value, related per record."""
+        count, parts = 0, []
+        if user is not None:
+            found = self._packed_users.get(user)
+            if found is None:
+                found = _K_USER + _pack(orjson.loads(f"{{{user}}}"))
+                self._remember_packed(self._packed_users, user, found)
+            count, parts = 1, [found]
+        address = None
+        if near:
+            ip = self._packed_ips.get(c_ip)
+            if ip is None:
+                whole = orjson.loads(f"{{{near[1:]}{'}' if related_open else ''}}}")
+                source = whole.get("source")
+                ip = (
+                    (0, b"") if source is None else (1, _K_SOURCE + _pack(source)),
+                    whole["related"]["ip"][0] if "related" in whole else None,
+                )
+                self._remember_packed(self._packed_ips, c_ip, ip)
+            (k, b), address = ip
+            count += k
+            parts.append(b)
+        if address is not None or related:
+            link: dict[str, Any] = {}
+            if address is not None:
+                link["ip"] = [address]
+            if related:
+                link["user"] = list(related)
+            count += 1
+            parts += (_K_RELATED, _pack(link))
+        return count, b"".join(parts)
+
     # --- binding ---------------------------------------------------------------------------
 
     def bind(self, fields: list[str]) -> BoundNormaliser:
@@ -365,6 +455,8 @@ class RmsNormaliser:
         corr_pre = ',"' + m.key("correlation-id", "value") + '":'
         content_pre = ',"' + m.key("content-id", "value") + '":'
         published_pre = ',"' + m.key("date-published", "value") + '":"'
+        row_key, corr_key = _pack(m.key("row-id", "value")), _pack(m.key("correlation-id", "value"))
+        headers = _MAP_HEADERS
         members = m.members
         # the caches' get methods (a full cache is cleared, never replaced)
         event_get, event_fragments = self._event_json.get, self._event_fragments
@@ -380,6 +472,8 @@ class RmsNormaliser:
         file_get, template_get = file_json.get, template_json.get
         other_get, other_json = self._other_json.get, self._other_json
         hours_get, hours_fragment = self._hours_json.get, self._hours_fragment
+        packing, packed, pack, loads = self.msgpack, self._packed, _pack, orjson.loads
+        pm, mp_members = self._packed_members.get, _mp_members
 
         def escaped(row_id: str, correlation_id: str, content_id: str) -> tuple[str, str, str]:
             """(event.id inside its quotes, ids, content-id) as JSON, for values with something
@@ -480,7 +574,8 @@ class RmsNormaliser:
             head, error, header = event_get((request, result)) or event_fragments(request, result)
 
             # who: user, related.user (values, and as JSON: rel), azure_rms members
-            user, related, rel, rms_people, calendar = user_get(user_id) or user_fragments(user_id)
+            user, related, rel, rms_user, calendar = user_get(user_id) or user_fragments(user_id)
+            rms_owner = rms_issuer = ""
             if acting_as:
                 acting, target = acting_get(acting_as) or acting_fragments(acting_as)
                 for v, q in acting:
@@ -496,15 +591,16 @@ class RmsNormaliser:
                     related += (v,)
                     rel = f"{rel},{entry[1]}" if rel else entry[1]
                 if issuer == owner:  # the same value: its related.user value is in already
-                    rms_people += entry[6]
+                    rms_owner = entry[6]
                     issuer = ""
                 else:
-                    rms_people += entry[2]
+                    rms_owner = entry[2]
             if issuer:
                 entry = email_get(issuer) or email_fragments(issuer)
-                rms_people += entry[5]
+                rms_issuer = entry[5]
                 v = entry[3]
                 if v is not None and v not in related:
+                    related += (v,)
                     rel = f"{rel},{entry[4]}" if rel else entry[4]
             # from where: source and related.ip, or azure_rms.c_ip
             if c_ip:
@@ -512,6 +608,8 @@ class RmsNormaliser:
             else:
                 near = rms_ip = ""
                 related_open = False
+            if packing:  # before near is completed: the user and related parts come apart
+                people = self._packed_near(user, c_ip, near, related_open, related)
             if related_open:
                 near = f'{near},"user":[{rel}]}}' if rel else near + "}"
             elif rel:
@@ -555,10 +653,64 @@ class RmsNormaliser:
             data = (
                 f'{{"@timestamp":"{ts}","event":{{{head},"id":"{eid}"{original}}}'
                 f"{where}{error}{near}{agent}{file}{top}"
-                f',"azure_rms":{{"log_offset":{offset}{ids}{rms_people}{rms_ip}{rms_client}'
+                f',"azure_rms":{{"log_offset":{offset}{ids}{rms_user}{rms_owner}{rms_issuer}'
+                f"{rms_ip}{rms_client}"
                 f"{rms_file}{rms_template}{what}}}}}"
             )
-            return event_id, ts, data.encode(), header
+            if not packing:
+                return event_id, ts, data.encode(), header
+            # msgpack: the same pieces, each packed once ((member count, bytes): ``_packed``)
+            en, eb = pm(head) or packed(head)
+            eb += _K_ID + pack(event_id)
+            if original:
+                en += 1
+                eb += _K_ORIGINAL + pack(raw_line.rstrip("\r\n"))
+            wn, wb = pm(where) or packed(where)
+            xn, xb = pm(error) or packed(error)
+            an, ab = pm(agent) or packed(agent)
+            fn_, fb = pm(file) or packed(file)
+            tn, tb = pm(top) or packed(top)
+            body = [_K_LOG_OFFSET, pack(offset)]
+            count = 0
+            if row_id:
+                count = 1
+                body += (row_key, pack(row_id))
+            if correlation_id:
+                count += 1
+                body += (corr_key, pack(correlation_id))
+            for piece in (rms_user, rms_owner, rms_issuer, rms_ip, rms_client, rms_file):
+                k, b = pm(piece) or packed(piece)
+                count += k
+                body.append(b)
+            k, b = pm(rms_template) or packed(rms_template)
+            count += k
+            body.append(b)
+            if what:
+                k, b = mp_members(loads(f"{{{what[1:]}}}"))
+                count += k
+                body.append(b)
+            n = 3 + wn + xn + people[0] + an + fn_ + tn
+            count += 1
+            record = b"".join(
+                (
+                    headers[n] if n < 16 else _map_header(n),
+                    _K_TIMESTAMP,
+                    pack(ts),
+                    _K_EVENT,
+                    headers[en + 1] if en < 15 else _map_header(en + 1),
+                    eb,
+                    wb,
+                    xb,
+                    people[1],
+                    ab,
+                    fb,
+                    tb,
+                    _K_AZURE_RMS,
+                    headers[count] if count < 16 else _map_header(count),
+                    *body,
+                )
+            )
+            return event_id, ts, data.encode(), header, record
 
         return normalise_json
 
@@ -606,4 +758,5 @@ def make(options: dict[str, Any]) -> RmsNormaliser:
 
     tags, labels = tags_and_labels(options)
     enrich = Enricher.from_options(options.get("enrich") or {})  # type: ignore[arg-type]
-    return RmsNormaliser(bool(options.get("keep_original")), enrich, tags, labels)
+    msgpack = bool(options.get("msgpack"))
+    return RmsNormaliser(bool(options.get("keep_original")), enrich, tags, labels, msgpack)

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from shipper.outputs.base import EventBatch
+from shipper.sources import Decoded
 
 RMS = "azure_rms.usage"
 CONNECTOR = "rms_connector.events"
@@ -86,10 +87,12 @@ def with_wires(out: Any, b: EventBatch) -> EventBatch:
         docs = (run if isinstance(run, bytes) else run.read()).split(b"\n")[:-1]
         events = [orjson.loads(d) for d in docs]
         wire = encoder.encode(
-            docs,
-            [e["event"]["id"] for e in events],
-            [e["event"]["dataset"] for e in events],
-            [e["@timestamp"] for e in events],
+            Decoded(
+                [e["event"]["id"] for e in events],
+                [e["event"]["dataset"] for e in events],
+                docs,
+                [e["@timestamp"] for e in events],
+            )
         )
         b.add_wire(out.name, wire)
     return b

@@ -7,15 +7,18 @@ import gzip
 import pickle
 import random
 import time
+from pathlib import Path
 
 import msgpack
 import orjson
 import pytest
 
 from shipper.outputs.fluentd.encode import ForwardEncoder, WireEncoder, event_time
-from shipper.sources import Decoded
+from shipper.sources import FORMATS, Decoded
 
 from .conftest import event
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _ext(code: int, data: bytes) -> tuple[int, int]:
@@ -195,3 +198,28 @@ def test_the_minute_cache_gives_what_event_time_gives():
             assert enc.untimed == untimed, text
         else:
             assert got == want, text
+
+
+@pytest.mark.parametrize("keep_original", [False, True])
+def test_events_the_normaliser_packed_make_the_entries_their_json_makes(keep_original):
+    """RMS usage events come from the decoders as msgpack records too (the chunk's options
+    ask for them, as the pipeline's do when a Fluentd output is configured): their entries
+    are the very bytes packed from the JSON documents, tag by tag."""
+    w3c = FORMATS["w3c_rms"]
+    packer = pickle.loads(pickle.dumps(WireEncoder("p")))
+    options = {"msgpack": True, "keep_original": keep_original}
+    events = 0
+    for src in sorted((REPO / "examples" / "rms").iterdir()):
+        with src.open("rb") as f:
+            for chunk in w3c.chunks(f, str(src), 0, "", True, dict(options)):
+                decoded = w3c.decode(chunk)
+                if not decoded.docs:
+                    continue
+                assert len(decoded.msgpack) == len(decoded.docs)
+                packed = packer.encode(decoded)
+                from_json = packer.encode(Decoded(docs=decoded.docs))
+                assert packed.read() == from_json.read()
+                assert list(packed.ends) == list(from_json.ends)
+                assert packed.labels == from_json.labels == ["p.azure_rms.usage"] * len(packed)
+                events += len(packed)
+    assert events > 300
