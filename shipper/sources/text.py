@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, BinaryIO, Protocol
 
+import msgspec
 import orjson
 
 from shipper.errors import RecordRejected
@@ -32,6 +33,8 @@ from shipper.sources.encoding import NEWLINE, UNIT, head_text, sniff_encoding
 from shipper.sources.limits import DEFAULT as DEFAULT_LIMIT
 from shipper.sources.limits import HEAD, Skip, max_record_bytes, oversized, skip_chunk
 from shipper.sources.limits import reason as oversize_reason
+
+_pack = msgspec.msgpack.Encoder().encode
 
 BLOCK = 2 * 1024 * 1024
 _ERRORS = {"utf-8": "surrogateescape", "utf-16-le": "surrogatepass", "utf-16-be": "surrogatepass"}
@@ -554,7 +557,7 @@ class Records:
     encoded event, so every reader fills ``Decoded`` the same way; the reader never names the
     normaliser (the chunk's options carry the input's choice, ``shipper.normalise``)."""
 
-    __slots__ = ("chunk", "out", "normalise", "keep")
+    __slots__ = ("chunk", "out", "normalise", "keep", "pack")
 
     def __init__(self, chunk: Chunk, default_normaliser: str = "windows") -> None:
         self.chunk = chunk
@@ -565,6 +568,9 @@ class Records:
         #: whether events carry ``event.original`` (the record's text, unless the reader
         #: put a better one in ``rec["original"]``)
         self.keep = bool(chunk.options.get("keep_original", False))
+        #: whether events go out as msgpack too (``Decoded.msgpack``): packed from the dict
+        #: here, which costs a fifth of what an output pays to decode the JSON and pack it
+        self.pack = _pack if chunk.options.get("msgpack") else None
 
     def ship(
         self,
@@ -582,13 +588,16 @@ class Records:
         try:
             event = self.normalise(rec, self.chunk.path)
             doc = orjson.dumps(event)
-        except (RecordRejected, ValueError, TypeError, KeyError) as e:
+            packed = self.pack(event) if self.pack is not None else None
+        except (RecordRejected, ValueError, TypeError, KeyError, OverflowError) as e:
             quarantine(out, self.chunk.path, line, offset, str(e), raw)
             return
         out.ids.append(event["event"]["id"])
         out.datasets.append(event["event"]["dataset"])
         out.timestamps.append(event["@timestamp"])
         out.docs.append(doc)
+        if packed is not None:
+            out.msgpack.append(packed)
 
     def reject(
         self,

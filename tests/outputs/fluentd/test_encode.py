@@ -223,3 +223,41 @@ def test_events_the_normaliser_packed_make_the_entries_their_json_makes(keep_ori
                 assert packed.labels == from_json.labels == ["p.azure_rms.usage"] * len(packed)
                 events += len(packed)
     assert events > 300
+
+
+def test_events_of_every_other_format_come_packed_as_their_json() -> None:
+    """Windows events and performance counters are packed from their dicts by the decoders:
+    the same events as their JSON, member for member, and the same entries."""
+    packer = pickle.loads(pickle.dumps(WireEncoder("p")))
+    options = {"msgpack": True, "timezone": "UTC", "date_format": "%m/%d/%Y %I:%M:%S %p"}
+    names = [n for n in FORMATS if n != "w3c_rms"]
+    events, seen = 0, set()
+    evtx = REPO.parent / "shared" / "thirdparty" / "evtx"  # real .evtx files, when present
+    folders = [REPO / "examples" / "windows", REPO / "examples" / "perf", evtx]
+    for folder in folders:
+        for src in sorted(folder.iterdir()) if folder.is_dir() else []:
+            head = src.read_bytes()[:4096]
+            fmt = FORMATS[next(n for n in names if FORMATS[n].sniff(head, str(src)))]
+            with src.open("rb") as f:
+                for chunk in fmt.chunks(f, str(src), 0, "", True, dict(options)):
+                    decoded = fmt.decode(chunk)
+                    assert len(decoded.msgpack) == len(decoded.docs)
+                    for record, doc in zip(decoded.msgpack, decoded.docs, strict=True):
+                        assert orjson.dumps(msgpack.unpackb(record)) == doc
+                    if decoded.docs:
+                        packed = packer.encode(decoded)
+                        from_json = packer.encode(Decoded(docs=decoded.docs))
+                        assert packed.labels == from_json.labels
+                        # a time EventTime cannot hold (before 1970) is the clock's, twice
+                        timed = [event_time(t) is not None for t in decoded.timestamps]
+                        assert [
+                            (t if ok else None, r)
+                            for ok, (t, r) in zip(timed, entries_of(packed.read()), strict=True)
+                        ] == [
+                            (t if ok else None, r)
+                            for ok, (t, r) in zip(timed, entries_of(from_json.read()), strict=True)
+                        ]
+                    events += len(decoded.docs)
+                    seen |= set(decoded.datasets)
+    assert events > 50
+    assert {"rms_connector.events", "ecma2host.events", "rms_connector.perf"} <= seen
