@@ -569,7 +569,7 @@ class Records:
         #: put a better one in ``rec["original"]``)
         self.keep = bool(chunk.options.get("keep_original", False))
         #: whether events go out as msgpack too (``Decoded.msgpack``): packed from the dict
-        #: here, which costs a fifth of what an output pays to decode the JSON and pack it
+        #: here, which costs about a sixth of decoding the JSON back and packing that
         self.pack = _pack if chunk.options.get("msgpack") else None
 
     def ship(
