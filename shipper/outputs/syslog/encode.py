@@ -507,34 +507,25 @@ class WireEncoder:
                 ts = to_ts(ts)
             if escape and unsafe(event_id):
                 event_id = sd_value(event_id)
-            if octets and plain and fixed >= 0:
-                size = fixed + extra + len(ts) + len(event_id) + len(doc)
-                framed = f"{size} {pri}{ts}{middle}{event_id}{tail}".encode()
-                if bom:
-                    framed += bom
-                put(framed)
-                put(doc)
-                total += len(framed) + len(doc)
-                end(total)
-                continue
-            head = f"{pri}{ts}{middle}{event_id}{tail}"
-            if octets:
-                if head.isascii():
-                    framed = f"{len(head) + extra + len(doc)} {head}".encode()
-                else:
-                    raw = head.encode()
-                    framed = b"%d %b" % (len(raw) + extra + len(doc), raw)
-                if bom:
-                    framed += bom
-                put(framed)
-                put(doc)
-                total += len(framed) + len(doc)
-            else:
-                framed = head.encode() + bom
+            if not octets:
+                framed = f"{pri}{ts}{middle}{event_id}{tail}".encode() + bom
                 put(framed)
                 put(doc)
                 put(lf)
                 total += len(framed) + len(doc) + len(lf)
+                end(total)
+                continue
+            if plain and fixed >= 0:
+                size = fixed + extra + len(ts) + len(event_id) + len(doc)
+                framed = f"{size} {pri}{ts}{middle}{event_id}{tail}".encode()
+            else:
+                raw = f"{pri}{ts}{middle}{event_id}{tail}".encode()
+                framed = b"%d %b" % (len(raw) + extra + len(doc), raw)
+            if bom:
+                framed += bom
+            put(framed)
+            put(doc)
+            total += len(framed) + len(doc)
             end(total)
         return Wire(b"".join(pieces), ends)
 
