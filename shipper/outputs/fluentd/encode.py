@@ -151,39 +151,10 @@ class ForwardEncoder:
 
     def chunks(self, runs: Iterable[bytes]) -> Iterator[Chunk]:
         """Chunks of the documents in ``runs`` (NDJSON, each ending in a line break), in
-        order within each tag."""
-        decode, pack_into = self._json.decode, self._encoder.encode_into
-        times, tag_of = self._times, self._tag
-        max_events, max_bytes = self.max_events, self.max_bytes
-        open_: dict[str, _Open] = {}
-        for run in runs:
-            for doc in run.split(b"\n"):
-                if not doc:
-                    continue
-                record = decode(doc)
-                ts = record.get("@timestamp") if type(record) is dict else None
-                t = times.get(ts) if type(ts) is str else None
-                if t is None:
-                    t = self._time(ts)
-                event = record.get("event") if type(record) is dict else None
-                dataset = event.get("dataset") if type(event) is dict else None
-                tag = tag_of(dataset)
-                o = open_.get(tag)
-                if o is None:
-                    o = open_[tag] = _Open()
-                end = len(o.buf)
-                pack_into((t, record), o.buf, -1)
-                if len(o.buf) > max_bytes and o.count:  # full: this entry starts the next
-                    entry = o.buf[end:]
-                    del o.buf[end:]
-                    yield self._close(tag, o)
-                    o = open_[tag] = _Open(entry)
-                o.count += 1
-                if o.count >= max_events:
-                    yield self._close(tag, o)
-                    del open_[tag]
-        for tag, o in open_.items():
-            yield self._close(tag, o)
+        order within each tag: each run packed as the decoders pack it (``entries``), then
+        cut as the decoders' runs are (``chunks_from_wires``)."""
+        wires = (self.entries(doc for doc in run.split(b"\n") if doc) for run in runs)
+        return self.chunks_from_wires(wires)
 
     def entries(self, docs: Iterable[bytes]) -> Wire:
         """The documents as Forward entries ``[EventTime, record]``, packed one after the other,
