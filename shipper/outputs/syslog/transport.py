@@ -31,7 +31,7 @@ import socket
 import ssl
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from shipper.outputs.syslog.encode import frame_lf, frame_octets
 from shipper.outputs.syslog.settings import Settings
@@ -260,25 +260,56 @@ class StreamConnection(Connection):
         self._closed_by_peer = False
 
     def deliver(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> None:
-        if self._closed_by_peer:
-            raise TransportError(f"{self.where}: closed by the receiver")
         bufs, ends = self._frame(heads, bodies)  # ends: byte offset after each message
         per = len(bufs) // len(heads) if heads else 1  # buffers per message
-        written = 0
-        try:
-            start = 0  # in messages
+
+        def send() -> Iterator[int]:
+            written = start = 0  # start: in messages
             while start < len(ends):
                 stop = bisect.bisect_right(ends, written + CHUNK, lo=start + 1)
                 stop = min(max(stop, start + 1), start + MAX_BUFFERS // per)
-                chunk = ends[stop - 1] - written
-                send_buffers(self.sock, bufs[start * per : stop * per], chunk)
+                send_buffers(self.sock, bufs[start * per : stop * per], ends[stop - 1] - written)
                 written = ends[stop - 1]
                 start = stop
+                yield written
+
+        self._write([(0, ends)], send())
+
+    def deliver_framed(self, runs: Iterable[tuple[bytes, array[int]]]) -> None:
+        """Like ``deliver``, for messages already framed for this connection (by the
+        decoders: ``encode.WireEncoder``): runs of bytes, each message of a run ending at its
+        ``ends[i]``. ``TransportError.done`` counts from the first message of the first run."""
+        sent: list[tuple[int, Sequence[int]]] = []  # (offset of the run, its ends)
+
+        def send() -> Iterator[int]:
+            written = 0
+            for data, ends in runs:
+                sent.append((written, ends))
+                view = memoryview(data)
+                while view:
+                    n = self.sock.send(view[:CHUNK])
+                    written += n
+                    view = view[n:]
+                    yield written
+
+        self._write(sent, send())
+
+    def _write(self, runs: Sequence[tuple[int, Sequence[int]]], send: Iterator[int]) -> None:
+        """Write what ``send`` writes (it yields the bytes written so far; ``runs`` holds the
+        offset and message ends of each run it has begun), wait until the receiver's TCP has
+        taken it, then check that the connection is still healthy: what "delivered" means
+        over TCP and TLS. A failure says how many messages the receiver's TCP acknowledged."""
+        if self._closed_by_peer:
+            raise TransportError(f"{self.where}: closed by the receiver")
+        written = 0
+        try:
+            for n in send:
+                written = n
             self._drain(written)
         except TransportError as e:
-            raise TransportError(str(e), self._confirmed(ends, written)) from None
+            raise TransportError(str(e), self._confirmed_runs(runs, written)) from None
         except (OSError, ssl.SSLError) as e:
-            done = self._confirmed(ends, written)
+            done = self._confirmed_runs(runs, written)
             raise TransportError(f"{self.where}: {_why(e)}", done) from e
         problem = _healthy(self.sock)
         if problem == "closed by the receiver":
@@ -286,39 +317,11 @@ class StreamConnection(Connection):
             # closed in order (with unread data its TCP would have reset instead).
             self._closed_by_peer = True
         elif problem:
-            raise TransportError(f"{self.where}: {problem}", self._confirmed(ends, written))
-
-    def deliver_framed(self, runs: Iterable[tuple[bytes, array[int]]]) -> None:
-        """Like ``deliver``, for messages already framed for this connection (by the
-        decoders: ``encode.WireEncoder``): runs of bytes, each message of a run ending at its
-        ``ends[i]``. ``TransportError.done`` counts from the first message of the first run."""
-        if self._closed_by_peer:
-            raise TransportError(f"{self.where}: closed by the receiver")
-        sent: list[tuple[int, array[int]]] = []  # (offset of the run, its ends)
-        written = 0
-        sock = self.sock
-        try:
-            for data, ends in runs:
-                sent.append((written, ends))
-                view = memoryview(data)
-                while view:
-                    n = sock.send(view[:CHUNK])
-                    written += n
-                    view = view[n:]
-            self._drain(written)
-        except TransportError as e:
-            raise TransportError(str(e), self._confirmed_runs(sent, written)) from None
-        except (OSError, ssl.SSLError) as e:
-            done = self._confirmed_runs(sent, written)
-            raise TransportError(f"{self.where}: {_why(e)}", done) from e
-        problem = _healthy(sock)
-        if problem == "closed by the receiver":
-            self._closed_by_peer = True  # as in ``deliver``: read and closed in order
-        elif problem:
-            raise TransportError(f"{self.where}: {problem}", self._confirmed_runs(sent, written))
+            raise TransportError(f"{self.where}: {problem}", self._confirmed_runs(runs, written))
 
     def _confirmed_runs(self, runs: Sequence[tuple[int, Sequence[int]]], written: int) -> range:
-        """``_confirmed`` over runs of messages (offset of each run, its ends)."""
+        """Messages wholly acknowledged by the receiver's TCP (plain TCP only), over runs of
+        messages (offset of each run, its ends)."""
         if self._tls:
             return range(0)
         try:
@@ -370,10 +373,6 @@ class StreamConnection(Connection):
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
-
-    def _confirmed(self, ends: Sequence[int], written: int) -> range:
-        """Messages wholly acknowledged by the receiver's TCP (plain TCP only)."""
-        return self._confirmed_runs([(0, ends)], written)
 
     def close(self) -> None:
         try:
