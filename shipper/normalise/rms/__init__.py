@@ -235,8 +235,10 @@ class RmsNormaliser:
     # --- cache misses: a value's pieces of JSON, made from the reader's parts and the map ----
 
     @staticmethod
-    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
-        if len(cache) >= CACHE_LIMIT:
+    def _remember(cache: dict[Any, Any], key: Any, value: Any, share: int = 1) -> Any:
+        """``cache[key] = value``, the cache emptied first when it holds ``share`` times
+        ``CACHE_LIMIT`` entries."""
+        if len(cache) >= share * CACHE_LIMIT:
             cache.clear()
         cache[key] = value
         return value
@@ -367,14 +369,7 @@ class RmsNormaliser:
         piece of JSON made once per value is packed once per value too."""
         text = members[1:] if members[:1] == "," else members
         found = _mp_members(orjson.loads(f"{{{text}}}"))
-        return self._remember_packed(self._packed_members, members, found)
-
-    @staticmethod
-    def _remember_packed(cache: dict[Any, Any], key: Any, value: Any) -> Any:
-        if len(cache) >= PACKED_SHARE * CACHE_LIMIT:
-            cache.clear()
-        cache[key] = value
-        return value
+        return self._remember(self._packed_members, members, found, PACKED_SHARE)
 
     def _packed_near(
         self, user: str | None, c_ip: str, near: str, related_open: bool, related: tuple[str, ...]
@@ -386,7 +381,7 @@ class RmsNormaliser:
             found = self._packed_users.get(user)
             if found is None:
                 found = _K_USER + _pack(orjson.loads(f"{{{user}}}"))
-                self._remember_packed(self._packed_users, user, found)
+                self._remember(self._packed_users, user, found, PACKED_SHARE)
             count, parts = 1, [found]
         address = None
         if near:
@@ -398,7 +393,7 @@ class RmsNormaliser:
                     (0, b"") if source is None else (1, _K_SOURCE + _pack(source)),
                     whole["related"]["ip"][0] if "related" in whole else None,
                 )
-                self._remember_packed(self._packed_ips, c_ip, ip)
+                self._remember(self._packed_ips, c_ip, ip, PACKED_SHARE)
             (k, b), address = ip
             count += k
             parts.append(b)
