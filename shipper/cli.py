@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("shipper")
 
 
+def _echo(line: str, err: bool = False) -> None:
+    """Every line the command prints goes through here, masked (``shipper.redact``): an error
+    quotes an output's name, and that may be a URL with its password."""
+    from shipper.redact import mask
+
+    click.echo(mask(line), err=err)
+
+
 def _setup_logging(verbose: bool, rich_console: Any = None, log_format: str = "text") -> None:
     from shipper.logs import setup_logging
 
@@ -45,7 +53,7 @@ def _load(path: str, as_log: bool = False) -> Config:
         if as_log:
             log.error("%s: configuration error: %s", path, str(e).replace("\n", "; "))
         else:
-            click.echo(f"{path}: configuration error:\n{e}", err=True)
+            _echo(f"{path}: configuration error:\n{e}", err=True)
         sys.exit(2)
 
 
@@ -129,7 +137,7 @@ def _say(line: str, as_log: bool, level: int = logging.INFO) -> None:
     if as_log:
         log.log(level, "%s", line)
     else:
-        click.echo(line, err=True)
+        _echo(line, err=True)
 
 
 def _print_summary(s: Summary, as_log: bool = False) -> None:
@@ -241,7 +249,7 @@ def check(config: str, check_outputs: bool, skip_local: bool) -> None:
 
     _setup_logging(False)  # for what loading the configuration says
     cfg = _load(config)
-    click.echo(
+    _echo(
         f"{config}: OK ({len(cfg.inputs)} input(s), {len(cfg.outputs)} output(s),"
         f" data in {cfg.data_dir})"
     )
@@ -251,14 +259,13 @@ def check(config: str, check_outputs: bool, skip_local: bool) -> None:
         problems = [data_dir_problem(cfg.data_path, create=False), *empty_patterns(cfg.inputs)]
     for line in problems:
         if line is not None:
-            click.echo(f"error: {line}", err=True)
+            _echo(f"error: {line}", err=True)
             ok = False
     if check_outputs:
         from shipper.check import check_outputs as run_checks
-        from shipper.redact import mask
 
         for line, good in run_checks(cfg):
-            click.echo(mask(line), err=not good)
+            _echo(line, err=not good)
             ok = ok and good
     sys.exit(0 if ok else 1)
 
@@ -273,7 +280,6 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
     import inspect
 
     from shipper import registry
-    from shipper.redact import mask
 
     cfg = _load(config)
     _setup_logging(False)
@@ -283,7 +289,7 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
         if step is not None:
             targets.append((out, step))
     if not targets:
-        click.echo(f"{config}: none of the outputs has anything to set up", err=True)
+        _echo(f"{config}: none of the outputs has anything to set up", err=True)
         sys.exit(1)
     ok = True
     for out, step in targets:
@@ -292,9 +298,9 @@ def setup(config: str, no_kibana: bool, dry_run: bool) -> None:
             options["kibana"] = not no_kibana
         try:
             for line in step(out, cfg.data_path, dry_run, **options):
-                click.echo(mask(f"{out.type}: {line}"))
+                _echo(f"{out.type}: {line}")
         except ShipperError as e:
-            click.echo(mask(f"{out.type}: {e}"), err=True)
+            _echo(f"{out.type}: {e}", err=True)
             ok = False
     sys.exit(0 if ok else 1)
 
@@ -310,18 +316,18 @@ def status(config: str, as_json: bool) -> None:
     cfg = _load(config)
     problem = data_dir_readable(cfg.data_path)
     if problem is not None:
-        click.echo(problem, err=True)
+        _echo(problem, err=True)
         sys.exit(1)
     try:
         st = read_status(cfg)
     except ShipperError as e:
-        click.echo(str(e), err=True)
+        _echo(str(e), err=True)
         sys.exit(1)
     if as_json:
-        click.echo(render_json(st))
+        _echo(render_json(st))
     else:
         for line in render_text(st):
-            click.echo(line)
+            _echo(line)
 
 
 @main.command()
@@ -332,13 +338,13 @@ def plugins() -> None:
 
     ok = True
     for kind in registry.KINDS:
-        click.echo(f"{kind}:")
+        _echo(f"{kind}:")
         for name, found in registry.entries(kind).items():
-            click.echo(f"  {name:<16} {found.provider:<24} {found.value}")
+            _echo(f"  {name:<16} {found.provider:<24} {found.value}")
             try:
                 registry.load(kind, name)
             except ShipperError as e:
-                click.echo(f"  {name}: {e}", err=True)
+                _echo(f"  {name}: {e}", err=True)
                 ok = False
     sys.exit(0 if ok else 1)
 
@@ -363,7 +369,7 @@ def state_reset(config: str) -> None:
 
     cfg = _load(config)
     if not (cfg.data_path / "checkpoint.sqlite").exists():
-        click.echo(f"{cfg.data_path}: no checkpoint; nothing to do")
+        _echo(f"{cfg.data_path}: no checkpoint; nothing to do")
         return
     lock = FileLock(cfg.data_path / "shipper.lock")
     try:
@@ -376,7 +382,7 @@ def state_reset(config: str) -> None:
         aside = set_aside(cfg.data_path)
     finally:
         lock.release()
-    click.echo(f"checkpoint set aside as {aside}; the next run starts a new one")
+    _echo(f"checkpoint set aside as {aside}; the next run starts a new one")
 
 
 # `shipper service install|remove`: the Windows service (shipper/service.py; Windows only, a

@@ -175,8 +175,10 @@ class Metrics:
     def snapshot(self) -> tuple[dict[tuple[str, str], list[int]], dict[str, _Output]]:
         with self._lock:
             inputs = {k: list(v) for k, v in self._inputs.items()}
+        from shipper.redact import mask  # an output's name may be a URL with its password
+
         outputs = {
-            k: dataclasses.replace(v, buckets=list(v.buckets))
+            mask(k): dataclasses.replace(v, buckets=list(v.buckets))
             for k, v in list(self._outputs.items())
         }
         return inputs, outputs

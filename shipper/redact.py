@@ -4,7 +4,10 @@ The settings models keep secrets as ``SecretStr``, but a secret also travels in 
 does not guard: a password in a URL (``https://elastic:pw@es:9200``, echoed by ``check`` and in
 connection errors), a value a validator quotes back in its error, a library's log line. So the
 configuration's secrets are remembered when it is loaded (``remember``), and every line that
-echoes it (``check``, ``setup``, configuration errors, the log) goes through ``mask``.
+can echo it goes through ``mask``: each line a command prints (``shipper.cli._echo``: the run's
+summary and error lines, ``check``, ``setup``, ``status``, configuration errors), every log
+record and its traceback, and the metrics endpoint's output labels (an output's name is its
+first URL).
 
 A secret is the value of a setting named ``password``, ``api_key``, ``shared_key``, ``token``,
 ``secret`` or ``passphrase`` (or ending in one of them, ``_password``...), the content of its
@@ -131,6 +134,10 @@ def _mask_log_records() -> None:
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, ()
+        if record.exc_info and record.exc_info[0] is not None:
+            # a traceback quotes the exception's message (a URL, say): formatted here, masked,
+            # and kept in ``exc_text``, which formatters print instead of formatting it again
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
         return record
 
     logging.setLogRecordFactory(factory)

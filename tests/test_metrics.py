@@ -188,7 +188,7 @@ def test_an_unavailable_output_shows_as_retries_and_a_last_failure(tmp_path: Pat
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     port = free_port()
-    es = f"elasticsearch:http://127.0.0.1:{dead}"
+    es = f"elasticsearch:http://elastic:****@127.0.0.1:{dead}"  # its password masked
     proc = start(
         tmp_path,
         {
@@ -198,7 +198,7 @@ def test_an_unavailable_output_shows_as_retries_and_a_last_failure(tmp_path: Pat
                 {"type": "ndjson", "path": str(tmp_path / "e.ndjson")},
                 {
                     "type": "elasticsearch",
-                    "hosts": [f"http://127.0.0.1:{dead}"],
+                    "hosts": [f"http://elastic:Metr1cs-secret@127.0.0.1:{dead}"],
                     "backoff_initial": 0.05,
                     "backoff_max": 0.1,
                 },
@@ -212,6 +212,7 @@ def test_an_unavailable_output_shows_as_retries_and_a_last_failure(tmp_path: Pat
     finally:
         stop(proc)
     assert one(s, "shipper_output_retries_total", output=es) >= 3
+    assert not [labels for _, labels in s if "Metr1cs-secret" in str(labels)]
     assert one(s, "shipper_output_last_failure_timestamp_seconds", output=es) > time.time() - 60
     assert math.isnan(one(s, "shipper_output_last_success_timestamp_seconds", output=es))
     # the file output has it, but nothing counts as shipped until every output has

@@ -130,3 +130,60 @@ def test_a_secret_inside_a_longer_word_is_left_alone():
     )
     redact.remember({})  # the next configuration has none: nothing masked any more
     assert redact.mask("login elastic refused") == "login elastic refused"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_run_with_every_output_down_never_shows_a_secret(
+    tmp_path: Path, cli, write_rms, log_format: str
+):
+    """The end of a failed ``run --once``: the summary's error lines name each output, and an
+    output's name is its URL, password included, unless masked."""
+    write_rms(tmp_path / "logs" / "000000001", range(5))
+    (tmp_path / "pw").write_text(FILE_SECRET + "\n", encoding="utf-8")
+    cfg = write(
+        tmp_path,
+        {
+            "data_dir": str(tmp_path / "data"),
+            "inputs": [{"type": "rms_usage", "paths": [str(tmp_path / "logs" / "*")]}],
+            "outputs": [
+                {
+                    "type": "opensearch",
+                    "hosts": [f"http://elastic:{SECRET}@127.0.0.1:{closed_port()}"],
+                },
+                {
+                    "type": "elasticsearch",
+                    "hosts": [f"http://127.0.0.1:{closed_port()}"],
+                    "api_key": "Api-K3y-secret-77",
+                },
+                {
+                    "type": "fluentd",
+                    "hosts": [f"127.0.0.1:{closed_port()}"],
+                    "shared_key": "Shared-K3y-secret-88",
+                    "username": "fluent",
+                    "password_file": str(tmp_path / "pw"),
+                },
+            ],
+            "pipeline": {"once_retry_seconds": 1, "workers": 1},
+        },
+    )
+    done = cli("run", "--once", "--no-progress", "--log-format", log_format, str(cfg), cwd=tmp_path)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "still unavailable" in said and "elastic:****@127.0.0.1" in said  # the error lines
+    for secret in (SECRET, "Api-K3y-secret-77", "Shared-K3y-secret-88", FILE_SECRET):
+        assert secret not in said, said
+
+    status = cli("status", str(cfg), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert SECRET not in status.stdout + status.stderr
+
+
+def test_a_logged_traceback_does_not_show_a_secret(caplog: pytest.LogCaptureFixture):
+    redact.remember({"outputs": [{"password": "trace-secret-52"}]})
+    try:
+        raise ConnectionError("login with trace-secret-52 to http://u:url-pw-53@h:1 failed")
+    except ConnectionError:
+        logging.getLogger("shipper").exception("service failed")
+    text = logging.Formatter().format(caplog.records[-1])
+    assert "Traceback" in text and "ConnectionError: login with **** to" in text
+    assert "trace-secret-52" not in text and "url-pw-53" not in text
