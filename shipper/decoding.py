@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,8 +198,7 @@ def worker_main(data_dir: str) -> None:
 
 
 def init_worker(data_dir: Path) -> None:
-    # Ctrl+C reaches the whole process group; the pipeline, not the workers, decides to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # stop signals are ignored from the start (``shipper.pool``): the pipeline decides to stop
     return_big_blocks()
     global _worker_lookup, _worker_spool
     _worker_lookup = SnapshotLookup(Store(data_dir, readonly=True))

@@ -13,6 +13,14 @@ One thread sends, so that the caller never blocks on a full pipe: a worker busy 
 answer reads no calls meanwhile, and a caller stuck sending it another would never read that
 answer. A worker leaves at the end of its stdin, which is also what happens when the calling
 process dies, even by ``kill -9``.
+
+That is the only way a worker leaves: the caller owns stopping. A closing terminal's SIGHUP, a
+Ctrl-C or a ``kill -TERM -PGID`` reaches every process of the group, and a worker killed by it
+would turn a stop the caller handles (or a hang-up it ignores) into a "decoder process ended
+unexpectedly". So on POSIX the workers start in a session of their own (no terminal signal
+reaches them, not even while Python starts), and every worker ignores SIGINT, SIGTERM, SIGHUP
+and Windows' SIGBREAK from its first statement (a signal to the whole control group, or sent
+to the worker itself).
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ from shipper.errors import ShipperError
 
 #: the directory ``shipper`` is imported from, so that workers run the same code
 _IMPORT_ROOT = str(Path(__file__).resolve().parent.parent)
+#: a worker's first statement: the stop and hang-up signals are the caller's to handle
+_IGNORE_STOPS = (
+    "import signal; [signal.signal(getattr(signal, n), signal.SIG_IGN) for n in"
+    " ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK') if hasattr(signal, n)]; "
+)
 
 
 class WorkerDied(ShipperError):
@@ -45,12 +58,15 @@ class OrderedPool:
         module, function = main.split(":")
         # last on the path: where nothing else provides shipper (a checkout run in place)
         code = (
-            f"import sys; sys.path.append({_IMPORT_ROOT!r}); "
+            f"{_IGNORE_STOPS}import sys; sys.path.append({_IMPORT_ROOT!r}); "
             f"from {module} import {function}; {function}(*sys.argv[1:])"
         )
         self._procs = [
             subprocess.Popen(
-                [sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [sys.executable, "-c", code, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=sys.platform != "win32",
             )
             for _ in range(processes)
         ]

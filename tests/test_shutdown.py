@@ -79,7 +79,9 @@ def black_hole() -> Iterator[BlackHole]:
 class Shipper:
     """``shipper run`` in a subprocess, its standard error collected line by line."""
 
-    def __init__(self, cfg: Path, *args: str) -> None:
+    def __init__(self, cfg: Path, *args: str, new_session: bool = False) -> None:
+        """``new_session``: the shipper leads a process group of its own, as in a terminal,
+        so that a signal can be sent to the whole group."""
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shipper.cli", "run", "--no-progress", *args, str(cfg)],
@@ -87,6 +89,7 @@ class Shipper:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=new_session,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -251,3 +254,90 @@ def test_sighup_is_logged_and_does_not_stop_the_shipper(tmp_path, write_rms):
     code, _ = shipper.stop(signal.SIGTERM)
     assert code == 0, shipper.text
     assert len(out.read_text().splitlines()) == 20
+
+
+def big_rms(path: Path, first: int, size: int = 9 * 1024 * 1024) -> int:
+    """An RMS file of about ``size`` bytes (enough for the pipeline to start its decoder
+    processes); how many records it holds."""
+    from tests.conftest import rms_row, rms_text
+
+    rows = [rms_row(first)]
+    line = len("\t".join(rows[0])) + 1
+    rows += [rms_row(n) for n in range(first + 1, first + size // line + 1)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rms_text(rows), encoding="utf-8")
+    return len(rows)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for_workers(shipper: Shipper, n: int = 2) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(found := children(shipper.proc.pid)) < n:
+        if time.monotonic() > deadline or shipper.proc.poll() is not None:
+            raise AssertionError(f"no decoder processes started:\n{shipper.text}")
+        time.sleep(0.02)
+    return found
+
+
+def wait_for_lines(path: Path, n: int, shipper: Shipper, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_bytes().count(b"\n") >= n):
+        if time.monotonic() > deadline or shipper.proc.poll() is not None:
+            got = path.read_bytes().count(b"\n") if path.exists() else 0
+            raise AssertionError(f"{got} of {n} events shipped:\n{shipper.text}")
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+def test_a_hangup_of_the_whole_process_group_does_not_kill_the_decoders(tmp_path):
+    """A closing terminal sends SIGHUP to every process of its group, the decoder processes
+    included: they must leave stopping to the shipper, which ignores it."""
+    out = tmp_path / "out.ndjson"
+    first = big_rms(tmp_path / "logs" / "000000001", 0)
+    cfg = write_config(tmp_path, {"type": "ndjson", "path": str(out)}, workers=2)
+    shipper = Shipper(cfg, new_session=True)
+    try:
+        workers = wait_for_workers(shipper)
+        wait_for_lines(out, first, shipper)
+        os.killpg(shipper.proc.pid, signal.SIGHUP)
+        shipper.wait_for("SIGHUP: ignored")
+        time.sleep(0.2)  # for a decoder that did not ignore it to be gone
+        assert sorted(children(shipper.proc.pid)) == sorted(workers), shipper.text
+        second = big_rms(tmp_path / "logs" / "000000002", first)  # the decoders' work again
+        wait_for_lines(out, first + second, shipper)
+    finally:
+        code, _ = shipper.stop(signal.SIGTERM)
+    assert code == 0, shipper.text
+    assert "ended unexpectedly" not in shipper.text
+    assert out.read_bytes().count(b"\n") == first + second
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_sent_to_the_whole_process_group_is_the_shippers_to_handle(tmp_path, sig):
+    """Ctrl-C in a terminal reaches every process of the group (and ``kill -TERM -PGID`` too):
+    the decoders ignore it, the shipper stops and says how far it got."""
+    big_rms(tmp_path / "logs" / "000000001", 0)
+    cfg = write_config(tmp_path, {"type": "ndjson", "path": str(tmp_path / "o")}, workers=2)
+    shipper = Shipper(cfg, "--once", new_session=True)
+    wait_for_workers(shipper)
+    started = time.monotonic()
+    os.killpg(shipper.proc.pid, sig)
+    code = shipper.proc.wait(30)
+    shipper._reader.join(5)
+    assert code == 128 + sig, shipper.text
+    assert time.monotonic() - started < 10
+    assert f"interrupted by {signal.Signals(sig).name}" in shipper.text
+    assert "ended unexpectedly" not in shipper.text and "Traceback" not in shipper.text
