@@ -1,7 +1,11 @@
-"""``shipper check --outputs``: can each output be reached and written to, right now?
+"""``shipper check``: can each input's formats and normaliser be loaded, and (``--outputs``)
+can each output be reached and written to, right now?
 
-Each output module answers for itself through its optional ``check(settings, data_dir)`` (see
-``shipper.registry``); this module only runs them and words the lines.
+Validating the configuration only looks the formats and normalisers up by name (it must not
+import them all); here they are imported, so that a plugin that fails to import is named, with
+its distribution, before ``shipper run`` refuses files for it. Each output module answers for
+itself through its optional ``check(settings, data_dir)`` (see ``shipper.registry``); this
+module only runs them and words the lines.
 """
 
 from __future__ import annotations
@@ -25,3 +29,18 @@ def check_outputs(cfg: Config) -> Iterator[tuple[str, bool]]:
             yield f"{where}: {check(out, cfg.data_path)}", True
         except ShipperError as e:
             yield f"{where}: {e}", False
+
+
+def reader_problems(cfg: Config) -> Iterator[str]:
+    """One line per format or normaliser of an input that cannot be loaded (a plugin that
+    fails to import or lacks what a format must provide), naming it and its distribution."""
+    for i, inp in enumerate(cfg.inputs):
+        for name in inp.formats:
+            try:
+                registry.load("formats", name)
+            except ShipperError as e:
+                yield f"inputs[{i}].formats: {e}"
+        try:
+            registry.load("normalisers", inp.normaliser)
+        except ShipperError as e:
+            yield f"inputs[{i}].normaliser: {e}"

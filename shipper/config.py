@@ -63,11 +63,35 @@ def _component(kind: str, item: Any, where: str) -> Settings:
     except ShipperError as e:
         raise _Invalid([f"{where}.type: {e}"]) from None
     try:
-        return model.model_validate(item)
+        settings: Settings = model.model_validate(item)
     except ValidationError as e:
         raise _Invalid(
             [f"{where}{_sub(_loc(err['loc'], item))}: {err['msg']}" for err in e.errors()]
         ) from None
+    if kind == "sources":
+        unknown = _unknown_readers(settings, where)
+        if unknown:
+            raise _Invalid(unknown)
+    return settings
+
+
+def _unknown_readers(settings: Any, where: str) -> list[str]:
+    """The input's formats and normaliser that no installed distribution registers, looked up
+    in the registry without importing them (validating a configuration imports only the
+    sources and outputs it names; ``shipper check`` imports the rest, see
+    ``shipper.check.reader_problems``). Caught here, a typo is a configuration error listing
+    what is installed, not a refusal of every file at run time."""
+    lines = []
+    for name in settings.formats:
+        try:
+            registry.entry("formats", name)
+        except registry.UnknownComponent as e:
+            lines.append(f"{where}.formats: {e}")
+    try:
+        registry.entry("normalisers", settings.normaliser)
+    except registry.UnknownComponent as e:
+        lines.append(f"{where}.normaliser: {e}")
+    return lines
 
 
 def _sub(loc: str) -> str:

@@ -166,7 +166,8 @@ def entry(kind: str, name: str) -> Entry:
     found = _scan()[0][kind].get(name)
     if found is None:
         installed = ", ".join(names(kind)) or "none"
-        raise UnknownComponent(f"unknown {_SINGULAR[kind]} type {name!r} (installed: {installed})")
+        what = f"{_SINGULAR[kind]} type" if kind in ("sources", "outputs") else _SINGULAR[kind]
+        raise UnknownComponent(f"unknown {what} {name!r} (installed: {installed})")
     return found
 
 

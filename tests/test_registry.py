@@ -240,3 +240,83 @@ def test_a_source_tree_that_was_never_installed_still_finds_its_built_ins(repo):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("rms-shipper 0.1.0 (source tree) ")
     assert "w3c_rms" in done.stdout and "evtx" in done.stdout
+
+
+# --- an input's formats and normaliser: checked by name, loaded by `check`, skipped when broken
+
+
+def rms_source(name: str, formats: tuple[str, ...], normaliser: str = "azure_rms") -> str:
+    """A plugin input reading RMS usage logs with ``formats`` and ``normaliser``."""
+    return (
+        "from typing import ClassVar, Literal\n"
+        "from shipper.settings import SourceSettings\n"
+        "class Settings(SourceSettings):\n"
+        f"    formats: ClassVar[tuple[str, ...]] = {formats!r}\n"
+        f"    normaliser: ClassVar[str] = {normaliser!r}\n"
+        f"    type: Literal[{name!r}] = {name!r}\n"
+    )
+
+
+def test_an_unknown_format_or_normaliser_is_a_config_error_listing_the_installed(site: Path):
+    distribution(
+        site,
+        "shipper-typo",
+        {"shipper.sources": {"rms_typo": "rms_typo_source"}},
+        {"rms_typo_source": rms_source("rms_typo", ("no_such_format", "w3c_rms"), "no_such")},
+    )
+    registry.refresh()
+    with pytest.raises(ConfigError) as e:
+        parse_config({"inputs": [{"type": "rms_usage", "paths": ["x"]},
+                                 {"type": "rms_typo", "paths": ["x"]}]})  # fmt: skip
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith("inputs[1].formats: unknown format 'no_such_format' (installed: ")
+    assert "w3c_rms" in lines[0] and "perf_csv" in lines[0]
+    assert lines[1].startswith("inputs[1].normaliser: unknown normaliser 'no_such' (installed: ")
+    assert "azure_rms" in lines[1] and "windows_perf" in lines[1]
+    assert len(lines) == 2
+
+
+def test_an_unknown_format_name_says_which_are_installed():
+    from shipper.sources import FORMATS
+
+    with pytest.raises(registry.UnknownComponent, match=r"'no_such_format' \(installed: .*w3c"):
+        FORMATS["no_such_format"]
+    assert FORMATS.get("no_such_format") is None and "no_such_format" not in FORMATS
+
+
+def test_a_broken_plugin_format_is_named_by_check_and_skipped_at_run(
+    site: Path, tmp_path: Path, cli, repo
+):
+    from shipper.check import reader_problems
+
+    distribution(
+        site,
+        "shipper-kaput",
+        {
+            "shipper.formats": {"kaput": "kaput_format:KAPUT"},
+            "shipper.sources": {"rms_kaput": "rms_kaput_source"},
+        },
+        {
+            "kaput_format": "import no_such_library_here\n",
+            "rms_kaput_source": rms_source("rms_kaput", ("kaput", "w3c_rms")),
+        },
+    )
+    registry.refresh()
+    inputs = [{"type": "rms_kaput", "paths": [str(repo / "examples" / "rms" / "*.log")]}]
+    cfg = parse_config({"inputs": inputs})  # registered: the configuration is valid
+    problems = list(reader_problems(cfg))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        "inputs[0].formats: format 'kaput' from shipper-kaput 1.2.3 cannot be imported"
+    )
+    assert "no_such_library_here" in problems[0]
+
+    config = tmp_path / "shipper.yaml"
+    out = tmp_path / "events.ndjson"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "data"), "inputs": inputs,
+                                  "outputs": [{"type": "ndjson", "path": str(out)}]}))  # fmt: skip
+    done = cli("run", "--once", str(config), cwd=tmp_path, env={"PYTHONPATH": f"{repo}:{site}"})
+    assert done.returncode == 0, done.stderr  # every file read by w3c_rms, after kaput
+    assert len(out.read_text().splitlines()) > 10
+    said = [line for line in done.stderr.splitlines() if "format kaput skipped" in line]
+    assert len(said) == 1 and "shipper-kaput 1.2.3" in said[0], done.stderr

@@ -16,14 +16,18 @@ from shipper.sources.base import Chunk, Decoded, FileRefused, Format, Quarantine
 
 
 class _Formats(Mapping[str, Format]):
-    """The registered formats by name, each imported on first lookup."""
+    """The registered formats by name, each imported on first lookup.
+
+    An unknown name raises ``registry.UnknownComponent`` (which lists the installed formats),
+    not a bare ``KeyError``, and one that cannot be imported ``registry.PluginError`` (which
+    names its distribution): either is a message a user can act on."""
 
     def __getitem__(self, name: str) -> Format:
-        try:
-            fmt: Format = registry.load("formats", name)
-        except registry.UnknownComponent:
-            raise KeyError(name) from None
+        fmt: Format = registry.load("formats", name)
         return fmt
+
+    def get(self, name: str, default: Format | None = None) -> Format | None:  # type: ignore[override]
+        return self[name] if name in self else default
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in registry.entries("formats")

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from shipper.sources.base import FileRefused
+from shipper.errors import ShipperError
+from shipper.sources.base import FileRefused, Format
 from shipper.sources.globbing import iter_glob
 from shipper.sources.identity import HEAD_BYTES, file_key, head_hash
 from shipper.state import FileState
@@ -120,21 +121,48 @@ def open_position(f: BinaryIO, cand: Candidate) -> Opened:
     return Opened(prev.offset, prev.format, head_len, head, "resumed")
 
 
+#: formats that could not be loaded in this process, and why (each said once)
+_unusable: dict[str, str] = {}
+
+
+def _usable(name: str) -> Format | None:
+    """The format ``name``, or None when it cannot be loaded (an unknown name, or a plugin
+    that fails to import): said once, as a warning, so that one broken plugin format does
+    not keep the formats after it in an input's list from being tried, nor fill the log."""
+    from shipper.sources import FORMATS
+
+    try:
+        return FORMATS[name]
+    except ShipperError as e:
+        if name not in _unusable:
+            _unusable[name] = str(e)
+            log.warning("format %s skipped, trying the next of each input's formats: %s", name, e)
+        return None
+
+
+def _sniffs(name: str, head: bytes, path: str) -> bool:
+    fmt = _usable(name)
+    return fmt is not None and fmt.sniff(head, path)
+
+
 def begin(f: BinaryIO, cand: Candidate, saved_state: Callable[[str], str]) -> FileState:
     """Where and how to read an open file: its format (known, or sniffed from its first bytes
     among its input's formats) and the position to start at, with the reader state saved
     there (``saved_state(key)``, fetched only when resuming). Raises ``FileRefused`` for a
     file none of its input's formats recognises."""
-    from shipper.sources import FORMATS
-
     where = open_position(f, cand)
     state = saved_state(cand.key) if where.reason == "resumed" else ""
     fmt_name = where.format
+    if fmt_name is not None and _usable(fmt_name) is None:
+        raise FileRefused(
+            f"{cand.path}: was being read as {fmt_name}, which cannot be loaded now"
+            f" ({_unusable[fmt_name]})"
+        )
     if fmt_name is None:
         f.seek(0)
         head = f.read(HEAD_BYTES)
         formats = cand.input.formats
-        fmt_name = next((n for n in formats if FORMATS[n].sniff(head, cand.path)), None)
+        fmt_name = next((n for n in formats if _sniffs(n, head, cand.path)), None)
         if fmt_name is None:
             raise FileRefused(
                 f"{cand.path}: not a recognised {cand.input.type} file"
