@@ -35,6 +35,7 @@ from typing import Any
 
 from shipper.errors import RecordRejected
 from shipper.mappings import load_yaml
+from shipper.normalise.hosts import host_fields
 
 ECS_VERSION = "9.4.0"
 TABLE = "windows/rms_connector_perf.yaml"
@@ -229,7 +230,7 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
     if original is not None:
         event["event"]["original"] = original
     if host:
-        event["host"] = {"name": host.casefold()}
+        event["host"] = host_fields(host)
     root = shape.root
     event.setdefault(root[0], {})[root[1]] = metrics
     return event

@@ -32,6 +32,7 @@ from functools import cache
 from typing import Any
 
 from shipper.errors import RecordRejected
+from shipper.normalise.hosts import host_fields
 
 ECS_VERSION = "9.4.0"
 
@@ -227,7 +228,7 @@ def normalise(rec: dict[str, Any], path: str) -> dict[str, Any]:
     if level:
         log["level"] = level
     if computer:
-        event["host"] = {"name": computer}
+        event["host"] = host_fields(computer)
     if message:
         event["message"] = redact(message.replace("\r\n", "\n").rstrip())
     value = get("original")

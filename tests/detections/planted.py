@@ -312,10 +312,12 @@ def _connector(corpus: Corpus) -> str:
                 text=text,
             )
         )
-    # Plain rules over connector events are checked by (host, code, time): ids are hashes.
+    # Plain rules over connector events are checked by (host.name, code, time): ids are
+    # hashes. host.name is the Computer lower-cased, the FQDN.
     for rule_id, (when, code) in planted.items():
-        corpus.expected[rule_id] = {f"RMSCON01.contoso.com {code.split('-')[0]} {when:%H:%M}"}
-    corpus.expected[REFRESH_MISSING] = {"RMSCON02.contoso.com"}
+        corpus.expected[rule_id] = {f"rmscon01.contoso.com {code.split('-')[0]} {when:%H:%M}"}
+    # host.hostname: the name the counters of the same host carry too (see _perf)
+    corpus.expected[REFRESH_MISSING] = {"rmscon02"}
     return "".join(out)
 
 

@@ -40,7 +40,7 @@ def test_the_documented_counters_have_their_fields_with_units() -> None:
         "dataset": "rms_connector.perf",
         "id": ev["event"]["id"],
     }
-    assert ev["host"] == {"name": "rmscon01"}
+    assert ev["host"] == {"name": "rmscon01", "hostname": "rmscon01"}
     assert ev["rms_connector"]["perf"] == {
         "time_since_last_authorization_policy_update_seconds": 840.0,
         "licensing_successful_batched": {

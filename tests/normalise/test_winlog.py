@@ -45,7 +45,7 @@ def xml_from_golden(g: dict) -> str:
 
 
 FIELDS = [
-    "@timestamp", "event.code", "event.kind", "event.provider", "host.name", "log.level",
+    "@timestamp", "event.code", "event.kind", "event.provider", "log.level",
     "winlog.channel", "winlog.computer_name", "winlog.event_id", "winlog.keywords",
     "winlog.opcode", "winlog.process.pid", "winlog.process.thread.id", "winlog.provider_guid",
     "winlog.provider_name", "winlog.record_id", "winlog.task",
@@ -66,6 +66,13 @@ def test_agrees_with_winlogbeat_golden_field_by_field() -> None:
     ours = normalise(parse_event_xml(xml_from_golden(golden)), "Security.xml")
     for field in FIELDS:
         assert get(ours, field) == get(golden, field), field
+    # Where we differ on purpose: Winlogbeat copies the Computer into host.name as written;
+    # we lower-case it (ECS: "the lowercase FQDN") and add host.hostname, the short name the
+    # same server's performance counters carry too (shipper.normalise.hosts). The Computer
+    # as written stays in winlog.computer_name, compared above.
+    computer = golden["winlog"]["computer_name"]
+    assert get(golden, "host.name") == computer
+    assert ours["host"] == {"name": computer.lower(), "hostname": computer.split(".")[0].lower()}
 
 
 def test_time_keeps_full_precision_and_converts_offsets() -> None:

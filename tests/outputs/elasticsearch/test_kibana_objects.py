@@ -411,7 +411,7 @@ def test_unauthorised_attempts_are_grouped_by_the_computer_that_tried(
     for part in first.split("."):
         value = value[part]
     assert value == "SP-WEB03.contoso.com"  # the caller named in the 2001 message
-    assert event["host"]["name"] == "RMSCON01.contoso.com" != value  # not the connector itself
+    assert event["host"]["hostname"] == "rmscon01" != value  # not the connector itself
 
 
 def rms_events_for_searches() -> list[dict[str, Any]]:
@@ -675,7 +675,7 @@ def test_kibana_perf_panels_are_lens_lines_with_a_900_s_reference_line(
     assert [columns[a]["sourceField"] for a in data["accessors"]] == TIMES
     assert {columns[a]["operationType"] for a in data["accessors"]} == {"average"}
     assert columns[data["xAccessor"]]["operationType"] == "date_histogram"
-    assert columns[data["splitAccessor"]]["sourceField"] == "host.name"
+    assert columns[data["splitAccessor"]]["sourceField"] == "host.hostname"
     dv = {r["id"] for r in p["embeddableConfig"]["attributes"]["references"]}
     assert dv == {"shipper-metrics-rms_connector.perf"}
 
@@ -687,7 +687,7 @@ def test_kibana_perf_panels_are_lens_lines_with_a_900_s_reference_line(
     columns = lens_columns(p)
     (since,) = by_type["data"]["accessors"]
     assert columns[since]["sourceField"] == SINCE and by_type["data"]["seriesType"] == "line"
-    assert columns[by_type["data"]["splitAccessor"]]["sourceField"] == "host.name"
+    assert columns[by_type["data"]["splitAccessor"]]["sourceField"] == "host.hostname"
     (ref,) = by_type["referenceLine"]["accessors"]
     assert columns[ref]["operationType"] == "static_value"
     assert float(columns[ref]["params"]["value"]) == 900
@@ -712,7 +712,7 @@ def test_opensearch_dashboards_perf_panels_are_lines_with_a_900_s_threshold_line
     assert {s["type"] for s in vis["params"]["seriesParams"]} == {"line"}
     buckets = {a["schema"]: a for a in vis["aggs"] if a["schema"] != "metric"}
     assert buckets["segment"]["type"] == "date_histogram"
-    assert buckets["group"]["params"]["field"] == "host.name"
+    assert buckets["group"]["params"]["field"] == "host.hostname"
     assert vis["params"]["thresholdLine"]["show"] is False
     assert o["references"][0]["id"] == "shipper-metrics-rms_connector.perf"
 
