@@ -21,7 +21,10 @@ times, same event ids: half of it dropped as duplicates). So:
    zone's offset at the first sample equals the header's bias, every row is read in the zone,
    so DST changes inside the file are followed. In the repeated autumn hour a time is read in
    the first pass (``fold=0``) unless that would go back before the previous row, which is
-   how the second pass shows itself (the previous row's time travels in the position state);
+   how the second pass shows itself (the previous row's time travels in the position state).
+   A log started *in* the second pass has the bias after the change (``(0)`` in London) and
+   a first time the zone has twice: the zone is matched against the bias in either pass, and
+   the first row is read in the pass that matched;
 2. when the name is unknown (a translated one) the input's ``timezone`` takes its place, if
    its offset at the first sample agrees with the bias; when nothing agrees with the bias (a
    machine with "adjust for daylight saving time" switched off keeps its standard bias all
@@ -167,24 +170,42 @@ def clock_for(header: Header | None, first: datetime | None, fallback: str) -> s
             continue
         if first is None:
             return f"zone:{candidate}"
-        off = first.replace(tzinfo=zone).utcoffset()
-        if off is not None and off == timedelta(minutes=east):
+        aware = first.replace(tzinfo=zone)
+        if aware.utcoffset() == timedelta(minutes=east):
             return f"zone:{candidate}"
+        # a log started in the second pass of the autumn hour: the bias is the offset after
+        # the change, the wall clock the same as before it (see Clock: its first row is read
+        # in that pass too)
+        if aware.replace(fold=1).utcoffset() == timedelta(minutes=east):
+            return f"zone:{candidate}{_SECOND_PASS}"
     return f"fixed:{east}"
+
+
+#: appended to a ``zone:`` clock whose first sample is in the second pass of a repeated hour
+_SECOND_PASS = ";fold=1"
+
+
+def zone_name(spec: str) -> str | None:
+    """The IANA zone of a ``zone:`` clock spec (None for a fixed offset)."""
+    kind, _, arg = spec.partition(":")
+    return arg.split(";", 1)[0] if kind == "zone" else None
 
 
 class Clock:
     """Local times of one file -> UTC, in row order (the previous row decides the autumn
     hour's pass). ``prev`` is the previous row's UTC time, as seconds since the epoch."""
 
-    __slots__ = ("zone", "fixed", "prev", "_cache_key", "_cache_val")
+    __slots__ = ("zone", "fixed", "prev", "second_pass", "_cache_key", "_cache_val")
 
     def __init__(self, spec: str, prev: float | None = None) -> None:
         kind, _, arg = spec.partition(":")
         self.zone: ZoneInfo | None = None
         self.fixed: timedelta | None = None
+        #: with no previous row, a repeated hour's time is in its second pass (the header's
+        #: bias said so of the file's first sample)
+        self.second_pass = arg.endswith(_SECOND_PASS)
         if kind == "zone":
-            self.zone = _zone(arg)
+            self.zone = _zone(arg.removesuffix(_SECOND_PASS))
         else:
             self.fixed = timedelta(minutes=int(arg))
         self.prev = prev
@@ -222,9 +243,12 @@ class Clock:
             ):
                 self._cache_key, self._cache_val = key, off0
             return off0
-        # the repeated hour: the first pass unless that goes back in time
+        # the repeated hour: the first pass unless that goes back in time (or, for the first
+        # row, unless the header's bias said the log started in the second pass)
+        if self.prev is None:
+            return off1 if self.second_pass else off0
         t0 = (local - _EPOCH - off0).total_seconds()
-        if self.prev is not None and t0 < self.prev:
+        if t0 < self.prev:
             return off1
         return off0
 

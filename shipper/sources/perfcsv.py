@@ -42,6 +42,7 @@ from shipper.sources.pdh import (
     parse_header,
     parse_path,
     parse_stamp,
+    zone_name,
 )
 from shipper.sources.text import (
     Cut,
@@ -162,9 +163,10 @@ def _stamps(lines: Iterable[str], delim: str) -> Iterator[datetime]:
 
 def _ambiguous(spec: str, local: datetime) -> bool:
     """Whether ``local`` is within an hour of a time the zone has twice."""
-    if not spec.startswith("zone:"):
+    name = zone_name(spec)
+    if name is None:
         return False
-    zone = ZoneInfo(spec[5:])
+    zone = ZoneInfo(name)
     for t in (local, local + _HOUR, local - _HOUR):
         a = t.replace(tzinfo=zone)
         if a.utcoffset() != a.replace(fold=1).utcoffset():

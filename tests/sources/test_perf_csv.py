@@ -286,6 +286,45 @@ def test_autumn_hour_followed_as_typeperf_writes_it(tmp_path: Path, cut: int) ->
     assert _utc(docs) == [utc for _, utc in AUTUMN]
 
 
+SECOND_PASS = [  # a London log started in the second pass of the autumn hour: bias 0 (GMT)
+    ("10/27/2024 01:30:00.000", "2024-10-27T01:30:00.000Z"),
+    ("10/27/2024 01:59:30.000", "2024-10-27T01:59:30.000Z"),
+    ("10/27/2024 02:00:00.000", "2024-10-27T02:00:00.000Z"),
+    ("03/30/2025 00:30:00.000", "2025-03-30T00:30:00.000Z"),
+    ("03/30/2025 03:30:00.000", "2025-03-30T02:30:00.000Z"),  # BST again: not 03:30Z
+    ("07/01/2025 12:00:00.000", "2025-07-01T11:00:00.000Z"),
+]
+
+
+@pytest.mark.parametrize("cut", [None, 1, 2])
+def test_log_started_in_the_second_pass_of_the_autumn_hour_follows_the_zone(
+    tmp_path: Path, cut: int | None
+) -> None:
+    """The header's bias (0) is GMT's, the first time one London has twice: the zone still
+    applies (matched in the second pass), so the next spring change is followed; read whole
+    or followed with the file cut after ``cut`` rows."""
+    rows = [[local, str(i)] for i, (local, _) in enumerate(SECOND_PASS)]
+    first = rows if cut is None else rows[:cut]
+    path = pdh_file(tmp_path / "gmt.csv", "GMT Standard Time", 0, [col("H", SINCE)], first)
+    if cut is None:
+        docs, quarantined = ship(path)
+        assert not quarantined
+    else:
+        docs, pos, state = [], 0, ""
+        opts: dict[str, object] = {"timezone": "UTC"}
+        with open(path, "rb") as f:
+            for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
+                docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
+                pos, state = chunk.end, chunk.state_out
+        with open(path, "ab") as f:
+            for row in rows[cut:]:
+                f.write(("".join(f'"{c}",' for c in row)[:-1] + "\r\n").encode())
+        with open(path, "rb") as f:
+            for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
+                docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
+    assert _utc(docs) == [utc for _, utc in SECOND_PASS]
+
+
 def test_spring_gap_follows_the_zone_after_the_change(tmp_path: Path) -> None:
     # Europe/Berlin, 31 Mar 2024: 02:00 CET -> 03:00 CEST; typeperf's clock jumps with it
     rows = [
