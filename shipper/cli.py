@@ -57,7 +57,20 @@ def _load(path: str, as_log: bool = False) -> Config:
         sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, with a Ctrl-C that no command handles itself (``run`` does) ending
+    the process as the shell expects of one stopped by SIGINT: exit 130, not click's
+    "Aborted!" and 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo(err=True)  # off the ^C the terminal echoed
+            sys.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name=DISTRIBUTION)
 def main() -> None:
     """Ship Azure RMS usage logs and RMS connector / ECMA2Host event exports as ECS events."""
@@ -80,12 +93,18 @@ def run(config: str, once: bool, no_progress: bool, log_format: str, verbose: bo
 
     A first SIGINT/SIGTERM commits what the outputs acknowledged and exits within
     pipeline.shutdown_timeout; a second exits at once. SIGHUP is logged and ignored."""
-    from shipper.pipeline import Pipeline, Progress
-    from shipper.preflight import data_dir_problem, empty_patterns
     from shipper.stopping import StopRequests, exit_code
 
+    # first, before the slow part of starting (imports, the configuration, the checkpoint): a
+    # stop from then on is an interruption like any other, not click's "Aborted!"
+    stops = StopRequests(lambda: None)
+    stops.install()
+    from shipper.pipeline import Pipeline, Progress
+    from shipper.preflight import data_dir_problem, empty_patterns
+
+    as_log = log_format == "json"  # every line on stderr a JSON object, for the collector
     _setup_logging(verbose, None, log_format)  # for what loading the configuration says
-    cfg = _load(config, log_format == "json")
+    cfg = _load(config, as_log)
     show_progress = (
         once and not no_progress and log_format == "text" and sys.stderr.isatty()
     )  # a bar between JSON lines would corrupt them
@@ -106,8 +125,12 @@ def run(config: str, once: bool, no_progress: bool, log_format: str, verbose: bo
     progress = Progress()
     display = _ProgressDisplay(progress, console) if show_progress else None
     pipeline = Pipeline(cfg, once=once, progress=progress, on_progress=display and display.update)
-    stops = StopRequests(pipeline.stop, cfg.pipeline.shutdown_timeout)
-    stops.install()
+    stops.retarget(pipeline.stop, cfg.pipeline.shutdown_timeout)
+    if stops.signum is not None:  # stopped while starting
+        _say(
+            f"interrupted by {stops.name} while starting: nothing shipped", as_log, logging.WARNING
+        )
+        sys.exit(exit_code(stops.signum) if once else 0)
     if not once:
         log.info("following %d input(s); Ctrl+C to stop", len(cfg.inputs))
     try:
@@ -124,7 +147,6 @@ def run(config: str, once: bool, no_progress: bool, log_format: str, verbose: bo
         sys.exit(1)
     finally:
         stops.finished()
-    as_log = log_format == "json"  # every line on stderr a JSON object, for the collector
     _print_summary(summary, as_log)
     if stops.signum is not None and once and summary.stopped:
         _print_interrupted(stops.name, summary, progress, as_log)

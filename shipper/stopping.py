@@ -10,6 +10,10 @@ guarantee that makes ``kill -9`` safe).
 SIGHUP (POSIX) does not kill: the configuration is read at start, so a HUP from a terminal
 going away or a log rotation script is logged and ignored.
 
+``shipper run`` installs the handlers before anything else (loading the configuration, opening
+the checkpoint), so a stop while starting is an interruption like a later one; other commands
+turn a Ctrl-C into exit 130 (``shipper.cli``).
+
 Exit codes follow the shell's convention for a process ended by a signal, 128 + its number
 (130 for SIGINT, 143 for SIGTERM, 149 for Windows' Ctrl-Break), whenever a stop cut the work
 short: ``--once`` interrupted, or a shutdown that had to be forced.
@@ -30,6 +34,9 @@ __all__ = ["StopRequests", "exit_code"]
 
 log = logging.getLogger("shipper")
 
+#: seconds; ``pipeline.shutdown_timeout``'s default, for a stop before the configuration is read
+DEFAULT_TIMEOUT = 10.0
+
 
 def exit_code(signum: int) -> int:
     """The conventional exit status of a process stopped by ``signum``."""
@@ -49,7 +56,7 @@ class StopRequests:
     def __init__(
         self,
         stop: Callable[[], None],
-        timeout: float,
+        timeout: float = DEFAULT_TIMEOUT,
         exit_now: Callable[[int], None] = os._exit,
     ) -> None:
         self._stop = stop
@@ -65,9 +72,12 @@ class StopRequests:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_hup)
 
-    def retarget(self, stop: Callable[[], None]) -> None:
-        """Send later stop requests to another pipeline."""
+    def retarget(self, stop: Callable[[], None], timeout: float | None = None) -> None:
+        """Send later stop requests to another pipeline (the first one, when the handlers
+        were installed before there was one), with its ``shutdown_timeout``."""
         self._stop = stop
+        if timeout is not None:
+            self._timeout = timeout
 
     def finished(self) -> None:
         """The shutdown completed on its own: the watchdog stands down."""

@@ -209,3 +209,33 @@ def test_retry_rounds_is_accepted_with_a_warning_naming_the_replacement(tmp_path
     assert result.returncode == 0, result.stderr
     assert "syslog output: retry_rounds is retired and ignored" in result.stderr
     assert "one retry policy" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and FIFOs")
+def test_ctrl_c_in_any_command_exits_130(tmp_path, repo):
+    """``check`` interrupted while it reads the configuration (its password file is a FIFO
+    that the test holds open): the shell's 130, not click's "Aborted!" and 1."""
+    import contextlib
+    import signal
+    import time
+
+    fifo = tmp_path / "password"
+    os.mkfifo(fifo)
+    cfg = config(
+        tmp_path,
+        [{"type": "elasticsearch", "username": "elastic", "password_file": str(fifo)}],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "check", str(cfg)],
+        env=dict(os.environ, PYTHONPATH=str(repo)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with contextlib.suppress(BrokenPipeError), open(fifo, "w") as f:
+        proc.send_signal(signal.SIGINT)  # the shipper has the FIFO open: it is loading
+        time.sleep(0.3)
+        f.write("secret-pw\n")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Aborted!" not in err and "Traceback" not in err

@@ -3,6 +3,7 @@ says what happened, and the next run ships what the stopped one had not committe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -341,3 +342,34 @@ def test_a_stop_sent_to_the_whole_process_group_is_the_shippers_to_handle(tmp_pa
     assert time.monotonic() - started < 10
     assert f"interrupted by {signal.Signals(sig).name}" in shipper.text
     assert "ended unexpectedly" not in shipper.text and "Traceback" not in shipper.text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_the_shipper_starts_is_an_interruption(tmp_path, write_rms, sig):
+    """Ctrl-C in the first moments of ``--once`` (loading the configuration, say) is the same
+    interruption as later: 128 + the signal and a line saying so, not click's "Aborted!".
+
+    The configuration's password file is a FIFO: loading it waits for the test to write the
+    password, so the signal surely arrives while the configuration is being loaded."""
+    write_rms(tmp_path / "logs" / "000000001", range(10))
+    fifo = tmp_path / "password"
+    os.mkfifo(fifo)
+    out = {
+        "type": "elasticsearch",
+        "hosts": [f"http://127.0.0.1:{closed_port()}"],
+        "username": "elastic",
+        "password_file": str(fifo),
+    }
+    shipper = Shipper(write_config(tmp_path, out), "--once")
+    # open() returns once the shipper opened the FIFO: it is loading its configuration
+    with contextlib.suppress(BrokenPipeError), open(fifo, "w") as f:
+        shipper.proc.send_signal(sig)
+        time.sleep(0.3)  # for the signal to be handled while the shipper waits for the password
+        f.write("Start-up-secret-1\n")  # (a broken pipe when the signal killed it)
+    code = shipper.proc.wait(30)
+    shipper._reader.join(5)
+    assert code == 128 + sig, shipper.text
+    assert f"interrupted by {signal.Signals(sig).name} while starting: nothing shipped" in (
+        shipper.text
+    )
+    assert "Aborted!" not in shipper.text and "Traceback" not in shipper.text
