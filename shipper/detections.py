@@ -19,7 +19,8 @@ Written by hand here, and why: the backend's own ``siem_rule_ndjson`` output mak
 not convert correlations. So the rule documents are built here, and a Sigma correlation maps
 onto an Elastic threshold rule as ``event_count >= N`` grouped by fields = a threshold of N on
 those fields; ``value_count >= N`` of a field = a threshold of 1 with a cardinality condition
-of N on it; the look-back is the correlation's timespan.
+of N on it; the look-back is the correlation's timespan plus ``lookback_slack`` (as a query
+rule's is one interval plus it), so that an event indexed late is still counted.
 """
 
 from __future__ import annotations
@@ -304,7 +305,11 @@ def generate_elastic_rules(detections: list[Detection] | None = None) -> list[di
             else:
                 threshold["value"] = 1
                 threshold["cardinality"] = [{"field": d.value_field, "value": d.count}]
-            rule["from"] = f"now-{d.timespan_spec}"  # Sigma timespans are date math
+            # the correlation's timespan plus the slack a query rule gets: without it a run
+            # looks back exactly one interval (5m on 5m for the policy-overdue rule), and a
+            # sample indexed after the run that covered its time is never counted. Sigma
+            # timespans are date math.
+            rule["from"] = f"now-{_add(d.timespan_spec, defaults['lookback_slack'])}"
             rule.update(
                 type="threshold",
                 language="lucene",

@@ -87,7 +87,34 @@ def test_a_sigma_change_shows_in_the_elastic_rule() -> None:
     bulk.timespan_spec = "15m"
     rule = next(r for r in generate_elastic_rules(detections) if r["rule_id"] == bulk.id)
     assert rule["threshold"]["cardinality"] == [{"field": "azure_rms.content_id", "value": 40}]
-    assert rule["from"] == "now-15m"
+    assert rule["from"] == "now-16m"  # the timespan plus lookback_slack (1m)
+
+
+def _secs(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+def test_query_and_threshold_rules_look_back_past_their_interval_by_the_slack() -> None:
+    """A late-indexed event (its time covered by a run that finished before it arrived) is
+    seen by the next run only if that run looks back further than one interval: every query
+    and threshold rule does, by ``lookback_slack``; a threshold looks back its correlation's
+    timespan plus the slack (so the policy-overdue rule, 5m on a 5m interval, gets 6m)."""
+    import yaml
+
+    settings = yaml.safe_load((detections_dir() / "elastic.yml").read_text(encoding="utf-8"))
+    slack = _secs(settings["defaults"]["lookback_slack"])
+    assert slack > 0
+    spans = {d.id: d.timespan for d in compile_detections()}
+    checked = set()
+    for r in elastic_rules():
+        if r["type"] == "esql":
+            continue
+        look_back = _secs(r["from"].removeprefix("now-"))
+        assert look_back >= _secs(r["interval"]) + slack, r["name"]
+        if r["type"] == "threshold":
+            assert look_back == spans[r["rule_id"]] + slack, r["name"]
+        checked.add(r["type"])
+    assert checked == {"query", "threshold"}
 
 
 # --- Kibana's import format -------------------------------------------------------------------
