@@ -320,3 +320,29 @@ def test_a_broken_plugin_format_is_named_by_check_and_skipped_at_run(
     assert len(out.read_text().splitlines()) > 10
     said = [line for line in done.stderr.splitlines() if "format kaput skipped" in line]
     assert len(said) == 1 and "shipper-kaput 1.2.3" in said[0], done.stderr
+
+
+def test_no_output_imports_another():
+    """Each output is its own component: what two outputs share lives outside them
+    (``shipper.outputs.base``, ``appendfile``, ``shipper.rejects``), so that removing or
+    replacing one output never breaks another."""
+    import ast
+
+    root = Path(registry.__file__).parent / "outputs"
+    shared = {"base", "appendfile"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        own = rel.parts[0].removesuffix(".py")
+        if own in shared | {"__init__"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                parts = name.split(".")
+                if parts[:2] == ["shipper", "outputs"] and len(parts) > 2:
+                    if parts[2] not in shared | {own}:
+                        found.append(f"{rel}: {name}")
+    assert not found, found

@@ -30,10 +30,10 @@ from typing import Any
 from shipper.errors import OutputFailed, RetryLater
 from shipper.outputs.base import Ack, EventBatch
 from shipper.outputs.elasticsearch.config import ElasticsearchOutput
-from shipper.outputs.elasticsearch.deadletter import DeadLetterFile
 from shipper.outputs.elasticsearch.encode import BulkEncoder, Chunk
 from shipper.outputs.elasticsearch.retry import Outcome, Verdict, classify
 from shipper.outputs.elasticsearch.transport import Reply, Transport, make_transport
+from shipper.rejects import DeadLetterFile
 
 log = logging.getLogger("shipper.outputs.elasticsearch")
 

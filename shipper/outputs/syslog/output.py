@@ -26,7 +26,6 @@ from typing import Any
 
 from shipper.errors import OutputFailed, RetryLater
 from shipper.outputs.base import Ack, EventBatch, Wire, wire_pieces
-from shipper.outputs.elasticsearch.deadletter import DeadLetterFile
 from shipper.outputs.syslog.encode import Encoder, WireEncoder, truncate
 from shipper.outputs.syslog.settings import Settings
 from shipper.outputs.syslog.transport import (
@@ -36,6 +35,7 @@ from shipper.outputs.syslog.transport import (
     connect,
     tls_context,
 )
+from shipper.rejects import DeadLetterFile
 
 log = logging.getLogger("shipper.outputs.syslog")
 
