@@ -182,12 +182,13 @@ def _print_summary(s: Summary, as_log: bool = False) -> None:
 
 def _print_interrupted(signame: str, s: Summary, p: Progress, as_log: bool = False) -> None:
     """How far an interrupted ``--once`` got, and that a rerun continues from there."""
-    left = max(p.files_total - p.files_done, 0)
+    left = max(p.files_total - p.files_done, 0)  # not started, or not read to their end
+    refused = f", {s.files_refused:,} refused" if s.files_refused else ""
     pending = f"; {s.uncommitted:,} events sent but not committed" if s.uncommitted else ""
     _say(
-        f"interrupted by {signame}: {s.events:,} events shipped; {p.files_done:,} of"
-        f" {p.files_total:,} files read, {left:,} left{pending}. Run the same command again to"
-        " continue from there (nothing is lost or shipped twice).",
+        f"interrupted by {signame}: {s.events:,} events shipped; {s.files_read:,} of"
+        f" {p.files_total:,} files read{refused}, {left:,} left{pending}. Run the same command"
+        " again to continue from there (nothing is lost or shipped twice).",
         as_log,
         logging.WARNING,
     )

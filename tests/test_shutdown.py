@@ -373,3 +373,18 @@ def test_a_stop_while_the_shipper_starts_is_an_interruption(tmp_path, write_rms,
         shipper.text
     )
     assert "Aborted!" not in shipper.text and "Traceback" not in shipper.text
+
+
+def test_an_interrupted_once_counts_files_read_the_same_way_in_both_lines(tmp_path, write_rms):
+    """The summary and the "interrupted" line count the same thing: files read to their end.
+    Here the first file's batch is being delivered (to an output that is down) and the second
+    file's is waiting for it, the reading of that file not finished."""
+    for n in range(4):
+        write_rms(tmp_path / "logs" / f"00000000{n}", range(n * EVENTS, (n + 1) * EVENTS))
+    out = elasticsearch(f"http://127.0.0.1:{closed_port()}")
+    shipper = Shipper(write_config(tmp_path, out, batch_events=EVENTS // 2), "--once")
+    shipper.wait_for("retrying")
+    code, _ = shipper.stop(signal.SIGINT)
+    assert code == 130, shipper.text
+    assert "0 files refused; 1 files read in" in shipper.text, shipper.text
+    assert "interrupted by SIGINT: 0 events shipped; 1 of 4 files read, 3 left;" in shipper.text

@@ -14,6 +14,7 @@ class Summary:
     events: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: files read to their end (for now): one count for the summary and the interrupted line
     files_read: int = 0
     files_refused: int = 0
     dead_lettered: int = 0
@@ -40,6 +41,7 @@ class Progress:
     """What a progress display needs; the pipeline updates it, a display reads it."""
 
     files_total: int = 0
+    #: files dealt with: read to their end, refused, empty or gone (the bar's count)
     files_done: int = 0
     bytes_total: int = 0
     bytes_done: int = 0

@@ -30,7 +30,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -328,8 +328,9 @@ class Pipeline:
             if self._stop.is_set():
                 return
             cand = candidates.popleft()
+            read = False
             try:
-                yield from self._file_chunks(cand)
+                read = yield from self._file_chunks(cand)
             except FileRefused as e:
                 self._refuse(cand, str(e))
             except FileNotFoundError:
@@ -348,6 +349,9 @@ class Pipeline:
                     opened.read = True
                     if not opened.unprocessed:
                         del self._opened[cand.path]
+            # one count of files read (to their end, for now) for the summary and the
+            # interrupted line; the progress bar's also counts those refused or empty
+            self.summary.files_read += read
             self.progress.files_done += 1
 
     def _through(self, path: str) -> _Opened:
@@ -358,7 +362,9 @@ class Pipeline:
             del self._opened[path]
         return opened
 
-    def _file_chunks(self, cand: Candidate) -> Iterator[Chunk]:
+    def _file_chunks(self, cand: Candidate) -> Generator[Chunk, None, bool]:
+        """The file's chunks from where it was left; True once it is read to its end (for
+        now), False when it was empty."""
         with open(cand.path, "rb") as f:
             if self._unreadable_now.pop(cand.key, None) is not None:
                 log.info("%s: readable again", cand.path)
@@ -369,11 +375,10 @@ class Pipeline:
                 if cand.key not in self._empty:
                     self._empty.add(cand.key)
                     log.info("%s: empty; it will be read when it grows", cand.path)
-                return
+                return False
             self._empty.discard(cand.key)
             position = begin(f, cand, self._store.file_state)
             opened = self._opened[cand.path] = _Opened(position, cand)
-            self.summary.files_read += 1
             options = self._options(cand.input)
             final = self.once
             reader = FORMATS[position.format]
@@ -383,6 +388,7 @@ class Pipeline:
                 chunk.key = cand.key
                 opened.unprocessed += 1
                 yield chunk
+        return True
 
     def _opened_as(self, f: BinaryIO, cand: Candidate) -> Candidate:
         """The candidate for the file actually opened: the name may lead to another file than
