@@ -187,14 +187,36 @@ def test_an_unusable_data_dir_is_one_line_in_check_and_run(tmp_path, cli, write_
     assert line.endswith(f"ERROR data_dir {blocker / 'data'}: cannot create it: Not a directory")
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere")
-def test_a_read_only_data_dir_is_one_line(tmp_path, cli, write_rms):
+def without_root() -> list[str]:
+    """A command prefix that runs the command bound by file permissions: nothing for a user,
+    and for root (CI runs as root) ``setpriv`` dropping the capabilities that let root write
+    and read anywhere. It keeps the uid, so the interpreter stays reachable wherever it is
+    installed (under /root, say, where another user could not run it)."""
+    if sys.platform == "win32" or os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root, and no setpriv (util-linux) to drop root's privileges")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_read_only_data_dir_is_one_line(tmp_path, write_rms, repo):
     write_rms(tmp_path / "logs" / "000000001", range(3))
     cfg = config(tmp_path, [{"type": "stdout"}])
     (tmp_path / "data").mkdir()
     (tmp_path / "data").chmod(0o500)
     try:
-        run = cli("run", "--once", str(cfg), cwd=tmp_path)
+        run = subprocess.run(
+            [*without_root(), sys.executable, "-m", "shipper.cli", "run", "--once", str(cfg)],
+            cwd=tmp_path,
+            env=dict(os.environ, PYTHONPATH=str(repo)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         (tmp_path / "data").chmod(0o700)
     assert run.returncode == 1 and "Traceback" not in run.stderr
