@@ -386,15 +386,16 @@ def state_reset(config: str) -> None:
     file again: outputs that dedupe by event id (Elasticsearch, OpenSearch) skip what they
     already hold; a file output gets those events a second time.
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
+    from shipper.private import data_dir_lock
     from shipper.state.store import set_aside
 
     cfg = _load(config)
     if not (cfg.data_path / "checkpoint.sqlite").exists():
         _echo(f"{cfg.data_path}: no checkpoint; nothing to do")
         return
-    lock = FileLock(cfg.data_path / "shipper.lock")
+    lock = data_dir_lock(cfg.data_path)
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -16,11 +16,16 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
     "dir_mode_for",
+    "data_dir_lock",
     "make_dirs",
     "open_new",
     "parse_mode",
@@ -102,3 +107,19 @@ def tighten(path: Path, mode: int = FILE_MODE) -> None:
         return
     if stat.S_IMODE(st.st_mode) & ~mode and st.st_uid == os.geteuid():
         os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+
+
+def data_dir_lock(data_dir: Path) -> FileLock:
+    """The lock that keeps a data dir to one shipper (``shipper.lock``), owner-only like the
+    rest: created ``0600`` here, whatever the umask or the filelock version (its ``mode``
+    argument is only the mode it asks for when it creates the file), and tightened if an
+    older run left it readable by others."""
+    from filelock import FileLock
+
+    path = Path(data_dir) / "shipper.lock"
+    try:
+        os.close(open_new(path, os.O_RDWR))
+    except OSError:
+        pass  # not creatable: acquiring the lock says why
+    tighten(path)
+    return FileLock(path, mode=FILE_MODE)

@@ -57,6 +57,7 @@ def test_a_run_creates_every_file_owner_only(tmp_path: Path, loose_umask):
         tmp_path / "csv" / "usage.csv",
         data / "checkpoint.sqlite",
         data / "quarantine.jsonl",
+        data / "shipper.lock",
     ]
     files += [p for p in data.glob("checkpoint.sqlite-*")]  # the WAL, while it exists
     for f in files:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from shipper.config import Config
 from shipper.decoding import spool_path
@@ -47,7 +47,7 @@ from shipper.pipeline.batch import Batch
 from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery, Stopped
 from shipper.pipeline.progress import Progress, Summary, heartbeat
 from shipper.pipeline.routing import Decoders, decoder_options
-from shipper.private import make_dirs
+from shipper.private import data_dir_lock, make_dirs
 from shipper.rejects import RejectFile
 from shipper.sources import FORMATS, Chunk, FileRefused
 from shipper.sources.discovery import Candidate, begin, scan
@@ -124,7 +124,7 @@ class Pipeline:
         data_dir = self.config.data_path
         make_dirs(data_dir)  # owner-only, as everything in it
         # Two shippers on one checkpoint would each commit the other's uncommitted work away.
-        lock = FileLock(data_dir / "shipper.lock")
+        lock = data_dir_lock(data_dir)
         try:
             lock.acquire(timeout=0)
         except Timeout:
