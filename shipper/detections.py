@@ -321,10 +321,19 @@ def generate_elastic_rules(detections: list[Detection] | None = None) -> list[di
             if over.get("type") != "esql":
                 raise ValueError(f"{d.source}: {d.title}: needs an esql entry in elastic.yml")
             del over["type"]
-            query = over.pop("query").format(
+            template = over.pop("query")
+            group = ", ".join(d.group_by)
+            if not group and "{group}" in template:
+                raise ValueError(
+                    f"{d.source}: {d.title}: the ES|QL template uses {{group}} and the Sigma "
+                    "rule has no group-by: write {by} / {group_and} in elastic.yml"
+                )
+            query = template.format(
                 index=",".join(source["index"]),
                 where=d.esql_where,
-                group=", ".join(d.group_by),
+                group=group,
+                by=f" BY {group}" if group else "",
+                group_and=f"{group}, " if group else "",
                 count=d.count,
                 timespan=_esql_span(d.timespan),
                 **{k: over.pop(k) for k in list(over) if k != "from"},

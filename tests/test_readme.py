@@ -53,3 +53,55 @@ def test_each_readme_configuration_example_is_accepted(
     for key in ("inputs", "outputs"):
         shown = [item["type"] for item in data.get(key) or []]
         assert [item.type for item in getattr(cfg, key)][: len(shown)] == shown, line
+
+
+# --- the Detections section ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _section(title: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else None]
+
+
+def _saved_search_query(search_id: str) -> str:
+    import json
+
+    for line in (REPO / "mappings" / "kibana" / "forensics.ndjson").read_text().splitlines():
+        obj = json.loads(line)
+        if obj["id"] == search_id:
+            meta = obj["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]
+            return json.loads(meta)["query"]["query"]
+    raise AssertionError(f"no saved search {search_id} in forensics.ndjson")
+
+
+def test_readme_forensic_query_strings_are_the_saved_searches() -> None:
+    """The two query strings the README gives other SIEMs are the saved searches' queries
+    plus the filter a user picks in the dashboard: they cannot drift apart."""
+    section = _section("Detections and forensic searches")
+    after = section[section.index("**Forensic searches.**") :]
+    block = re.search(r"^```\n(.*?)^```", after, re.S | re.M)
+    assert block, "no query block after **Forensic searches.**"
+    document, user = [ln for ln in block.group(1).splitlines() if ln.strip()]
+    assert document == (
+        _saved_search_query("shipper-rms-forensics-document")
+        + ' AND (azure_rms.content_id:"<content id>" OR file.name:"<file name>")'
+    )
+    assert user == (
+        _saved_search_query("shipper-rms-forensics-user") + ' AND user.id:"<user address>"'
+    )
+
+
+def test_readme_names_every_sigma_logsource() -> None:
+    settings = yaml.safe_load((REPO / "mappings" / "detections" / "elastic.yml").read_text())
+    shipped = set(settings["logsources"])
+    section = _section("Detections and forensic searches")
+    m = re.search(r"(\w+)\s+logsources \((.*?)\);", section, re.S)
+    assert m, "the Sigma bullet should list the logsources"
+    named = {f"{p}/{s}" for p, s in re.findall(r"product:\s+(\w+),\s+service:\s+(\w+)", m.group(2))}
+    assert named == shipped
+    words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+    assert words[m.group(1)] == len(shipped)

@@ -209,12 +209,11 @@ def _rows(url: str, pattern: str, types: dict[str, str]) -> list[dict[str, Any]]
     return [esql.typed_row(h["_source"], types) for h in hits["hits"]]
 
 
-def fired_esql(url: str, rule: dict[str, Any]) -> set[str]:
-    """The groups an ES|QL rule alerts on: its query text, parsed by Elasticsearch's grammar
-    and run by ``esql.py`` on the shipped documents, as Kibana schedules it -- every
+def esql_alerts(url: str, rule: dict[str, Any]) -> Iterator[tuple[dt.datetime, dict[str, Any]]]:
+    """(run time, alert row) of an ES|QL rule: its query text, parsed by Elasticsearch's
+    grammar and run by ``esql.py`` on the shipped documents, as Kibana schedules it -- every
     ``interval`` from the first document to ``planted.NOW``, each run seeing the documents
-    between ``from`` and that run, with NOW() at that run. A row's group is its values of
-    template fields (the STATS BY fields)."""
+    between ``from`` and that run, with NOW() at that run."""
     pytest.importorskip("esql_parser", reason="pip install esql-parser")
     from tests.outputs.elasticsearch.test_setup import explicit_fields
 
@@ -228,13 +227,23 @@ def fired_esql(url: str, rule: dict[str, Any]) -> set[str]:
     interval = dt.timedelta(seconds=UNITS[rule["interval"][-1]] * int(rule["interval"][:-1]))
     first = min(r["@timestamp"] for r in rows)
     now = esql.EPOCH + ((first - esql.EPOCH) // interval + 1) * interval
-    out: set[str] = set()
     while now <= planted.NOW:
         window = [r for r in rows if now - look_back <= r["@timestamp"] <= now]
         for alert in scheduled.run(window, now):
-            (group,) = (v for k, v in alert.items() if k in types)
-            out.add(group)
+            yield now, alert
         now += interval
+
+
+def fired_esql(url: str, rule: dict[str, Any]) -> set[str]:
+    """The groups an ES|QL rule alerts on (see ``esql_alerts``). A row's group is its values
+    of template fields (the STATS BY fields)."""
+    from tests.outputs.elasticsearch.test_setup import explicit_fields
+
+    types = explicit_fields()
+    out: set[str] = set()
+    for _, alert in esql_alerts(url, rule):
+        (group,) = (v for k, v in alert.items() if k in types)
+        out.add(group)
     return out
 
 
@@ -325,3 +334,33 @@ def test_forensics_what_did_user_y_open(shipped: tuple[str, planted.Corpus]) -> 
     opened = _forensic(url, "shipper-rms-forensics-user", 'user.id:"collector@contoso.com"')
     assert len({e["azure_rms"]["content_id"] for e in opened}) == 30
     assert {e["event"]["action"] for e in opened} == {"AcquireLicense"}
+
+
+def test_after_hours_rule_without_group_by_is_tenant_wide(
+    shipped: tuple[str, planted.Corpus],
+) -> None:
+    """The README's tenant-wide variant (the Sigma correlation without its ``group-by``,
+    regenerated) is valid ES|QL and compares the tenant's after-hours openings in the last
+    hour with its own busiest after-hours hour of the look-back: its alerts carry no user,
+    and count more than any one user opens in an hour (25 at most in the corpus). On this
+    corpus it fires on the first morning's rise before 08:00 (no history yet), not on one
+    user's night: a different question from the per-user rule's."""
+    pytest.importorskip("sigma", reason="pysigma (test extra) is absent")
+    pytest.importorskip("esql_parser", reason="pip install esql-parser")
+    from shipper.detections import compile_detections, generate_elastic_rules
+
+    from . import esql
+
+    after = next(d for d in compile_detections() if d.id == planted.AFTER_HOURS)
+    after.group_by = []
+    (rule,) = generate_elastic_rules([after])
+    assert "user.id" not in rule["query"]
+    _, errors = esql.parse(rule["query"])
+    assert not errors, errors
+    url, _ = shipped
+    fired = list(esql_alerts(url, rule))
+    assert fired
+    assert all(set(a) == {"in_window", "usual"} for _, a in fired)
+    assert all(a["in_window"] >= 20 and a["in_window"] >= 2 * a["usual"] for _, a in fired)
+    assert max(a["in_window"] for _, a in fired) > 25
+    assert {t.date() for t, _ in fired} == {dt.date(2024, 3, 4)}
