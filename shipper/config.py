@@ -110,6 +110,8 @@ def _components(kind: str, items: Any, where: str) -> Any:
 
 
 def _default_outputs() -> list[Settings]:
+    """The quick start's output (an NDJSON file), for a configuration without ``outputs:``:
+    the one component this module names, because a default has to name something."""
     return [registry.settings_model("outputs", "ndjson")()]
 
 
@@ -231,24 +233,6 @@ def _interpolate(node: Any, where: str, env: dict[str, str]) -> Any:
             k: _interpolate(v, f"{where}.{k}" if where else str(k), env) for k, v in node.items()
         }
     return node
-
-
-#: names that lived here before each component held its own settings (kept for importers)
-_MOVED = {
-    "RmsUsageInput": ("sources", "rms_usage"),
-    "WindowsEventsInput": ("sources", "windows_events"),
-    "NdjsonOutput": ("outputs", "ndjson"),
-    "StdoutOutput": ("outputs", "stdout"),
-    "ElasticsearchOutput": ("outputs", "elasticsearch"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The old names, resolved through the registry on first use (not at import: importing
-    the configuration must not import every component)."""
-    if name in _MOVED:
-        return registry.settings_model(*_MOVED[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _loc(loc: tuple[int | str, ...], data: Any) -> str:

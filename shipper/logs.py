@@ -22,10 +22,6 @@ from typing import Any, Literal
 __all__ = ["LOG_FORMATS", "TextFormatter", "json_formatter", "setup_logging"]
 
 LOG_FORMATS = ("text", "json")
-#: libraries that log every request at INFO
-_NOISY = ("elastic_transport", "urllib3", "elasticsearch")
-#: the client marking its node dead: the delivery loop already says the output is unavailable
-_QUIET = ("elastic_transport.node_pool",)
 
 
 class TextFormatter(logging.Formatter):
@@ -78,7 +74,5 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in _NOISY:
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    for quiet in _QUIET:
-        logging.getLogger(quiet).setLevel(logging.ERROR)
+    # the loggers of an output's client library are quieted by that output, where it imports
+    # the library (e.g. ``shipper.outputs.elasticsearch.transport``): this module names none

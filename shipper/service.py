@@ -119,9 +119,7 @@ def _log_to_file(path: Path) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    for noisy in ("elastic_transport", "urllib3", "elasticsearch"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root.setLevel(logging.INFO)  # (an output quiets its own client library's loggers)
 
 
 # --- what the SCM runs -----------------------------------------------------------------------

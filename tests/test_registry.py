@@ -346,3 +346,51 @@ def test_no_output_imports_another():
                     if parts[2] not in shared | {own}:
                         found.append(f"{rel}: {name}")
     assert not found, found
+
+
+#: the modules that run every configuration: none may switch on a component's name
+CORE = ("cli.py", "status.py", "check.py", "preflight.py", "config.py", "pipeline/*.py",
+        "decoding.py", "logs.py", "service.py")  # fmt: skip
+#: (module, name) allowed: the quick-start default, the one output a configuration without
+#: ``outputs:`` gets (config.py ``_default_outputs``); and the suffix of a spool file of
+#: newline-delimited JSON documents (decoding.py ``_spooled_run``), the file format, not the
+#: output of that name
+ALLOWED = {("config.py", "ndjson"), ("decoding.py", "ndjson")}
+
+
+def test_core_modules_name_no_component():
+    """A component is added or removed in its own module and ``pyproject.toml``: no core module
+    holds its name (nor its client library's loggers) as a string."""
+    import ast
+
+    root = Path(registry.__file__).parent
+    names = {n for kind in registry.KINDS for n in registry.names(kind)}
+    names |= {"elastic_transport", "urllib3"}  # the elasticsearch output's client library
+    found = []
+    for pattern in CORE:
+        for path in sorted(root.glob(pattern)):
+            rel = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in names:
+                    if (rel, node.value) not in ALLOWED:
+                        found.append(f"{rel}:{node.lineno}: {node.value!r}")
+    assert not found, found
+
+
+def test_the_elasticsearch_client_stays_quiet_even_with_verbose():
+    """Its per-request INFO lines and dead-node warnings would drown the shipper's own: the
+    output quiets them itself, whichever is set up first, logging or the output."""
+    code = (
+        "import logging\n"
+        "from shipper.logs import setup_logging\n"
+        "{first}\n{second}\n"
+        "print([logging.getLogger(n).getEffectiveLevel() for n in"
+        " ('elastic_transport', 'elasticsearch', 'urllib3', 'elastic_transport.node_pool')])"
+    )
+    setup = "setup_logging(verbose=True)"
+    load = "import shipper.outputs.elasticsearch.transport"
+    for first, second in ((setup, load), (load, setup)):
+        done = subprocess.run([sys.executable, "-c", code.format(first=first, second=second)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["[30,", "30,", "30,", "40]"], done.stdout

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from shipper.config import NdjsonOutput
 from shipper.outputs import EventBatch
 from shipper.outputs.ndjson import NdjsonFileOutput
+from shipper.outputs.ndjson import Settings as NdjsonOutput
 from shipper.spool import Spooled, write_lines
 
 

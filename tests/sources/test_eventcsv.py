@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.config import WindowsEventsInput
 from shipper.sources import FORMATS
 from shipper.sources.eventcsv import EVENT_CSV
+from shipper.sources.windows_events import Settings as WindowsEventsInput
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "windows"
 NEW_YORK = {"timezone": "America/New_York", "date_format": "%m/%d/%Y %I:%M:%S %p"}

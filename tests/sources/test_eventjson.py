@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.config import WindowsEventsInput
 from shipper.sources import FORMATS
 from shipper.sources.eventjson import EVENT_JSON, JsonScanner, records
+from shipper.sources.windows_events import Settings as WindowsEventsInput
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "windows"
 

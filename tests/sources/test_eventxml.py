@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shipper.config import WindowsEventsInput
 from shipper.sources import FORMATS
 from shipper.sources.eventxml import EVENT_XML
+from shipper.sources.windows_events import Settings as WindowsEventsInput
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "windows"
 THIRDPARTY = Path(__file__).resolve().parents[2] / ".." / "shared" / "thirdparty"

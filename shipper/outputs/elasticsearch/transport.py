@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +58,20 @@ from shipper.outputs.elasticsearch.config import ElasticsearchOutput
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+
+#: the client library's loggers, and the least level they may log at: it logs every request
+#: at INFO, and marks its node dead at WARNING where the delivery loop already says that the
+#: output is unavailable. Set here, where the library is imported, so that the shipper's core
+#: (``shipper.logs``, ``shipper.service``) names no output's library; ``logging`` keeps a
+#: logger's level whatever the root's (``-v`` included), so the order of setup does not matter.
+CLIENT_LOG_LEVELS = {
+    "elastic_transport": logging.WARNING,
+    "elasticsearch": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "elastic_transport.node_pool": logging.ERROR,
+}
+for _name, _level in CLIENT_LOG_LEVELS.items():
+    logging.getLogger(_name).setLevel(_level)
 
 
 @dataclass(slots=True)
