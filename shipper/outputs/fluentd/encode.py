@@ -10,10 +10,13 @@ The tag is ``<prefix>.<event.dataset>`` and the time the event's own ``@timestam
 nanoseconds, both read from the document itself, so the pipeline need not carry them beside
 the documents. EventTime is msgpack ext type 0 with 32-bit big-endian seconds and nanoseconds.
 
-Entries are encoded one after the other into one buffer per chunk, which is the PackedForward
-blob as it is; for Forward mode the same bytes become an array by putting msgpack's array
-header (three forms, written by hand in ``_array_header``) in front, rather than decoding and
-re-encoding them.
+Entries are encoded one after the other, so the entries of a chunk, as they lie in the runs
+they came in, are the PackedForward blob as it is; for Forward mode the same bytes become an
+array by putting msgpack's array header in front, rather than decoding and re-encoding them. A
+chunk is kept as those slices with the message's head and options around them (msgpack's
+headers for the array, the bin and the entries, three forms each, written by hand in
+``_bin_header``/``_array_header``: msgspec packs whole objects only, so it would need the
+entries copied into one buffer first).
 
 msgspec does the JSON decoding and msgpack encoding: measured on an RMS usage event of 1.4 kB,
 decoding and packing it takes about 7 us with msgspec, 11 with orjson + msgpack (whose packer
@@ -37,7 +40,7 @@ import struct
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -99,24 +102,55 @@ def new_chunk_id() -> str:
 
 @dataclass(slots=True)
 class Chunk:
-    """One message as written on the wire; kept until acknowledged, and resent unchanged."""
+    """One message as written on the wire; kept until acknowledged, and resent unchanged.
+
+    The message is held in ``parts`` (its head, slices of the runs its entries came in, its
+    options), which the connection writes with one ``sendmsg``: the entries are not copied
+    into a buffer of the chunk's own and again into a packed message (two copies of every
+    byte sent, most of the sending process's own work, with a fresh 4 MiB buffer per chunk)."""
 
     tag: str
-    message: bytes
+    parts: tuple[bytes | memoryview, ...]
     size: int  # events
     chunk_id: str | None  # None without acks
     acked: bool = False
     sends: int = 0  # times written to a connection
     sent_at: float = 0.0
 
+    @property
+    def message(self) -> bytes:
+        """The message as one ``bytes`` (for TLS, and for reading it back)."""
+        return b"".join(self.parts)
 
-@dataclass
+
 class _Open:
-    """A chunk being filled: its entries encoded one after the other into one buffer (no
+    """A chunk being filled: slices of the runs its entries are in, adjacent ones merged (no
     object per entry, so the heap does not fill with a chunk's worth of small blocks)."""
 
-    buf: bytearray = field(default_factory=bytearray)
-    count: int = 0
+    __slots__ = ("count", "nbytes", "parts", "_data", "_start", "_stop")
+
+    def __init__(self) -> None:
+        self.parts: list[memoryview] = []
+        self.count = 0  # entries
+        self.nbytes = 0
+        self._data: memoryview | None = None  # the slice being extended
+        self._start = self._stop = 0
+
+    def add(self, data: memoryview, start: int, stop: int) -> None:
+        """Take ``data[start:stop]``: one or more whole entries."""
+        self.nbytes += stop - start
+        if data is self._data and start == self._stop:
+            self._stop = stop
+            return
+        if self._data is not None:
+            self.parts.append(self._data[self._start : self._stop])
+        self._data, self._start, self._stop = data, start, stop
+
+    def slices(self) -> list[memoryview]:
+        if self._data is not None:
+            self.parts.append(self._data[self._start : self._stop])
+            self._data = None
+        return self.parts
 
 
 class ForwardEncoder:
@@ -234,17 +268,17 @@ class ForwardEncoder:
                         o = open_[tag] = _Open()
                     base = ends[i - 1] if i else 0
                     stop = min(n, i + max_events - o.count)
-                    j = bisect.bisect_right(ends, base + max_bytes - len(o.buf), i, stop)
+                    j = bisect.bisect_right(ends, base + max_bytes - o.nbytes, i, stop)
                     if j == i:
                         if o.count:  # full by bytes: the next entry starts the next chunk
                             yield self._close(tag, o)
                             del open_[tag]
                             continue
                         j = i + 1  # one entry over max_bytes goes alone
-                    o.buf += data[base : ends[j - 1]]
+                    o.add(data, base, ends[j - 1])
                     o.count += j - i
                     i = j
-                    if o.count >= max_events or len(o.buf) >= max_bytes or j < stop:
+                    if o.count >= max_events or o.nbytes >= max_bytes or j < stop:
                         yield self._close(tag, o)
                         del open_[tag]
                 continue
@@ -254,10 +288,10 @@ class ForwardEncoder:
                 o = open_.get(tag)
                 if o is None:
                     o = open_[tag] = _Open()
-                elif len(o.buf) + stop_at - start > max_bytes:  # full: this entry starts the next
+                elif o.nbytes + stop_at - start > max_bytes:  # full: this entry starts the next
                     yield self._close(tag, o)
                     o = open_[tag] = _Open()
-                o.buf += data[start:stop_at]
+                o.add(data, start, stop_at)
                 start = stop_at
                 o.count += 1
                 if o.count >= max_events:
@@ -344,20 +378,25 @@ class ForwardEncoder:
         return tag
 
     def _close(self, tag: str, o: _Open) -> Chunk:
-        """The message for a chunk: ``[tag, entries, {size, chunk?, compressed?}]``."""
+        """The message for a chunk: ``[tag, entries, {size, chunk?, compressed?}]``, as msgpack
+        packs it, in parts around the entries' slices: msgpack's header of a 3-array, the tag,
+        the header of the entries (bin for PackedForward, array for Forward), the options."""
         size = o.count
         options: dict[str, Any] = {"size": size}
         chunk_id = new_chunk_id() if self.with_ack else None
         if chunk_id is not None:
             options["chunk"] = chunk_id
-        entries: Any = o.buf
+        entries: list[Any] = o.slices()
         if self.mode == "forward":
             # the entries one after the other are the body of a msgpack array of them
-            entries = msgspec.Raw(_array_header(size) + o.buf)
-        elif self.mode == "compressed_packed_forward":
-            entries = gzip.compress(o.buf, self.gzip_level, mtime=0)
-            options["compressed"] = "gzip"
-        return Chunk(tag, self._pack((tag, entries, options)), size, chunk_id)
+            header = _array_header(size)
+        else:
+            if self.mode == "compressed_packed_forward":
+                entries = [gzip.compress(b"".join(entries), self.gzip_level, mtime=0)]
+                options["compressed"] = "gzip"
+            header = _bin_header(sum(len(e) for e in entries))
+        head = b"\x93" + self._pack(tag) + header
+        return Chunk(tag, (head, *entries, self._pack(options)), size, chunk_id)
 
 
 class WireEncoder:
@@ -393,6 +432,15 @@ class WireEncoder:
         if events.msgpack:
             return self._encoder.packed_entries(events.msgpack, events.timestamps, events.datasets)
         return self._encoder.entries(events.docs)
+
+
+def _bin_header(n: int) -> bytes:
+    """msgpack's bin header for ``n`` bytes (bin 8, bin 16, bin 32)."""
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def _array_header(n: int) -> bytes:

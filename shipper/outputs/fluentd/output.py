@@ -173,7 +173,7 @@ class ForwardOutput:
                     log.warning("%s: resending chunk %s (%d events) to %s",
                                 self.name, chunk.chunk_id, chunk.size, r.label)  # fmt: skip
                 try:
-                    conn.send(chunk.message, s.ack_timeout)
+                    conn.send(chunk.parts, s.ack_timeout)
                 except ReceiverDown:
                     self._salvage(r, p, inflight, conn)
                     raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -27,6 +28,8 @@ from shipper.outputs.fluentd.settings import Settings
 __all__ = ["Connection", "ReceiverDown", "tls_context"]
 
 _READ = 64 * 1024
+#: buffers per sendmsg (POSIX's IOV_MAX is at least 16; Linux takes 1024)
+_IOV_MAX = 512
 #: seconds to listen for an unexpected HELO after connecting without a shared key
 HELO_GRACE = 0.05
 
@@ -111,14 +114,10 @@ class Connection:
         try:
             helo = handshake.parse_helo(helo_msg)
             salt = handshake.new_salt()
-            self.send(
-                self._pack(
-                    handshake.ping(
-                        helo, settings.self_hostname, shared_key, salt, settings.username, password
-                    )
-                ),
-                deadline - time.monotonic(),
+            ping = handshake.ping(
+                helo, settings.self_hostname, shared_key, salt, settings.username, password
             )
+            self.send((self._pack(ping),), deadline - time.monotonic())
             pong = self._read_one(deadline, "PONG")
             self.server_hostname = handshake.check_pong(pong, helo, salt, shared_key)
         except handshake.KeyRefused as e:
@@ -156,10 +155,15 @@ class Connection:
             raise ReceiverDown("reply too large") from None
         return True
 
-    def send(self, data: bytes, timeout: float) -> None:
+    def send(self, parts: Sequence[bytes | memoryview], timeout: float) -> None:
+        """Write a message given in parts: gathered by ``sendmsg`` on a plain socket where it
+        exists, joined once for TLS (``SSLSocket`` has no ``sendmsg``) and on Windows."""
         try:
             self.sock.settimeout(max(timeout, 0.001))
-            self.sock.sendall(data)
+            if isinstance(self.sock, ssl.SSLSocket) or not hasattr(self.sock, "sendmsg"):
+                self.sock.sendall(b"".join(parts))
+            else:
+                _send_gathered(self.sock, parts)
         except TimeoutError:
             raise ReceiverDown("write timed out (the receiver reads nothing)") from None
         except (OSError, ssl.SSLError) as e:
@@ -200,6 +204,22 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def _send_gathered(sock: socket.socket, parts: Sequence[bytes | memoryview]) -> None:
+    """``sendall`` for a list of buffers: ``sendmsg`` as often as it takes, at most
+    ``_IOV_MAX`` buffers a call, going on from where a partial write stopped."""
+    views = [memoryview(p) for p in parts if len(p)]
+    i = 0
+    while i < len(views):
+        sent = sock.sendmsg(views[i : i + _IOV_MAX])
+        while sent:
+            n = len(views[i])
+            if sent < n:
+                views[i] = views[i][sent:]
+                break
+            sent -= n
+            i += 1
 
 
 def _reason(e: BaseException) -> str:

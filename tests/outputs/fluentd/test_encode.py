@@ -261,3 +261,34 @@ def test_events_of_every_other_format_come_packed_as_their_json() -> None:
                     seen |= set(decoded.datasets)
     assert events > 50
     assert {"rms_connector.events", "ecma2host.events", "rms_connector.perf"} <= seen
+
+
+@pytest.mark.parametrize("mode", ["packed_forward", "forward", "compressed_packed_forward"])
+@pytest.mark.parametrize("events", [1, 40, 400])  # entries of a few hundred bytes, tens of kB, MB
+def test_a_chunk_sent_in_parts_is_the_message_msgpack_makes(mode, events):
+    """A chunk is held as its head, slices of the runs and its options, and written with one
+    gathering write; together they are exactly what msgpack packs for ``[tag, entries,
+    options]``: bin 8/16/32 (or array) headers of the right size, nothing between the slices."""
+    docs = [event(i, "windows.events" if i % 5 == 0 else "azure_rms.usage") for i in range(events)]
+    if events == 1:  # under 256 bytes: bin 8
+        docs = [{"@timestamp": "2024-03-04T09:00:01Z", "event": {"dataset": "d"}}]
+    if events == 400:
+        for d in docs:
+            d["message"] = "m" * 2500
+    lines = [orjson.dumps(d) for d in docs]
+    packer = pickle.loads(pickle.dumps(WireEncoder("p")))
+    wires = [packer.encode(Decoded(docs=lines[k : k + 7])) for k in range(0, events, 7)]
+    chunks = list(ForwardEncoder("p", mode).chunks_from_wires(wires))
+    assert sum(c.size for c in chunks) == events
+    for c in chunks:
+        message = b"".join(c.parts)
+        tag, body, options = msgpack.unpackb(message, raw=False)
+        assert tag == c.tag and options["size"] == c.size
+        # the whole message as msgpack packs it (for Forward mode: the entries re-packed)
+        want = b"\x93" + msgpack.packb(tag) + msgpack.packb(body) + msgpack.packb(options)
+        assert message == want
+        if mode == "forward":
+            assert len(body) == c.size
+        else:
+            blob = gzip.decompress(body) if mode == "compressed_packed_forward" else body
+            assert len(entries_of(blob)) == c.size

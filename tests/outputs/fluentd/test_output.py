@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import ssl
+import threading
 import time
 from collections import Counter
 
@@ -10,6 +13,7 @@ import orjson
 import pytest
 
 from shipper.errors import OutputFailed, RetryLater
+from shipper.outputs.fluentd import transport
 
 from .conftest import batch_of, event, send_until_acked
 from .receiver import EventTime, Faults, Receiver
@@ -238,3 +242,32 @@ def test_check_reaches_every_receiver_or_names_the_failing_one(tmp_path):
             check(Settings(hosts=[a.address], shared_key="bad"), tmp_path)
     with pytest.raises(OutputFailed, match="cannot reach"):
         check(Settings(hosts=[a.address], connect_timeout=1), tmp_path)
+
+
+def test_a_message_in_many_parts_arrives_whole_through_partial_writes():
+    """Chunks are written as a list of buffers (``sendmsg``); a receiver that reads slowly
+    makes each call write only part of them, and the next goes on where it stopped."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a.settimeout(10)  # as a connection has: writes then take what fits and return
+    rng = random.Random(7)
+    # more buffers than one call takes (512), some empty, one a slice of a larger buffer
+    parts = [rng.randbytes(rng.choice([0, 1, 17, 900, 9_000])) for _ in range(1200)]
+    parts[3] = memoryview(b"abcdefgh")[2:6]
+    got = bytearray()
+
+    def read() -> None:
+        while chunk := b.recv(5000):
+            got.extend(chunk)
+            if len(got) % 7 == 0:
+                time.sleep(0.001)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        transport._send_gathered(a, parts)
+    finally:
+        a.close()
+        reader.join()
+        b.close()
+    assert bytes(got) == b"".join(parts)
