@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import importlib.util
 import io
+import os
 import sys
 import urllib.parse
 from collections.abc import Iterator
@@ -30,6 +33,21 @@ def _blocked(tmp_path: Path) -> str:
     return str(blocker / "out" / "events")
 
 
+@contextlib.contextmanager
+def _disk_full() -> Iterator[None]:
+    """The disk full while a batch is written: every write and fsync fails with ENOSPC, which
+    a file output (``AppendFile``) waits out with ``RetryLater``, as space may be freed."""
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.MonkeyPatch.context() as m:
+        for name in ("write", "writev", "fsync", "sendfile"):
+            if hasattr(os, name):
+                m.setattr(os, name, full)
+        yield
+
+
 def ndjson(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     path = tmp_path / "out" / "events.ndjson"
 
@@ -41,6 +59,7 @@ def ndjson(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         settings=_settings("ndjson", path=str(path), max_bytes=2000, keep_files=100),
         data_dir=tmp_path / "data",
         delivered=delivered,
+        down=_disk_full,
         broken=lambda: _settings("ndjson", path=_blocked(tmp_path)),
     )
 
@@ -74,6 +93,7 @@ def csv_output(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Targe
         ),
         data_dir=tmp_path / "data",
         delivered=delivered,
+        down=_disk_full,
         broken=lambda: _settings("csv", path=_blocked(tmp_path) + ".csv"),
     )
 

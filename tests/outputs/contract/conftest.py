@@ -39,6 +39,9 @@ def _factory(spec: str) -> Any:
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     name = request.param
     spec = FACTORIES.get(name)
-    if spec is None:
-        pytest.skip(f"no contract factory for {name!r} in tests/outputs/contract/factories.py")
+    if spec is None:  # a registered output that never ran the contract is a failure
+        pytest.fail(
+            f"output {name!r} is registered but has no contract factory in"
+            " tests/outputs/contract/factories.py"
+        )
     yield from _factory(spec)(request, tmp_path)

@@ -5,7 +5,7 @@ An output's engineer adds ``"<output name>": "<module under tests/>:<function>"`
 function is a generator ``(request, tmp_path) -> Iterator[harness.Target]`` that starts a real
 receiver (see ``builtin.py`` for examples, ``harness.Gate`` for a receiver that can be made
 temporarily unavailable). Every output registered under ``shipper.outputs`` by the ``shipper``
-distribution runs the suite; one without a factory is reported as skipped.
+distribution runs the suite; one without a factory fails it, naming the output.
 """
 
 FACTORIES = {
