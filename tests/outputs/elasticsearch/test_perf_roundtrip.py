@@ -118,6 +118,8 @@ def test_perf_metrics_round_trip_with_numeric_types(tmp_path: Path, engine_url: 
         ):
             assert _field(mapping, f"rms_connector.perf.{name}")["type"] == "double", name
         assert _field(mapping, "host.name")["type"] == "keyword"
+        # the field the connector-health panels and per-host rules group by
+        assert _field(mapping, "host.hostname")["type"] == "keyword"
     (cpu,) = (
         requests.get(f"{engine_url}/shipper-windows.perf-*/_mapping", timeout=30).json().values()
     )
