@@ -17,8 +17,9 @@ A component module provides:
 * outputs: ``Settings`` (a ``shipper.settings.Settings`` with ``type: Literal["<name>"]``),
   ``build(settings, data_dir) -> Output``, optionally ``check(settings, data_dir) -> str`` and
   ``setup(settings, data_dir, dry_run) -> Iterable[str]``;
-* sources: ``Settings`` (a ``shipper.settings.SourceSettings``, whose ``formats`` names the
-  formats tried in order);
+* sources: ``Settings`` (a ``shipper.settings.SourceSettings``, whose ``default_formats``
+  names the formats tried in order unless the configuration's ``formats:`` names others, and
+  ``normaliser`` the normaliser of its records);
 * formats: a ``shipper.sources.base.Format``;
 * normalisers: ``make(options)`` (see ``shipper.normalise``).
 

@@ -16,7 +16,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from shipper.errors import ConfigError
 from shipper.private import parse_mode
@@ -97,19 +105,28 @@ class Settings(BaseModel):
 class SourceSettings(Settings):
     """What every input has: where its files are, and which formats may read them.
 
-    A source module subclasses this as its ``Settings``, sets ``formats`` (format names
-    registered under ``shipper.formats``, tried in order on each new file) and ``normaliser``
-    (a name registered under ``shipper.normalisers``: what turns the formats' records into
-    events) and, when its decoders need more settings, extends ``options()``.
+    A source module subclasses this as its ``Settings``, sets ``default_formats`` (format
+    names registered under ``shipper.formats``, tried in order on each new file unless the
+    configuration lists its own in ``formats:``) and ``normaliser`` (a name registered under
+    ``shipper.normalisers``: what turns the formats' records into events) and, when its
+    decoders need more settings, extends ``options()``. The names are checked against the
+    registry when the configuration is loaded (``shipper.config``).
     """
 
-    #: format names tried, in order, on each new file of this input
-    formats: ClassVar[tuple[str, ...]] = ()
+    #: format names tried, in order, on each new file of this input, unless ``formats:`` says
+    default_formats: ClassVar[tuple[str, ...]] = ()
     #: the normaliser of this input's records
     normaliser: ClassVar[str] = ""
 
     type: str
     paths: list[str] = Field(min_length=1, description="glob patterns of the folders to read")
+    formats: list[str] = Field(
+        default_factory=list,
+        min_length=1,
+        validate_default=True,
+        description="format names tried, in order, on each new file (default: the input's"
+        " own); a format a plugin registers can be named here",
+    )
     exclude: list[str] = Field(default_factory=list, description="glob patterns to skip")
     tags: list[str] = Field(
         default_factory=list,
@@ -119,6 +136,17 @@ class SourceSettings(Settings):
         default_factory=dict,
         description="added to every event as ECS `labels.<name>` (e.g. {tenant: contoso})",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_formats(cls, data: Any) -> Any:
+        """The input's own formats when the configuration names none (a default computed per
+        class: a ``Field`` default cannot see the subclass). A source that still declares
+        ``formats`` as a ``ClassVar`` (written before this setting) shadows the field: its
+        fixed list is used, and ``formats:`` is refused for it as an unknown key."""
+        if isinstance(data, dict) and "formats" not in data and "formats" in cls.model_fields:
+            return {**data, "formats": list(cls.default_formats)}
+        return data
 
     @field_validator("fields")
     @classmethod

@@ -167,6 +167,49 @@ def test_plugins_lists_every_component_with_its_distribution(tmp_path: Path, cli
     assert "broken on purpose" in result.stderr
 
 
+# --- an input's `formats:` setting: its own formats by default, or others (a plugin's) -------
+
+
+def test_a_built_in_input_reads_with_a_plugin_format_named_in_its_settings(
+    site: Path, tmp_path: Path, cli, repo
+):
+    distribution(
+        site,
+        "shipper-rmscopy",
+        {"shipper.formats": {"rms_copy": "rms_copy_format"}},
+        {
+            "rms_copy_format": "import dataclasses\n"
+            "from shipper.sources.w3c import W3C_RMS\n"
+            "FORMAT = dataclasses.replace(W3C_RMS, name='rms_copy')\n"
+        },
+    )
+    registry.refresh()
+    logs = str(repo / "examples" / "rms" / "*.log")
+    assert parse_config({"inputs": [{"type": "rms_usage", "paths": [logs]}]}).inputs[0].formats == [
+        "w3c_rms"
+    ]  # the input's own by default
+    inputs = [{"type": "rms_usage", "paths": [logs], "formats": ["rms_copy"]}]
+    assert parse_config({"inputs": inputs}).inputs[0].formats == ["rms_copy"]
+
+    config = tmp_path / "shipper.yaml"
+    out = tmp_path / "events.ndjson"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "data"), "inputs": inputs,
+                                  "outputs": [{"type": "ndjson", "path": str(out)}]}))  # fmt: skip
+    done = cli("run", "--once", str(config), cwd=tmp_path, env={"PYTHONPATH": f"{repo}:{site}"})
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(events) > 10 and {e["event"]["dataset"] for e in events} == {"azure_rms.usage"}
+
+
+def test_an_input_s_formats_setting_is_checked_like_its_own():
+    with pytest.raises(ConfigError) as e:
+        parse_config({"inputs": [{"type": "windows_events", "paths": ["x"],
+                                  "formats": ["evtx", "evtxx"]}]})  # fmt: skip
+    assert str(e.value).startswith("inputs[0].formats: unknown format 'evtxx' (installed: ")
+    with pytest.raises(ConfigError, match=r"^inputs\[0\]\.formats: List should have at least 1"):
+        parse_config({"inputs": [{"type": "windows_events", "paths": ["x"], "formats": []}]})
+
+
 # --- the example plugin (examples/plugins/shipper-logfmt), installed as a user would ------------
 
 
@@ -251,7 +294,7 @@ def rms_source(name: str, formats: tuple[str, ...], normaliser: str = "azure_rms
         "from typing import ClassVar, Literal\n"
         "from shipper.settings import SourceSettings\n"
         "class Settings(SourceSettings):\n"
-        f"    formats: ClassVar[tuple[str, ...]] = {formats!r}\n"
+        f"    default_formats: ClassVar[tuple[str, ...]] = {formats!r}\n"
         f"    normaliser: ClassVar[str] = {normaliser!r}\n"
         f"    type: Literal[{name!r}] = {name!r}\n"
     )

@@ -14,7 +14,7 @@ from shipper.settings import SourceSettings
 class Settings(SourceSettings):
     """Azure RMS usage logs (W3C) downloaded by Get-AadrmUserLog / Get-AadrmUsageLog."""
 
-    formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
+    default_formats: ClassVar[tuple[str, ...]] = ("w3c_rms",)
     normaliser: ClassVar[str] = "azure_rms"
 
     type: Literal["rms_usage"] = "rms_usage"

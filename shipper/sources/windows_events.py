@@ -1,5 +1,6 @@
 """The ``windows_events`` input: RMS connector / ECMA2Host event exports (.evtx, event XML,
-CSV/TXT and JSON). Settings only; the readers are the formats named in ``formats``."""
+CSV/TXT and JSON). Settings only; the readers are the formats named in ``default_formats``
+(or in the configuration's ``formats:``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from shipper.settings import SourceSettings, TimeZone
 class Settings(SourceSettings):
     """RMS connector / ECMA2Host event exports: .evtx, event XML, CSV/TXT and JSON."""
 
-    formats: ClassVar[tuple[str, ...]] = ("evtx", "event_xml", "event_json", "event_csv")
+    default_formats: ClassVar[tuple[str, ...]] = ("evtx", "event_xml", "event_json", "event_csv")
     normaliser: ClassVar[str] = "windows"
 
     type: Literal["windows_events"] = "windows_events"

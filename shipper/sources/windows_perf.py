@@ -1,7 +1,8 @@
 """The ``windows_perf`` input: Windows performance counter logs, above all the RMS
 connector's ("Microsoft Rights Management connector"), as typeperf / relog / Export-Counter
 write them (PDH CSV or TSV) or as ``Get-Counter | ConvertTo-Json`` exports them. Settings only;
-the readers are the formats named in ``formats``."""
+the readers are the formats named in ``default_formats`` (or in the configuration's
+``formats:``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class Settings(SourceSettings):
     """Performance counter logs: PDH CSV/TSV (typeperf, relog, Export-Counter) and
     Get-Counter JSON."""
 
-    formats: ClassVar[tuple[str, ...]] = ("perf_csv", "perf_json")
+    default_formats: ClassVar[tuple[str, ...]] = ("perf_csv", "perf_json")
     #: the registered normaliser (``shipper.normalise.perf``) the decoders look up
     normaliser: ClassVar[str] = "windows_perf"
 

@@ -32,7 +32,7 @@ def ship(path: Path, options: dict[str, object] = NEW_YORK):
 def test_detected_by_content(name: str) -> None:
     path = FIX / name
     head = path.read_bytes()[:4096]
-    assert [n for n in WindowsEventsInput.formats if FORMATS[n].sniff(head, str(path))] == [
+    assert [n for n in WindowsEventsInput.default_formats if FORMATS[n].sniff(head, str(path))] == [
         "event_csv"
     ]
 

@@ -34,7 +34,7 @@ def ship(path: Path, start: int = 0, state: str = "", final: bool = True):
 def test_detected_by_content_and_shipped(name: str) -> None:
     path = FIX / name
     head = path.read_bytes()[:4096]
-    assert [n for n in WindowsEventsInput.formats if FORMATS[n].sniff(head, str(path))] == [
+    assert [n for n in WindowsEventsInput.default_formats if FORMATS[n].sniff(head, str(path))] == [
         "event_json"
     ]
     docs, quarantined, _ = ship(path)

@@ -32,7 +32,7 @@ def ship(path: Path, final: bool = True, start: int = 0, state: str = ""):
 def test_every_xml_export_shape_is_recognised_and_ships(name: str) -> None:
     path = FIX / name
     head = path.read_bytes()[:4096]
-    assert [n for n in WindowsEventsInput.formats if FORMATS[n].sniff(head, str(path))] == [
+    assert [n for n in WindowsEventsInput.default_formats if FORMATS[n].sniff(head, str(path))] == [
         "event_xml"
     ]
     docs, quarantined, _ = ship(path)

@@ -125,7 +125,9 @@ def test_detected_by_content_and_not_taken_for_an_event_export(tmp_path: Path) -
         [["01/02/2024 10:00:00.000", "1"]],
     )
     head = path.read_bytes()[:4096]
-    assert [n for n in Settings.formats if FORMATS[n].sniff(head, str(path))] == ["perf_csv"]
+    assert [n for n in Settings.default_formats if FORMATS[n].sniff(head, str(path))] == [
+        "perf_csv"
+    ]
     assert not FORMATS["event_csv"].sniff(head, str(path))
     assert not PERF_CSV.sniff(
         b'"Level","Date and Time","Source","Event ID","Task Category"\r\n', "x.csv"

@@ -88,9 +88,9 @@ def test_windows_powershell_sample_sets_in_utf16(tmp_path: Path) -> None:
         ),
     ]
     path = write_ps5(tmp_path / "perf.json", data)
-    assert [n for n in Settings.formats if FORMATS[n].sniff(path.read_bytes()[:4096], "x")] == [
-        "perf_json"
-    ]
+    assert [
+        n for n in Settings.default_formats if FORMATS[n].sniff(path.read_bytes()[:4096], "x")
+    ] == ["perf_json"]
     docs, quarantined = ship(path)
     assert not quarantined
     got = [
