@@ -15,7 +15,10 @@ from shipper.config import parse_config
 from shipper.errors import ConfigError
 
 READERS = ("shipper.sources.w3c", "shipper.sources.evtx_file", "shipper.sources.eventxml",
-           "shipper.sources.eventjson", "shipper.sources.eventcsv")  # fmt: skip
+           "shipper.sources.eventjson", "shipper.sources.eventcsv", "shipper.sources.perfcsv",
+           "shipper.sources.perfjson", "shipper.sources.pdh")  # fmt: skip
+NORMALISERS = ("shipper.normalise.rms", "shipper.normalise.winlog", "shipper.normalise.perf",
+               "shipper.normalise.ecma2host")  # fmt: skip
 OUTPUTS = ("shipper.outputs.csv", "shipper.outputs.stdout", "shipper.outputs.elasticsearch",
            "shipper.outputs.syslog", "shipper.outputs.fluentd")  # fmt: skip
 
@@ -33,12 +36,14 @@ def imported_after(code: str, env: dict[str, str] | None = None) -> set[str]:
 def test_validating_a_config_imports_only_the_components_it_names():
     mods = imported_after(
         "from shipper.config import parse_config\n"
-        "parse_config({'inputs': [{'type': 'rms_usage', 'paths': ['x']}],"
+        "parse_config({'inputs': [{'type': 'rms_usage', 'paths': ['x']},"
+        " {'type': 'windows_perf', 'paths': ['y']}],"
         " 'outputs': [{'type': 'ndjson'}]})"
     )
     assert "shipper.sources.rms_usage" in mods and "shipper.outputs.ndjson" in mods
     assert not mods & set(READERS), mods & set(READERS)
     assert not mods & set(OUTPUTS), mods & set(OUTPUTS)
+    assert not {m for m in mods if m.startswith(NORMALISERS)}  # looked up, not imported
     assert not {"evtx", "elasticsearch", "elastic_transport"} & mods
 
 
