@@ -554,8 +554,10 @@ def dump_state(d: dict[str, Any]) -> str:
 class Records:
     """Where one chunk's parsed records go: through the input's normaliser into ``out``, or
     into the quarantine with the reason. The one place where a reader's record becomes an
-    encoded event, so every reader fills ``Decoded`` the same way; the reader never names the
-    normaliser (the chunk's options carry the input's choice, ``shipper.normalise``)."""
+    encoded event, so every reader fills ``Decoded`` the same way; the reader imports no
+    normaliser (the chunk's options carry the input's choice, ``shipper.normalise``) and names
+    one only as ``default_normaliser``, for a chunk whose options name none (a format used on
+    its own, as tools and tests do)."""
 
     __slots__ = ("chunk", "out", "normalise", "keep", "pack")
 

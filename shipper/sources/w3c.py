@@ -217,7 +217,8 @@ class _Decoding:
     def __init__(self, chunk: Chunk) -> None:
         self.chunk = chunk
         self.header = _Header.load(chunk.state_in)
-        # the input's choice (``shipper.normalise``): records here are columns under a header
+        # the input's choice (``shipper.normalise``): records here are columns under a header;
+        # azure_rms when the chunk names none (the format used on its own, by tools and tests)
         self.normaliser = for_chunk(chunk.options, "azure_rms")
         self.out = Decoded()
         self.bind: Callable[..., tuple[str, str, bytes]] | None = None
