@@ -64,6 +64,11 @@ class Metrics:
         self._outputs: dict[str, _Output] = {}
         self._building: dict[tuple[str, str], list[int]] = {}
         self._sealed: dict[int, dict[tuple[str, str], list[int]]] = {}
+        # input bytes behind the batch being built, those of each sealed batch, and those of
+        # every batch committed: the backlog is what a scan found minus what got committed
+        self._building_bytes = 0
+        self._sealed_bytes: dict[int, int] = {}
+        self.committed_bytes = 0
         self._lock = threading.Lock()
         self._server: Any = None
         self.backlog: Callable[[], float] = lambda: math.nan
@@ -71,12 +76,21 @@ class Metrics:
 
     # --- the pipeline's calls ---------------------------------------------------------
 
-    def took(self, inp: Any, records: int, events: int, duplicates: int, quarantined: int) -> None:
-        """A decoded chunk of ``inp``'s: ``records`` decoded, ``events`` of them added to the
-        batch being built (shipped once it is committed), ``duplicates`` skipped, and
-        ``quarantined`` records besides (read too)."""
+    def took(
+        self,
+        inp: Any,
+        records: int,
+        events: int,
+        duplicates: int,
+        quarantined: int,
+        nbytes: int = 0,
+    ) -> None:
+        """A decoded chunk of ``inp``'s, ``nbytes`` of its file: ``records`` decoded, ``events``
+        of them added to the batch being built (shipped once it is committed), ``duplicates``
+        skipped, and ``quarantined`` records besides (read too)."""
         label = self._labels.get(id(inp)) or ("inputs[?]", str(getattr(inp, "type", "?")))
         with self._lock:
+            self._building_bytes += nbytes
             counts = self._inputs.setdefault(label, [0] * len(_INPUT_COUNTS))
             counts[0] += records + quarantined
             pending = self._building.setdefault(label, [0, 0, 0])
@@ -91,9 +105,13 @@ class Metrics:
             if self._building:
                 self._sealed[id(batch)] = self._building
                 self._building = {}
+            if self._building_bytes:
+                self._sealed_bytes[id(batch)] = self._building_bytes
+                self._building_bytes = 0
 
     def committed(self, batch: object) -> None:
         with self._lock:
+            self.committed_bytes += self._sealed_bytes.pop(id(batch), 0)
             for label, (events, duplicates, quarantined) in self._sealed.pop(id(batch), {}).items():
                 counts = self._inputs.setdefault(label, [0] * len(_INPUT_COUNTS))
                 counts[1] += events
@@ -104,6 +122,7 @@ class Metrics:
         """The batch was not committed (stopped, failed): it is read again, counted then."""
         with self._lock:
             self._sealed.pop(id(batch), None)
+            self._sealed_bytes.pop(id(batch), None)
 
     def sent(self, output: str, seconds: float, delivered: int, duplicates: int, dead: int) -> None:
         o = self._output(output)
@@ -264,7 +283,8 @@ class _Collector:
             yield family
         yield GaugeMetricFamily(
             "shipper_backlog_bytes",
-            "bytes of the inputs' files not read yet (as of the last scan)",
+            "bytes of the inputs' files not committed yet: found by the last scan and not yet"
+            " delivered to every output",
             value=float(self._m.backlog()),
         )
         lag = lag_seconds(self._m.newest_event())

@@ -241,3 +241,87 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path):
         )
         with pytest.raises(ConfigError, match=rf"metrics.listen 127.0.0.1:{port}: cannot listen"):
             Pipeline(cfg, once=True).run()
+
+
+def status_json(cfg: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-m", "shipper.cli", "status", "--json", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM to a child")
+def test_with_the_output_down_the_backlog_is_what_is_not_committed(tmp_path: Path):
+    """Everything is read at once, nothing can be delivered: the backlog an operator watches
+    is every byte still to ship, the same figure ``shipper status`` gives."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    port = free_port()
+    proc = start(
+        tmp_path,
+        {
+            "data_dir": str(tmp_path / "data"),
+            "inputs": [{"type": "rms_usage", "paths": [str(EXAMPLES / "rms" / "*")]}],
+            "outputs": [
+                {
+                    "type": "elasticsearch",
+                    "hosts": [f"http://127.0.0.1:{dead}"],
+                    "backoff_initial": 0.05,
+                    "backoff_max": 0.1,
+                },
+            ],
+            "pipeline": {"workers": 1},
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+        },
+    )
+    try:
+        s = wait_for(port, proc, lambda s: total(s, "shipper_output_retries_total") >= 2)
+        status = status_json(tmp_path / "shipper.yaml")
+    finally:
+        stop(proc)
+    behind = status["totals"]["bytes_behind"]
+    assert behind == sum(p.stat().st_size for p in (EXAMPLES / "rms").iterdir()) > 0
+    assert one(s, "shipper_backlog_bytes") == behind
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM to a child")
+def test_dead_lettered_events_are_counted(tmp_path: Path):
+    """Syslog over UDP with a size limit every event exceeds: each goes to the dead-letter
+    file, and the counter says how many."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    port = free_port()
+    data = tmp_path / "data"
+    proc = start(
+        tmp_path,
+        {
+            "data_dir": str(data),
+            "inputs": [{"type": "rms_usage", "paths": [str(EXAMPLES / "rms" / "000000001")]}],
+            "outputs": [
+                {
+                    "type": "syslog",
+                    "hosts": [f"127.0.0.1:{receiver.getsockname()[1]}"],
+                    "transport": "udp",
+                    "max_message_size": 480,
+                }
+            ],
+            "pipeline": {"workers": 1},
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+        },
+    )
+    try:
+        s = wait_for(port, proc, lambda s: total(s, "shipper_input_events_shipped_total") > 0)
+    finally:
+        stop(proc)
+        receiver.close()
+    dead = lines(data / "dead_letter" / "syslog.jsonl")
+    assert len(dead) == total(s, "shipper_input_events_shipped_total") > 0
+    assert total(s, "shipper_output_dead_lettered_total") == len(dead)

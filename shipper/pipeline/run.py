@@ -99,9 +99,9 @@ class Pipeline:
         self._unreadable_now: dict[str, str] = {}  # file key -> why it cannot be opened
         self._empty: set[str] = set()  # empty files already mentioned
         self._decoding: dict[str, object] = {}  # options for the decoders from the outputs
-        # bytes to read found by the last scan, and bytes read before it: the backlog
+        # bytes to ship found by the last scan, and bytes committed before it: the backlog
         self._scan_pending = 0
-        self._done_at_scan = 0
+        self._committed_at_scan = 0
 
     def stop(self) -> None:
         """Finish the batch at hand, commit it, and return from ``run`` (signal-safe).
@@ -113,8 +113,11 @@ class Pipeline:
 
     @property
     def backlog(self) -> int:
-        """Bytes known to be unread: found by the last scan and not read since."""
-        return max(0, self._scan_pending - (self.progress.bytes_done - self._done_at_scan))
+        """Bytes of the inputs not committed: found by the last scan (past the committed
+        positions) and not committed since. Bytes read but not yet delivered to every output
+        (one down, say) are still backlog: they are read again if the shipper stops."""
+        committed = self.metrics.committed_bytes - self._committed_at_scan
+        return max(0, self._scan_pending - committed)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -227,7 +230,8 @@ class Pipeline:
         p = self.progress
         p.files_total += len(candidates)
         p.bytes_total += max(pending, 0)
-        self._scan_pending, self._done_at_scan = max(pending, 0), p.bytes_done
+        self._scan_pending = max(pending, 0)
+        self._committed_at_scan = self.metrics.committed_bytes
         self._on_progress()  # the totals, before the first chunk is read
         self._decoders.use_pool(pending)
         delivery = self._delivery
@@ -253,6 +257,7 @@ class Pipeline:
                 len(batch.events) - events,
                 batch.duplicates - duplicates,
                 len(work.quarantined),
+                chunk.end - chunk.start,
             )
             at = opened.state
             batch.held += len(chunk.state_out)
@@ -284,7 +289,7 @@ class Pipeline:
 
     def _heartbeat(self) -> None:
         """Follow mode: one line every ``heartbeat_interval`` saying the shipper is alive and
-        how far behind it is (events shipped, bytes not read yet, age of the newest event)."""
+        how far behind it is (events shipped, bytes not committed yet, age of the newest event)."""
         interval = self.config.pipeline.heartbeat_interval
         before = self.summary.events
         while not self._stop.wait(interval):
