@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -137,11 +138,20 @@ def test_follow_mode_logs_a_heartbeat(tmp_path, write_rms, log_format):
     assert proc.returncode == 0, err
     beats = [line for line in err.splitlines() if "heartbeat:" in line]
     assert beats, err
+    # the lag: from the newest event shipped to now, whatever the output (NDJSON here reads
+    # no timestamps itself)
+    newest = max(json.loads(line)["@timestamp"] for line in out.read_text().splitlines())
+    when = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+    lag = (datetime.now(timezone.utc) - when).total_seconds()
     if log_format == "json":
         last = json.loads(beats[-1])
         assert last["shipper"]["events"] == 40
         assert last["shipper"]["backlog_bytes"] == 0
+        assert abs(last["shipper"]["lag_seconds"] - lag) < 60, beats[-1]
     else:
         assert TEXT_LINE.match(beats[-1])
         assert "heartbeat: 40 events shipped" in beats[-1]
-        assert "backlog 0 B" in beats[-1] and "lag " in beats[-1]
+        assert "backlog 0 B" in beats[-1]
+        said = re.search(r"lag ([\d,]+) s$", beats[-1])
+        assert said, beats[-1]
+        assert abs(int(said.group(1).replace(",", "")) - lag) < 60, beats[-1]

@@ -176,7 +176,11 @@ class Pipeline:
                 store.commit([], {}, initial)
             self._store = store
             self._decoding = decoder_options(outputs)
-            if self.metrics.address is not None:  # the lag needs the events' timestamps
+            if self.metrics.address is not None or not self.once:
+                # the lag (the heartbeat's, the metric's) needs the events' timestamps: about
+                # 320 instructions an event more (callgrind, 40,000 RMS events in-process to
+                # NDJSON: 0.3% of the run), so always when following, with --once only for
+                # the metrics
                 self._decoding["metadata"] = True
             self._decoders = Decoders(self._workers, store)
             delivery = self._delivery = Delivery(
