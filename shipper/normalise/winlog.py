@@ -16,6 +16,10 @@ Names (level, opcode, keywords) that the export does not render are filled from 
 well-known values (winmeta.xml), as Winlogbeat does; a provider-specific task name cannot be
 known without the provider's manifest, so ``winlog.task`` is then left out.
 
+``host.name`` is the Computer lower-cased, ``host.hostname`` its first label: the name the
+same server's performance counters carry too (``shipper.normalise.hosts``). Winlogbeat keeps
+the Computer's case in ``host.name``; it stays as written in ``winlog.computer_name``.
+
 Event ids (the dedupe key, ``event.id`` and the Elasticsearch ``_id``): the first 32 hex
 characters of BLAKE2b over ``computer, channel, provider, record id`` (case-folded, joined by
 U+001F). Exports without a record id (Event Viewer CSV and text) are identified by their
