@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 import math
 import threading
 import time
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipper.errors import ConfigError
+
+log = logging.getLogger("shipper")
 
 __all__ = ["IDLE", "LATENCY_BUCKETS", "Metrics"]
 
@@ -73,6 +76,8 @@ class Metrics:
         self._server: Any = None
         self.backlog: Callable[[], float] = lambda: math.nan
         self.newest_event: Callable[[], str] = lambda: ""
+        #: told of every failed send (the checkpoint keeps the time for ``shipper status``)
+        self.on_failure: Callable[[str], None] = lambda output: None
 
     # --- the pipeline's calls ---------------------------------------------------------
 
@@ -138,6 +143,7 @@ class Metrics:
         o.retried += 1
         o.last_failure = time.time()
         self._observe(o, seconds)
+        self._failed(output)
 
     def failed(self, output: str, seconds: float) -> None:
         """The output cannot work (``OutputFailed``)."""
@@ -145,6 +151,13 @@ class Metrics:
         o.failed += 1
         o.last_failure = time.time()
         self._observe(o, seconds)
+        self._failed(output)
+
+    def _failed(self, output: str) -> None:
+        try:
+            self.on_failure(output)
+        except Exception as e:  # noting it must not stop the retrying; a commit says more
+            log.debug("%s: the failure could not be noted in the checkpoint: %s", output, e)
 
     def _output(self, name: str) -> _Output:
         o = self._outputs.get(name)

@@ -8,6 +8,11 @@ to every output; bytes are compared with the files as they are now on disk.
 Each file is one of: ``done`` (read to its end), ``behind`` (grown since, or not finished),
 ``new`` (matched by an input, never read), ``empty``, ``truncated`` (shorter than the position
 reached: it is read again from the start), ``gone`` (deleted, or no longer matched).
+
+Every output is listed, network ones too (they keep no state of their own): with the time it
+last delivered (the last commit of a batch, which every output had acknowledged) and last
+failed or was asked to retry, as the running shipper notes them in the checkpoint
+(``Store.register_outputs``, ``Store.note_failure``), and its committed state if it has one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shipper.config import Config
+from shipper.pipeline.delivery import QUARANTINE_STATE
 from shipper.sources.discovery import Candidate, open_position, scan
 from shipper.state import FileState
 from shipper.state.store import open_readonly
@@ -76,15 +82,24 @@ def read_status(cfg: Config) -> Status:
                 " updated FROM files"
             ).fetchall()
             known = {r[0]: (FileState(*r[:9]), r[9]) for r in rows}
-            st.outputs = {
+            states = {
                 name: json.loads(state)
                 for name, state in db.execute("SELECT name, state FROM output_state")
             }
+            health = {}
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'output_health'").fetchone():
+                health = {
+                    name: (success, failure)
+                    for name, success, failure in db.execute("SELECT * FROM output_health")
+                }
+            st.outputs = _outputs(cfg, states, health)
             (ids,) = db.execute("SELECT coalesce(sum(length(hi)), 0) / 8 FROM id_runs").fetchone()
             st.event_ids = int(ids)
         finally:
             db.close()
         st.last_commit = max((t for _, t in known.values()), default=None)
+    else:
+        st.outputs = _outputs(cfg, {}, {})
     found = scan(cfg.inputs, lambda key: known[key][0] if key in known else None)
     files: dict[str, FileProgress] = {}
     for c in found.candidates:  # matched, with something (maybe) to read
@@ -116,6 +131,36 @@ def read_status(cfg: Config) -> Status:
     return st
 
 
+def _outputs(
+    cfg: Config,
+    states: dict[str, dict[str, Any]],
+    health: dict[str, tuple[float | None, float | None]],
+) -> dict[str, dict[str, Any]]:
+    """Every output: those the last run registered (``Store.register_outputs``), or, before
+    any run did, those configured; with when each last delivered and failed, and its
+    committed state if it keeps one."""
+    names = list(health) or [_configured_name(out) for out in cfg.outputs]
+    names += [n for n in states if n not in names and n != QUARANTINE_STATE]
+    outputs = {}
+    for name in names:
+        success, failure = health.get(name, (None, None))
+        outputs[name] = {
+            "last_success": success,
+            "last_failure": failure,
+            "state": states.get(name),
+        }
+    return outputs
+
+
+def _configured_name(settings: Any) -> str:
+    """The name an output will run under (as ``Output.name``), from its settings."""
+    display = getattr(settings, "display_name", None)
+    if callable(display):
+        return str(display())
+    path = getattr(settings, "path", None)
+    return f"{settings.type}:{path}" if path is not None else str(settings.type)
+
+
 def _reopened(c: Candidate) -> str:
     """What the shipper will make of a known file: resumed, truncated or replaced (the same
     test as when it opens it, on the file's first bytes)."""
@@ -135,7 +180,14 @@ def render_json(st: Status) -> str:
             "event_ids": st.event_ids,
             "totals": st.totals,
             "files": [asdict(f) for f in st.files],
-            "outputs": st.outputs,
+            "outputs": {
+                name: {
+                    "last_success": _iso(out["last_success"]),
+                    "last_failure": _iso(out["last_failure"]),
+                    "state": out["state"],
+                }
+                for name, out in st.outputs.items()
+            },
         },
         indent=2,
     )
@@ -164,8 +216,19 @@ def render_text(st: Status, now: float | None = None) -> Iterator[str]:
     if st.outputs:
         yield "outputs:"
         name_width = max(len(n) for n in st.outputs)
-        for name, state in sorted(st.outputs.items()):
-            yield f"  {name:<{name_width}}  {_describe(state)}"
+        now = time.time() if now is None else now
+        for name, out in sorted(st.outputs.items()):
+            parts = [
+                f"last success {_when(out['last_success'], now)}",
+                f"last failure {_when(out['last_failure'], now)}",
+            ]
+            if out["state"] is not None:
+                parts.append(_describe(out["state"]))
+            yield f"  {name:<{name_width}}  {'; '.join(parts)}"
+
+
+def _when(t: float | None, now: float) -> str:
+    return "never" if t is None else f"{_iso(t)} ({_ago(max(now - t, 0))} ago)"
 
 
 def _describe(state: dict[str, Any]) -> str:

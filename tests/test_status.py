@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -130,7 +131,9 @@ def test_status_during_and_after_a_following_run(tmp_path: Path, cli):
     assert files["000000003"]["state"] == "new"
     assert files["000000003"]["behind"] == (rms / "000000003").stat().st_size
     assert files["growing.log"]["state"] == "done"
-    assert st["outputs"][f"ndjson:{out}"]["length"] == out.stat().st_size
+    ndjson = st["outputs"][f"ndjson:{out}"]
+    assert ndjson["state"]["length"] == out.stat().st_size
+    assert ndjson["last_success"] and ndjson["last_failure"] is None
     assert st["totals"] == {
         "done": 3,
         "behind": 0,
@@ -141,7 +144,8 @@ def test_status_during_and_after_a_following_run(tmp_path: Path, cli):
         "bytes_behind": (rms / "000000003").stat().st_size,
     }
     text_out = cli("status", str(cfg), cwd=tmp_path).stdout
-    assert f"ndjson:{out}  {out.stat().st_size:,} bytes committed" in text_out
+    assert f"ndjson:{out}  last success 20" in text_out
+    assert f"; last failure never; {out.stat().st_size:,} bytes committed" in text_out
 
 
 def test_status_before_any_run_creates_nothing(tmp_path: Path, cli):
@@ -165,3 +169,61 @@ def test_a_damaged_checkpoint_is_one_line_not_a_traceback(tmp_path: Path, cli):
     shown = cli("status", str(cfg), cwd=tmp_path)
     assert shown.returncode == 1
     assert "checkpoint.sqlite" in shown.stderr and "Traceback" not in shown.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM to a child")
+def test_status_lists_every_output_with_its_last_success_and_failure(tmp_path: Path, cli):
+    """A network output keeps no state, but the operator still asks "is it delivering?"."""
+    import calendar
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    rms = tmp_path / "rms"
+    rms.mkdir()
+    shutil.copy(EXAMPLES / "rms" / "000000001", rms / "000000001")
+    out = tmp_path / "out.ndjson"
+    cfg = tmp_path / "shipper.yaml"
+    syslog = {"type": "syslog", "hosts": [f"127.0.0.1:{dead}"], "transport": "tcp"}
+    cfg.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "inputs": [{"type": "rms_usage", "paths": [str(rms / "*")]}],
+                "outputs": [{"type": "ndjson", "path": str(out)}, syslog],
+                "pipeline": {"poll_interval": 0.2, "workers": 1},
+            }
+        ),
+        encoding="utf-8",
+    )
+    before = cli("status", "--json", str(cfg), cwd=tmp_path)  # before any run: configured ones
+    name = f"syslog:tcp://127.0.0.1:{dead}"
+    assert set(json.loads(before.stdout)["outputs"]) == {f"ndjson:{out}", name}
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    started = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "run", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        st = wait_status(
+            cli, cfg, tmp_path, lambda st: (st["outputs"].get(name) or {}).get("last_failure")
+        )
+        shown = cli("status", str(cfg), cwd=tmp_path).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    syslog_out = st["outputs"][name]
+    assert syslog_out["last_success"] is None and syslog_out["state"] is None
+    failed = calendar.timegm(time.strptime(syslog_out["last_failure"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert started - 2 <= failed <= time.time() + 1
+    # the file output has the events, but nothing is delivered until every output has them
+    assert st["outputs"][f"ndjson:{out}"]["last_success"] is None
+    assert re.search(rf"{re.escape(name)} +last success never; last failure 20", shown), shown

@@ -174,6 +174,8 @@ class Pipeline:
                 initial[QUARANTINE_STATE] = first
             if initial:  # where our writing starts, before any of it happens
                 store.commit([], {}, initial)
+            store.register_outputs(out.name for out in outputs)  # for `shipper status`
+            self.metrics.on_failure = store.note_failure
             self._store = store
             self._decoding = decoder_options(outputs)
             if self.metrics.address is not None or not self.once:

@@ -60,10 +60,18 @@ CREATE TABLE IF NOT EXISTS output_state (
     name  TEXT PRIMARY KEY,
     state TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS output_health (  -- for `shipper status`; Unix times, NULL: never
+    name         TEXT PRIMARY KEY,
+    last_success REAL,
+    last_failure REAL
+);
 """
 
 #: rows of one bucket are merged into one when there are this many
 COMPACT_AT = 32
+#: seconds; an output failing again sooner is not written down again (it retries every 50 ms
+#: at its fastest)
+FAILURE_NOTE_EVERY = 1.0
 SCHEMA_VERSION = 2
 
 _LOOKUP = "SELECT bucket, hi, lo FROM id_runs WHERE bucket IN (SELECT value FROM json_each(?))"
@@ -235,6 +243,8 @@ class Store:
         """``readonly`` is for decoder workers, which look ids up while the pipeline writes."""
         self.data_dir = data_dir
         self.path = data_dir / "checkpoint.sqlite"
+        self._outputs: tuple[str, ...] = ()  # this run's (``register_outputs``)
+        self._failure_noted: dict[str, float] = {}
         try:
             self._open(data_dir, readonly)
         except sqlite3.Error as e:
@@ -352,6 +362,38 @@ class Store:
         rows = self._read.execute("SELECT name, state FROM output_state")
         return {name: json.loads(state) for name, state in rows}
 
+    @_guarded
+    def register_outputs(self, names: Iterable[str]) -> None:
+        """The outputs of this run: ``shipper status`` lists them (network outputs included,
+        which keep no state), with when each last delivered (stamped at every commit that
+        delivered something) and last failed (``note_failure``). Outputs no longer configured
+        are forgotten here, their times with them."""
+        self._outputs = tuple(dict.fromkeys(names))
+        with self._tx():
+            self._db.execute(
+                "DELETE FROM output_health WHERE name NOT IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(list(self._outputs)),),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO output_health (name) VALUES (?)",
+                [(n,) for n in self._outputs],
+            )
+
+    @_guarded
+    def note_failure(self, name: str, now: float | None = None) -> None:
+        """``name`` failed to deliver (or asked to retry) at ``now``: written at most once
+        every ``FAILURE_NOTE_EVERY`` seconds an output, in the thread that commits."""
+        t = time.time() if now is None else now
+        if t - self._failure_noted.get(name, float("-inf")) < FAILURE_NOTE_EVERY:
+            return
+        self._failure_noted[name] = t
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO output_health (name, last_failure) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_failure = excluded.last_failure",
+                (name, t),
+            )
+
     # --- the one commit ---------------------------------------------------------------
 
     @_guarded
@@ -364,6 +406,7 @@ class Store:
     ) -> None:
         """Positions, shipped ids (by bucket) and output states, atomically."""
         t = time.time() if now is None else now
+        files = list(files)
         with self._tx():
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -394,6 +437,12 @@ class Store:
                 "INSERT OR REPLACE INTO output_state VALUES (?, ?)",
                 [(name, json.dumps(st)) for name, st in output_states.items()],
             )
+            if files:  # a delivered batch (committed once every output acknowledged it)
+                self._db.executemany(
+                    "INSERT INTO output_health (name, last_success) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET last_success = excluded.last_success",
+                    [(name, t) for name in self._outputs],
+                )
 
     def _compact(self, buckets: Iterable[str]) -> None:
         """Merge the rows of each of ``buckets`` that has ``COMPACT_AT`` or more (in the
