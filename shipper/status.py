@@ -28,6 +28,7 @@ from typing import Any
 
 from shipper.config import Config
 from shipper.pipeline.delivery import QUARANTINE_STATE
+from shipper.redact import mask
 from shipper.sources.discovery import Candidate, open_position, scan
 from shipper.state import FileState
 from shipper.state.store import open_readonly
@@ -139,7 +140,7 @@ def _outputs(
     """Every output: those the last run registered (``Store.register_outputs``), or, before
     any run did, those configured; with when each last delivered and failed, and its
     committed state if it keeps one."""
-    names = list(health) or [_configured_name(out) for out in cfg.outputs]
+    names = list(health) or [mask(_configured_name(out)) for out in cfg.outputs]
     names += [n for n in states if n not in names and n != QUARANTINE_STATE]
     outputs = {}
     for name in names:

@@ -176,6 +176,11 @@ def test_a_run_with_every_output_down_never_shows_a_secret(
     status = cli("status", str(cfg), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert SECRET not in status.stdout + status.stderr
+    assert "opensearch:http://elastic:****@127.0.0.1" in status.stdout  # listed, masked
+    # nor is it written down: the checkpoint names the outputs as shown
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
 
 
 def test_a_logged_traceback_does_not_show_a_secret(caplog: pytest.LogCaptureFixture):

@@ -48,6 +48,7 @@ from shipper.pipeline.delivery import QUARANTINE_STATE, Delivery, Stopped
 from shipper.pipeline.progress import Progress, Summary, heartbeat
 from shipper.pipeline.routing import Decoders, decoder_options
 from shipper.private import data_dir_lock, make_dirs
+from shipper.redact import mask
 from shipper.rejects import RejectFile
 from shipper.sources import FORMATS, Chunk, FileRefused
 from shipper.sources.discovery import Candidate, begin, scan
@@ -174,8 +175,10 @@ class Pipeline:
                 initial[QUARANTINE_STATE] = first
             if initial:  # where our writing starts, before any of it happens
                 store.commit([], {}, initial)
-            store.register_outputs(out.name for out in outputs)  # for `shipper status`
-            self.metrics.on_failure = store.note_failure
+            # for `shipper status`; by their names as shown (a URL's password masked), as a
+            # password has no business in the checkpoint
+            store.register_outputs(mask(out.name) for out in outputs)
+            self.metrics.on_failure = lambda name: store.note_failure(mask(name))
             self._store = store
             self._decoding = decoder_options(outputs)
             if self.metrics.address is not None or not self.once:
