@@ -268,6 +268,7 @@ def check(config: str, check_outputs: bool, skip_local: bool) -> None:
     """Validate the configuration, that the data dir can be created and written and that every
     input pattern finds files (and, with --outputs, reach every output). Exit 1 on any problem.
     Nothing is created or changed."""
+    from shipper.check import reader_problems
     from shipper.preflight import data_dir_problem, empty_patterns
 
     _setup_logging(False)  # for what loading the configuration says
@@ -277,9 +278,9 @@ def check(config: str, check_outputs: bool, skip_local: bool) -> None:
         f" data in {cfg.data_dir})"
     )
     ok = True
-    problems = []
+    problems: list[str | None] = list(reader_problems(cfg))  # plugins are this machine's
     if not skip_local:
-        problems = [data_dir_problem(cfg.data_path, create=False), *empty_patterns(cfg.inputs)]
+        problems += [data_dir_problem(cfg.data_path, create=False), *empty_patterns(cfg.inputs)]
     for line in problems:
         if line is not None:
             _echo(f"error: {line}", err=True)

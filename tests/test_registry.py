@@ -363,7 +363,11 @@ def test_a_broken_plugin_format_is_named_by_check_and_skipped_at_run(
     out = tmp_path / "events.ndjson"
     config.write_text(json.dumps({"data_dir": str(tmp_path / "data"), "inputs": inputs,
                                   "outputs": [{"type": "ndjson", "path": str(out)}]}))  # fmt: skip
-    done = cli("run", "--once", str(config), cwd=tmp_path, env={"PYTHONPATH": f"{repo}:{site}"})
+    env = {"PYTHONPATH": f"{repo}:{site}"}
+    checked = cli("check", str(config), cwd=tmp_path, env=env)
+    assert checked.returncode == 1
+    assert "error: inputs[0].formats: format 'kaput' from shipper-kaput 1.2.3" in checked.stderr
+    done = cli("run", "--once", str(config), cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr  # every file read by w3c_rms, after kaput
     assert len(out.read_text().splitlines()) > 10
     said = [line for line in done.stderr.splitlines() if "format kaput skipped" in line]
