@@ -273,6 +273,12 @@ def test_autumn_hour_followed_as_typeperf_writes_it(tmp_path: Path, cut: int) ->
     path = pdh_file(
         tmp_path / "autumn.csv", "GMT Standard Time", -60, [col("H", SINCE)], rows[:cut]
     )
+    assert _utc(_read_then_append(path, rows[cut:])) == [utc for _, utc in AUTUMN]
+
+
+def _read_then_append(path: Path, more: list[list[str]]) -> list[dict]:
+    """The documents of ``path`` read to its end, then of the rows ``more`` appended to it as
+    typeperf appends them, read on from where the first read stopped (position and state)."""
     docs, pos, state = [], 0, ""
     opts: dict[str, object] = {"timezone": "UTC"}
     with open(path, "rb") as f:
@@ -280,12 +286,12 @@ def test_autumn_hour_followed_as_typeperf_writes_it(tmp_path: Path, cut: int) ->
             docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
             pos, state = chunk.end, chunk.state_out
     with open(path, "ab") as f:
-        for row in rows[cut:]:
+        for row in more:
             f.write(("".join(f'"{c}",' for c in row)[:-1] + "\r\n").encode())
     with open(path, "rb") as f:
         for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
             docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
-    assert _utc(docs) == [utc for _, utc in AUTUMN]
+    return docs
 
 
 SECOND_PASS = [  # a London log started in the second pass of the autumn hour: bias 0 (GMT)
@@ -312,18 +318,7 @@ def test_log_started_in_the_second_pass_of_the_autumn_hour_follows_the_zone(
         docs, quarantined = ship(path)
         assert not quarantined
     else:
-        docs, pos, state = [], 0, ""
-        opts: dict[str, object] = {"timezone": "UTC"}
-        with open(path, "rb") as f:
-            for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
-                docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
-                pos, state = chunk.end, chunk.state_out
-        with open(path, "ab") as f:
-            for row in rows[cut:]:
-                f.write(("".join(f'"{c}",' for c in row)[:-1] + "\r\n").encode())
-        with open(path, "rb") as f:
-            for chunk in PERF_CSV.chunks(f, str(path), pos, state, False, opts):
-                docs += [orjson.loads(d) for d in PERF_CSV.decode(chunk).docs]
+        docs = _read_then_append(path, rows[cut:])
     assert _utc(docs) == [utc for _, utc in SECOND_PASS]
 
 
