@@ -83,18 +83,34 @@ def shared() -> Path:
     return SHARED
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):
-    """Run ``shipper`` as a user would, in a subprocess."""
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.update(env or {})
+    return full_env
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120):
+    """Run ``shipper`` as a user would, in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "shipper.cli", *args],
         cwd=cwd,
-        env=full_env,
+        env=_cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_shipper(config: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``shipper run CONFIG`` following, as a user starts it; its stderr kept for the test."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipper.cli", "run", str(config)],
+        cwd=cwd,
+        env=_cli_env(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

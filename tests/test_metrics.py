@@ -23,6 +23,7 @@ import pytest
 from shipper.config import parse_config
 from shipper.errors import ConfigError
 from shipper.pipeline import Pipeline
+from tests.conftest import start_shipper
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -60,16 +61,7 @@ def one(samples: dict, name: str, **labels: str) -> float:
 def start(tmp_path: Path, config: dict) -> subprocess.Popen[str]:
     path = tmp_path / "shipper.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(path)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_shipper(path, tmp_path)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:

@@ -4,17 +4,17 @@ another shipper follows the folder (no lock, nothing written) and after it stopp
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import start_shipper
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -71,16 +71,7 @@ def test_status_during_and_after_a_following_run(tmp_path: Path, cli):
     out = tmp_path / "out" / "events.ndjson"
     cfg = write_config(tmp_path, rms, out)
 
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(cfg)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_shipper(cfg, tmp_path)
     try:
         # while it runs (and holds the data dir's lock): three files done, one behind
         st = wait_status(cli, cfg, tmp_path, lambda st: st["totals"]["done"] == 3)
@@ -201,17 +192,8 @@ def test_status_lists_every_output_with_its_last_success_and_failure(tmp_path: P
     name = f"syslog:tcp://127.0.0.1:{dead}"
     assert set(json.loads(before.stdout)["outputs"]) == {f"ndjson:{out}", name}
 
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     started = time.time()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(cfg)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_shipper(cfg, tmp_path)
     try:
         st = wait_status(
             cli, cfg, tmp_path, lambda st: (st["outputs"].get(name) or {}).get("last_failure")

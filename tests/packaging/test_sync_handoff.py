@@ -17,14 +17,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, rms_row, rms_text
+from tests.conftest import REPO, rms_row, rms_text, start_shipper
 
 WEVTUTIL_SAMPLE = REPO / "examples" / "windows" / "ecma2host_wevtutil_ps5.xml"
 SCRIPT = REPO / "packaging" / "windows" / "Sync-RmsLogs.ps1"
@@ -176,15 +175,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
 def test_follow_mode_never_reads_a_growing_temporary_file(tmp_path, folders):
     usage, events = folders
     cfg = config(tmp_path, [str(usage / "**/*")], [str(events / "*")])
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(cfg)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_shipper(cfg, tmp_path)
     try:
         wait_for(lambda: (tmp_path / "data" / "checkpoint.sqlite").exists())
         staging = usage / ".sync-rmslogs" / "2024-03-05"

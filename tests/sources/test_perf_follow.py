@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import start_shipper
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -59,14 +59,7 @@ def test_typeperf_appending_rows_ships_each_complete_row_once(tmp_path: Path) ->
             }
         )
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shipper.cli", "run", str(cfg)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_shipper(cfg, Path.cwd())
     try:
         wait_for(lambda: len(docs(tmp_path)) == 1)
         second = row(15, 115, " ")  # a missing sample: only that value is left out
