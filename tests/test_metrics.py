@@ -23,7 +23,7 @@ import pytest
 from shipper.config import parse_config
 from shipper.errors import ConfigError
 from shipper.pipeline import Pipeline
-from tests.conftest import start_shipper
+from tests.conftest import closed_port, start_shipper
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -176,9 +176,7 @@ def test_counters_say_what_a_following_shipper_shipped(tmp_path: Path):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM to a child")
 def test_an_unavailable_output_shows_as_retries_and_a_last_failure(tmp_path: Path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = closed_port()
     port = free_port()
     es = f"elasticsearch:http://elastic:****@127.0.0.1:{dead}"  # its password masked
     proc = start(
@@ -253,9 +251,7 @@ def status_json(cfg: Path) -> dict:
 def test_with_the_output_down_the_backlog_is_what_is_not_committed(tmp_path: Path):
     """Everything is read at once, nothing can be delivered: the backlog an operator watches
     is every byte still to ship, the same figure ``shipper status`` gives."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = closed_port()
     port = free_port()
     proc = start(
         tmp_path,

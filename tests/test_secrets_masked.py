@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import yaml
 from shipper import redact
 from shipper.config import parse_config
 from shipper.errors import ConfigError
+from tests.conftest import closed_port
 
 SECRET = "Hunter2-s3cret"
 FILE_SECRET = "from-a-file-7f3a"
@@ -23,12 +23,6 @@ def _forget_secrets():
     """What one test's configuration made secret is not masked in the next test's output."""
     yield
     redact.remember({})
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write(tmp_path: Path, config: dict) -> Path:

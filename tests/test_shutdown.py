@@ -18,17 +18,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import closed_port
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 120
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (free a moment ago): connections are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_shipper
+from tests.conftest import closed_port, start_shipper
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -166,11 +166,8 @@ def test_a_damaged_checkpoint_is_one_line_not_a_traceback(tmp_path: Path, cli):
 def test_status_lists_every_output_with_its_last_success_and_failure(tmp_path: Path, cli):
     """A network output keeps no state, but the operator still asks "is it delivering?"."""
     import calendar
-    import socket
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = closed_port()
     rms = tmp_path / "rms"
     rms.mkdir()
     shutil.copy(EXAMPLES / "rms" / "000000001", rms / "000000001")

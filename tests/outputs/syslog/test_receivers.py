@@ -7,12 +7,13 @@ each arrives exactly once, as one message, parsing back to the same fields.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+
+from tests.conftest import closed_port
 
 from .conftest import windows_event
 from .helpers import check_rsyslog_json, check_syslog_ng_json, ship
@@ -157,9 +158,7 @@ def test_failover_to_the_next_receiver(
     from shipper.outputs.syslog.settings import Settings
 
     r = rsyslog("imptcp")
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = closed_port()
     hosts = [f"127.0.0.1:{dead}", f"127.0.0.1:{r.port}"]
     assert f"127.0.0.1:{r.port}" in check(Settings(hosts=hosts), tmp_path)
     ack = ship(rms_events[:50], tmp_path, hosts=hosts, hostname=HOST)
