@@ -38,8 +38,27 @@ class TextFormatter(logging.Formatter):
 def json_formatter() -> logging.Formatter:
     import ecs_logging
 
+    class Formatter(ecs_logging.StdlibFormatter):
+        """ECS lines, masked: the message is masked as the record is made, but ecs-logging
+        writes an exception's message and stack from the exception itself (``error.*``)."""
+
+        def format_to_ecs(self, record: logging.LogRecord) -> dict[str, Any]:
+            return _masked(super().format_to_ecs(record))
+
     # where in our code a line was logged, and the process, are noise for an operator
-    return ecs_logging.StdlibFormatter(exclude_fields=["log.original", "log.origin", "process"])
+    return Formatter(exclude_fields=["log.original", "log.origin", "process"])
+
+
+def _masked(node: Any) -> Any:
+    from shipper.redact import mask
+
+    if isinstance(node, str):
+        return mask(node)
+    if isinstance(node, dict):
+        return {k: _masked(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_masked(v) for v in node]
+    return node
 
 
 class _ConsoleHandler(logging.Handler):

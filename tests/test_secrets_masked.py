@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
-from shipper import redact
+from shipper import logs, redact
 from shipper.config import parse_config
 from shipper.errors import ConfigError
 from tests.conftest import closed_port
@@ -186,3 +187,8 @@ def test_a_logged_traceback_does_not_show_a_secret(caplog: pytest.LogCaptureFixt
     text = logging.Formatter().format(caplog.records[-1])
     assert "Traceback" in text and "ConnectionError: login with **** to" in text
     assert "trace-secret-52" not in text and "url-pw-53" not in text
+    # --log-format json: ecs-logging writes the exception from the exception itself
+    line = json.loads(logs.json_formatter().format(caplog.records[-1]))
+    assert line["error"]["type"] == "ConnectionError"
+    assert line["error"]["message"].startswith("login with **** to")
+    assert "trace-secret-52" not in str(line) and "url-pw-53" not in str(line)
