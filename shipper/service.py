@@ -37,6 +37,7 @@ from pathlib import Path
 import click
 
 from shipper.errors import ShipperError
+from shipper.redact import mask, remember
 
 SERVICE_NAME = "shipper"
 DISPLAY_NAME = "shipper (Azure RMS logs to ECS)"
@@ -379,9 +380,10 @@ def install_command(
                 password = password_file.read().rstrip("\r\n")
             else:
                 password = click.prompt(f"password of {user}", hide_input=True)
+            remember({"password": password})  # an error quoting it prints it masked
         line = install(config or home / "shipper.yaml", name, home, start, user, password)
     except ServiceError as e:
-        click.echo(f"shipper service install: {e}", err=True)
+        click.echo(mask(f"shipper service install: {e}"), err=True)
         sys.exit(1)
     click.echo(line)
 
@@ -393,7 +395,7 @@ def remove_command(name: str) -> None:
     try:
         line = remove(name)
     except ServiceError as e:
-        click.echo(f"shipper service remove: {e}", err=True)
+        click.echo(mask(f"shipper service remove: {e}"), err=True)
         sys.exit(1)
     click.echo(line)
 

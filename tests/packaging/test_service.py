@@ -237,3 +237,28 @@ def test_shipper_service_is_a_command_that_explains_itself_off_windows(cli, tmp_
     assert r.returncode == 1
     assert "Windows only" in r.stderr and "packaging/systemd/shipper.service" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_an_install_error_quoting_the_account_password_shows_it_masked(tmp_path, monkeypatch):
+    """Whatever Windows answers (an error may quote the command line it ran), the service
+    account's password never reaches the console."""
+    from click.testing import CliRunner
+
+    from shipper import redact, service
+
+    def refuse(config, name, home, start, user, password):
+        raise service.ServiceError(f"CreateService failed for {user} / {password}: access denied")
+
+    monkeypatch.setattr(service, "_require_windows", lambda: None)
+    monkeypatch.setattr(service, "install", refuse)
+    (tmp_path / "pw").write_text("S3rvice-pw-88\n", encoding="utf-8")
+    try:
+        args = ["install", "--home", str(tmp_path), "--user", r"CONTOSO\svc"]
+        result = CliRunner().invoke(
+            service.service_command, [*args, "--password-file", str(tmp_path / "pw")]
+        )
+    finally:
+        redact.remember({})
+    assert result.exit_code == 1
+    assert r"CreateService failed for CONTOSO\svc / ****: access denied" in result.output
+    assert "S3rvice-pw-88" not in result.output
