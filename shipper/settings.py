@@ -101,6 +101,14 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def display_name(self) -> str:
+        """The name a component goes by (an output's ``name``, in messages, metrics and
+        ``shipper status``): its type, and the file it writes where it has one. Outputs that
+        reach hosts say which, in their own ``display_name``."""
+        path = getattr(self, "path", None)
+        kind = getattr(self, "type", type(self).__name__)
+        return f"{kind}:{path}" if path is not None else str(kind)
+
 
 class SourceSettings(Settings):
     """What every input has: where its files are, and which formats may read them.

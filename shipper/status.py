@@ -140,7 +140,7 @@ def _outputs(
     """Every output: those the last run registered (``Store.register_outputs``), or, before
     any run did, those configured; with when each last delivered and failed, and its
     committed state if it keeps one."""
-    names = list(health) or [mask(_configured_name(out)) for out in cfg.outputs]
+    names = list(health) or [mask(out.display_name()) for out in cfg.outputs]
     names += [n for n in states if n not in names and n != QUARANTINE_STATE]
     outputs = {}
     for name in names:
@@ -151,15 +151,6 @@ def _outputs(
             "state": states.get(name),
         }
     return outputs
-
-
-def _configured_name(settings: Any) -> str:
-    """The name an output will run under (as ``Output.name``), from its settings."""
-    display = getattr(settings, "display_name", None)
-    if callable(display):
-        return str(display())
-    path = getattr(settings, "path", None)
-    return f"{settings.type}:{path}" if path is not None else str(settings.type)
 
 
 def _reopened(c: Candidate) -> str:

@@ -176,7 +176,7 @@ class CsvOutput:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.name = f"csv:{settings.path}"
+        self.name = settings.display_name()
         self.main_dataset = load_yaml(W3C_MAP)["dataset"]
         if settings.columns == "w3c":
             self._main_columns = w3c_columns()

@@ -34,7 +34,7 @@ class NdjsonFileOutput:
     needs_metadata = False
 
     def __init__(self, settings: Settings) -> None:
-        self.name = f"ndjson:{settings.path}"
+        self.name = settings.display_name()
         self.path = Path(settings.path)
         self._file = AppendFile(
             self.path, settings.max_bytes, settings.keep_files, settings.file_mode
