@@ -35,12 +35,8 @@ def reader_problems(cfg: Config) -> Iterator[str]:
     """One line per format or normaliser of an input that cannot be loaded (a plugin that
     fails to import or lacks what a format must provide), naming it and its distribution."""
     for i, inp in enumerate(cfg.inputs):
-        for name in inp.formats:
+        for setting, kind, name in inp.readers():
             try:
-                registry.load("formats", name)
+                registry.load(kind, name)
             except ShipperError as e:
-                yield f"inputs[{i}].formats: {e}"
-        try:
-            registry.load("normalisers", inp.normaliser)
-        except ShipperError as e:
-            yield f"inputs[{i}].normaliser: {e}"
+                yield f"inputs[{i}].{setting}: {e}"

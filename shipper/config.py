@@ -82,15 +82,11 @@ def _unknown_readers(settings: Any, where: str) -> list[str]:
     ``shipper.check.reader_problems``). Caught here, a typo is a configuration error listing
     what is installed, not a refusal of every file at run time."""
     lines = []
-    for name in settings.formats:
+    for setting, kind, name in settings.readers():
         try:
-            registry.entry("formats", name)
+            registry.entry(kind, name)
         except registry.UnknownComponent as e:
-            lines.append(f"{where}.formats: {e}")
-    try:
-        registry.entry("normalisers", settings.normaliser)
-    except registry.UnknownComponent as e:
-        lines.append(f"{where}.normaliser: {e}")
+            lines.append(f"{where}.{setting}: {e}")
     return lines
 
 

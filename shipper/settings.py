@@ -13,6 +13,7 @@ for every model to spell sizes and durations the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -155,6 +156,13 @@ class SourceSettings(Settings):
         if isinstance(data, dict) and "formats" not in data and "formats" in cls.model_fields:
             return {**data, "formats": list(cls.default_formats)}
         return data
+
+    def readers(self) -> Iterator[tuple[str, str, str]]:
+        """``(setting, registry kind, name)`` of each format and of the normaliser this input
+        uses: what the configuration looks up and ``shipper check`` imports."""
+        for name in self.formats:
+            yield "formats", "formats", name
+        yield "normaliser", "normalisers", self.normaliser
 
     @field_validator("fields")
     @classmethod
