@@ -237,7 +237,7 @@ def decode(chunk: Chunk) -> Decoded:
 
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        if row[0].startswith("#TYPE"):
+        if text.startswith("#TYPE", a):  # the line as written: a field "#TYPE" is a value
             continue
         if [c.strip() for c in row[: len(cols)]] == cols:
             continue  # the header line itself

@@ -77,3 +77,19 @@ def test_powershell_export_csv_has_record_ids() -> None:
     assert d["winlog"]["computer_name"] == "RMSCON01.contoso.com"
     assert d["winlog"]["channel"] == "Application"
     assert d["winlog"]["keywords"] == ["Classic"]
+
+
+def test_a_message_that_reads_like_the_type_line_is_an_event(tmp_path: Path) -> None:
+    """``#TYPE`` is skipped where Export-Csv writes it, at the start of a line; a record whose
+    first field (the message) says ``#TYPE ...`` is quoted there and ships like any other."""
+    head = '"Message","Id","Level","RecordId","ProviderName","LogName","MachineName","TimeCreated"'
+    row = '"{}","1000","4","{}","Microsoft RMS connector","Application","RMSCON01",'
+    row += '"3/4/2024 9:00:0{} AM"'
+    lines = ["#TYPE System.Diagnostics.Eventing.Reader.EventLogRecord", head]
+    lines += [row.format(msg, n, n) for n, msg in enumerate(["ok", "#TYPE", "#TYPE x"], 1)]
+    path = tmp_path / "export.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    docs, quarantined = ship(path, {"date_format": "%m/%d/%Y %I:%M:%S %p"})
+    assert not quarantined
+    assert [d["winlog"]["record_id"] for d in docs] == [1, 2, 3]
+    assert [d["message"] for d in docs] == ["ok", "#TYPE", "#TYPE x"]
